@@ -1,0 +1,496 @@
+package authn
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Identity is a verified caller: who the token says it is, once the signature,
+// issuer, audience and validity times have checked out.
+type Identity struct {
+	// Issuer is the IssuerConfig.Name that verified the token.
+	Issuer string
+	// IssuerURL is the token's iss claim.
+	IssuerURL string
+	// Subject is the token's sub claim; never empty.
+	Subject string
+	// Audience is the token's aud claim.
+	Audience []string
+	// ExpiresAt is the token's exp claim.
+	ExpiresAt time.Time
+	// Claims holds every claim of the token, decoded by encoding/json
+	// (string, float64, bool, []any, map[string]any, nil), for policy checks.
+	Claims map[string]any
+}
+
+// Verifier verifies identity tokens against the configured issuers. It is safe
+// for concurrent use. Close stops its background key refreshes.
+type Verifier struct {
+	log       *slog.Logger
+	byIss     map[string]*issuer
+	issuers   []*issuer
+	ownClient *http.Client // closed on Close; nil when the caller gave one
+
+	ctx    context.Context // ends on Close; bounds every fetch
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// issuer is one trusted issuer with its parser and current keys.
+type issuer struct {
+	cfg    IssuerConfig
+	algs   []string
+	parser *jwt.Parser
+	log    *slog.Logger
+	keys   atomic.Pointer[keySet] // nil until the first successful load
+	remote *remote                // nil for jwks_file issuers
+}
+
+// NewVerifier validates cfg, reads the jwks_file issuers' key files and starts
+// the jwks_url and discovery issuers' key refreshes. A key file that cannot be
+// read is an error; a key URL that cannot be reached is not: it is logged and
+// retried when tokens need it, and its issuer's tokens are rejected meanwhile.
+// ctx bounds the initial fetches only; the Verifier lives until Close.
+func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("authn config: %w", err)
+	}
+	leeway := cmp.Or(cfg.Leeway, defaultLeeway)
+	minInterval := cmp.Or(cfg.RefreshInterval, defaultRefreshInterval)
+	periodic := cmp.Or(cfg.PeriodicRefresh, defaultPeriodicRefresh)
+	logger := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)).With(slog.String("component", "authn"))
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	client := cfg.HTTPClient
+	var ownClient *http.Client
+	if client == nil {
+		client = &http.Client{Timeout: defaultHTTPTimeout, CheckRedirect: checkRedirect}
+		ownClient = client
+	}
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	v := &Verifier{
+		log:       logger,
+		byIss:     make(map[string]*issuer, len(cfg.Issuers)),
+		ownClient: ownClient,
+		ctx:       bg,
+		cancel:    cancel,
+	}
+	var remotes []*remote
+	for _, ic := range cfg.Issuers {
+		is := &issuer{
+			cfg:  ic,
+			algs: ic.algorithms(),
+			log:  logger.With(slog.String("issuer", ic.Name)),
+		}
+		is.parser = jwt.NewParser(
+			jwt.WithValidMethods(is.algs),
+			jwt.WithLeeway(leeway),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithIssuer(ic.Issuer),
+			jwt.WithAudience(ic.Audiences...),
+			jwt.WithTimeFunc(now),
+		)
+		if ic.JWKSFile != "" {
+			if err := is.loadFile(); err != nil {
+				v.Close()
+				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+			}
+		} else {
+			is.remote = &remote{
+				v:           v,
+				iss:         is,
+				client:      client,
+				jwksURL:     ic.JWKSURL,
+				minInterval: minInterval,
+				periodic:    periodic,
+			}
+			if ic.Discovery {
+				is.remote.discoveryURL = discoveryURL(ic.Issuer)
+			}
+			remotes = append(remotes, is.remote)
+		}
+		v.issuers = append(v.issuers, is)
+		v.byIss[ic.Issuer] = is
+	}
+
+	// Fetch every remote key set at once; a failure is logged by fetch and
+	// retried later, so only the caller giving up stops the start.
+	waits := make([]<-chan struct{}, 0, len(remotes))
+	for _, r := range remotes {
+		waits = append(waits, r.trigger())
+	}
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			v.Close()
+			return nil, fmt.Errorf("authn: fetching issuer keys: %w", ctx.Err())
+		}
+	}
+	for _, r := range remotes {
+		if v.goAdd() {
+			go r.run(v.ctx)
+		}
+	}
+	return v, nil
+}
+
+// goAdd registers a background goroutine unless the Verifier is closed.
+func (v *Verifier) goAdd() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return false
+	}
+	v.wg.Add(1)
+	return true
+}
+
+// Close stops the background key refreshes and waits for them to end. Verify
+// keeps working with the keys already loaded. Close may be called more than
+// once.
+func (v *Verifier) Close() {
+	v.mu.Lock()
+	v.closed = true
+	v.mu.Unlock()
+	v.cancel()
+	v.wg.Wait()
+	if v.ownClient != nil {
+		v.ownClient.CloseIdleConnections()
+	}
+}
+
+// Reload re-reads every jwks_file and re-fetches every jwks_url and discovery
+// issuer's keys, ignoring the refresh rate limit; meant for SIGHUP. An issuer
+// whose keys cannot be reloaded keeps its previous keys; the errors of all
+// such issuers are returned, joined.
+func (v *Verifier) Reload(ctx context.Context) error {
+	v.mu.Lock()
+	closed := v.closed
+	v.mu.Unlock()
+	if closed {
+		return errors.New("authn: reload: verifier is closed")
+	}
+	var errs []error
+	for _, is := range v.issuers {
+		var err error
+		if is.remote != nil {
+			err = is.remote.refreshNow(ctx)
+		} else {
+			err = is.loadFile()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("issuer %s: %w", is.cfg.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadFile reads the issuer's jwks_file and swaps its keys in.
+func (is *issuer) loadFile() error {
+	f, err := os.Open(is.cfg.JWKSFile)
+	if err != nil {
+		return fmt.Errorf("jwks_file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxJWKSSize+1))
+	if err != nil {
+		return fmt.Errorf("jwks_file: %w", err)
+	}
+	if len(data) > maxJWKSSize {
+		return fmt.Errorf("jwks_file: %s is larger than %d bytes", is.cfg.JWKSFile, maxJWKSSize)
+	}
+	set, err := parseJWKS(data, is.log.With(slog.String("jwks_file", is.cfg.JWKSFile)))
+	if err != nil {
+		return fmt.Errorf("jwks_file: %s: %w", is.cfg.JWKSFile, err)
+	}
+	if len(set.keys) == 0 {
+		return fmt.Errorf("jwks_file: %s holds no usable signing keys", is.cfg.JWKSFile)
+	}
+	is.keys.Store(set)
+	is.log.Info("issuer signing keys loaded", slog.String("jwks_file", is.cfg.JWKSFile), slog.Any("kids", set.kids()))
+	return nil
+}
+
+// Verify checks a bearer token (without the "Bearer " prefix) and returns the
+// identity it proves. The token must be a signed JWT from a configured issuer,
+// picked by its iss claim, signed with an algorithm that issuer allows and a
+// key from its key set, carrying one of its audiences, a sub, and an exp that
+// has not passed; nbf and iat must not be in the future, each within the
+// configured leeway.
+//
+// Every error wraps ErrUnauthenticated and is a *VerifyError whose message is
+// short, safe to show the caller, and never contains the token. The detailed
+// reason is logged: at Info for tokens naming a configured issuer, at Debug
+// otherwise.
+func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
+	id, rej := v.verify(ctx, token)
+	if rej != nil {
+		v.logRejection(ctx, rej)
+		return Identity{}, rej.VerifyError
+	}
+	v.log.LogAttrs(ctx, slog.LevelDebug, "token verified",
+		slog.String("issuer", id.Issuer), slog.String("subject", clip(id.Subject, 256)))
+	return id, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (Identity, *rejection) {
+	if raw == "" {
+		return Identity{}, reject(ReasonEmpty, "token is empty", "")
+	}
+	if len(raw) > MaxTokenSize {
+		return Identity{}, reject(ReasonTooLarge, fmt.Sprintf("token is larger than %d KiB", MaxTokenSize>>10),
+			fmt.Sprintf("%d bytes", len(raw)))
+	}
+	header, unverified, err := peek(raw)
+	if err != nil {
+		return Identity{}, reject(ReasonMalformed, "token is malformed: not a signed JWT", err.Error())
+	}
+	iss, _ := unverified["iss"].(string)
+	if iss == "" {
+		return Identity{}, reject(ReasonNoIssuer, "token has no issuer (iss) claim", "")
+	}
+	is := v.byIss[iss]
+	if is == nil {
+		return Identity{}, reject(ReasonUnknownIssuer, fmt.Sprintf("token issuer %q is not trusted", clip(iss, 128)), "")
+	}
+	sub, _ := unverified["sub"].(string)
+	id, rej := v.verifyFor(ctx, is, raw, header)
+	if rej != nil {
+		rej.issuer = is.cfg.Name
+		rej.subject = sub
+	}
+	return id, rej
+}
+
+// verifyFor verifies a token that names is as its issuer.
+func (v *Verifier) verifyFor(ctx context.Context, is *issuer, raw string, header map[string]any) (Identity, *rejection) {
+	alg, _ := header["alg"].(string)
+	switch {
+	case alg == "":
+		return Identity{}, reject(ReasonMalformed, "token has no algorithm (alg) header", "")
+	case strings.EqualFold(alg, "none"):
+		return Identity{}, reject(ReasonAlgorithm, `token algorithm "none" is never accepted`, "unsigned token")
+	case strings.HasPrefix(strings.ToUpper(alg), "HS"):
+		return Identity{}, reject(ReasonAlgorithm,
+			fmt.Sprintf("token algorithm %q is never accepted: HMAC cannot be verified with public keys", clip(alg, 16)),
+			"allowed: "+strings.Join(is.algs, ", "))
+	case !slices.Contains(is.algs, alg):
+		return Identity{}, reject(ReasonAlgorithm, fmt.Sprintf("token algorithm %q is not allowed for this issuer", clip(alg, 16)),
+			"allowed: "+strings.Join(is.algs, ", "))
+	}
+	if _, ok := header["crit"]; ok {
+		return Identity{}, reject(ReasonCritical, "token has critical (crit) header extensions that are not supported", "")
+	}
+	kidv, hasKID := header["kid"]
+	kid, ok := kidv.(string)
+	if hasKID && !ok {
+		return Identity{}, reject(ReasonMalformed, "token key id (kid) header is not a string", "")
+	}
+
+	claims := jwt.MapClaims{}
+	var keyRej *rejection
+	_, err := is.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		key, rej := v.keyFor(ctx, is, t.Method.Alg(), kid, hasKID)
+		if rej != nil {
+			keyRej = rej
+			return nil, rej
+		}
+		return key, nil
+	})
+	if err != nil {
+		if keyRej != nil {
+			return Identity{}, keyRej
+		}
+		return Identity{}, classify(err, is, claims)
+	}
+
+	sub, err := claims.GetSubject()
+	if err != nil {
+		return Identity{}, reject(ReasonInvalidClaim, "token subject (sub) claim is not a string", err.Error())
+	}
+	if sub == "" {
+		return Identity{}, reject(ReasonNoSubject, "token has no subject (sub) claim", "")
+	}
+	aud, _ := claims.GetAudience()
+	exp, _ := claims.GetExpirationTime() // required, so present after validation
+	return Identity{
+		Issuer:    is.cfg.Name,
+		IssuerURL: is.cfg.Issuer,
+		Subject:   sub,
+		Audience:  []string(aud),
+		ExpiresAt: exp.Time,
+		Claims:    map[string]any(claims),
+	}, nil
+}
+
+// keyFor finds the key(s) the token may be verified with, refreshing a remote
+// key set once (rate-limited) when none match.
+func (v *Verifier) keyFor(ctx context.Context, is *issuer, alg, kid string, hasKID bool) (any, *rejection) {
+	set := is.keys.Load()
+	found := set.find(kid, hasKID)
+	refresh := ""
+	if len(found) == 0 && is.remote != nil {
+		ran, err := is.remote.refreshUnknownKID(ctx)
+		if err != nil {
+			r := reject(ReasonCanceled, "token verification was canceled while fetching issuer keys", err.Error())
+			r.cause = err
+			return nil, r
+		}
+		if ran {
+			set = is.keys.Load()
+			found = set.find(kid, hasKID)
+			refresh = "; keys refreshed"
+		} else {
+			refresh = "; key refresh skipped: rate-limited"
+		}
+	}
+	if len(found) == 0 {
+		known := "known kids: " + strings.Join(set.kids(), ", ") + refresh
+		switch {
+		case set == nil:
+			return nil, reject(ReasonKeysUnavailable, "the issuer's signing keys could not be fetched yet; try again later", "")
+		case !hasKID:
+			return nil, reject(ReasonUnknownKey, "token has no key id (kid) and the issuer publishes no keys", "")
+		default:
+			return nil, reject(ReasonUnknownKey, fmt.Sprintf("token key id %q is not in the issuer's key set", clip(kid, 64)), known)
+		}
+	}
+	var usable []jwt.VerificationKey
+	for _, k := range found {
+		if fits(alg, k) {
+			usable = append(usable, k.key)
+		}
+	}
+	switch len(usable) {
+	case 0:
+		return nil, reject(ReasonAlgorithm, fmt.Sprintf("token algorithm %q does not match the issuer's key %q", alg, clip(kid, 64)),
+			"the key's type or alg does not allow this algorithm")
+	case 1:
+		return usable[0], nil
+	default:
+		return jwt.VerificationKeySet{Keys: usable}, nil
+	}
+}
+
+// classify turns a jwt parse error into the reason a caller can act on.
+func classify(err error, is *issuer, claims jwt.MapClaims) *rejection {
+	detail := err.Error()
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return reject(ReasonMalformed, "token is malformed: not a signed JWT", detail)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return reject(ReasonSignature, "token signature is invalid", detail)
+	case !errors.Is(err, jwt.ErrTokenInvalidClaims):
+		return reject(ReasonMalformed, "token is malformed: cannot be verified", detail)
+	}
+	_, hasExp := claims["exp"]
+	switch {
+	case !hasExp:
+		return reject(ReasonNoExpiry, "token has no expiry (exp) claim", detail)
+	case errors.Is(err, jwt.ErrInvalidType):
+		return reject(ReasonInvalidClaim, "token has a registered claim (exp, nbf, iat, iss or aud) of the wrong type", detail)
+	case errors.Is(err, jwt.ErrTokenExpired):
+		if exp, _ := claims.GetExpirationTime(); exp != nil {
+			detail = "expired at " + exp.UTC().Format(time.RFC3339)
+		}
+		return reject(ReasonExpired, "token expired", detail)
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return reject(ReasonNotYetValid, "token is not valid yet (nbf is in the future)", detail)
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return reject(ReasonIssuedInFuture, "token is issued in the future (iat); check the issuer's clock", detail)
+	case errors.Is(err, jwt.ErrTokenInvalidAudience), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		aud, _ := claims.GetAudience()
+		want := is.cfg.Audiences
+		switch {
+		case len(aud) == 0:
+			return reject(ReasonAudience, "token has no audience (aud) claim; it must include "+strings.Join(want, " or "), "")
+		case len(want) == 1:
+			return reject(ReasonAudience, "token audience does not include "+want[0], "token aud: "+clip(strings.Join(aud, ", "), 256))
+		default:
+			return reject(ReasonAudience, "token audience does not include any of "+strings.Join(want, ", "),
+				"token aud: "+clip(strings.Join(aud, ", "), 256))
+		}
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return reject(ReasonUnknownIssuer, "token issuer is not trusted", detail)
+	}
+	return reject(ReasonInvalidClaim, "token claims are invalid", detail)
+}
+
+func (v *Verifier) logRejection(ctx context.Context, r *rejection) {
+	level := slog.LevelDebug
+	attrs := []slog.Attr{slog.String("reason", string(r.Reason)), slog.String("error", r.Message)}
+	if r.issuer != "" {
+		level = slog.LevelInfo
+		attrs = append(attrs, slog.String("issuer", r.issuer))
+	}
+	if r.subject != "" {
+		attrs = append(attrs, slog.String("subject", clip(r.subject, 256)))
+	}
+	if r.detail != "" {
+		attrs = append(attrs, slog.String("detail", r.detail))
+	}
+	v.log.LogAttrs(ctx, level, "token rejected", attrs...)
+}
+
+// peek decodes a compact JWS's header and claims without verifying anything,
+// to choose the issuer and check the algorithm before any key is touched.
+func peek(raw string) (header, claims map[string]any, err error) {
+	if strings.Count(raw, ".") != 2 {
+		return nil, nil, errors.New("not three dot-separated segments")
+	}
+	h, c, _ := strings.Cut(raw, ".")
+	c, _, _ = strings.Cut(c, ".")
+	if header, err = decodeSegment(h); err != nil {
+		return nil, nil, fmt.Errorf("header: %w", err)
+	}
+	if claims, err = decodeSegment(c); err != nil {
+		return nil, nil, fmt.Errorf("claims: %w", err)
+	}
+	return header, claims, nil
+}
+
+func decodeSegment(seg string) (map[string]any, error) {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, errors.New("not base64url")
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil || m == nil {
+		return nil, errors.New("not a JSON object")
+	}
+	return m, nil
+}
+
+// clip shortens caller-controlled text for messages and logs.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

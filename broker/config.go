@@ -1,0 +1,392 @@
+package broker
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/credbroker/credbroker/authn"
+	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/secret"
+)
+
+// DefaultListen is where the server listens when the config names nowhere.
+const DefaultListen = "127.0.0.1:8420"
+
+// Config is the server's configuration file (DESIGN.md §3). Every secret in it
+// is a [secret.Ref]; none is written inline.
+type Config struct {
+	// Listen is host:port; default 127.0.0.1:8420. Without TLS it must be a
+	// loopback address.
+	Listen string `yaml:"listen"`
+	// TLS serves HTTPS when set.
+	TLS *TLSConfig `yaml:"tls"`
+	// Store is the PostgreSQL database that holds leases.
+	Store StoreConfig `yaml:"store"`
+	// Reaper tunes revocation of expired and abandoned leases.
+	Reaper ReaperConfig `yaml:"reaper"`
+	// Limits protects the backends from a single noisy identity.
+	Limits LimitsConfig `yaml:"limits"`
+	// Issuers are the identity-token issuers the broker trusts.
+	Issuers []authn.IssuerConfig `yaml:"issuers"`
+	// Backends are the databases and queues credentials are issued for.
+	Backends []BackendConfig `yaml:"backends"`
+	// Roles are what a caller asks for: a backend plus that backend's grants.
+	Roles []RoleConfig `yaml:"roles"`
+	// Policies say which identities may request which roles.
+	Policies []PolicyConfig `yaml:"policies"`
+
+	// Warnings are what validation found that works but will hurt; filled in
+	// by [ParseConfig].
+	Warnings []string `yaml:"-"`
+
+	drivers map[string]plugins.Driver
+}
+
+// TLSConfig names the server certificate and key files.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// StoreConfig locates the lease store.
+type StoreConfig struct {
+	// DSN is a reference to a PostgreSQL connection string.
+	DSN secret.Ref `yaml:"dsn"`
+	// MaxConns caps the store's connection pool; default 10.
+	MaxConns int32 `yaml:"max_conns"`
+}
+
+// ReaperConfig tunes the reaper. Zero values take the defaults shown.
+type ReaperConfig struct {
+	// Interval between reaper passes; default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// PendingGrace is how old a PENDING lease must be before it is treated as
+	// an abandoned issue and revoked; default 2m.
+	PendingGrace time.Duration `yaml:"pending_grace"`
+	// SweepInterval is how often backends are swept for users no lease
+	// accounts for; default 10m.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+// LimitsConfig holds request limits.
+type LimitsConfig struct {
+	// IssueRate is how many credentials one identity may be issued per second;
+	// default 20.
+	IssueRate float64 `yaml:"issue_rate"`
+	// IssueBurst is how many it may be issued at once; default 40.
+	IssueBurst int `yaml:"issue_burst"`
+}
+
+// BackendConfig is one database or queue.
+type BackendConfig struct {
+	Name        string `yaml:"name"`
+	Plugin      string `yaml:"plugin"`
+	Environment string `yaml:"environment"`
+	Owner       string `yaml:"owner"`
+	// Connection is decoded by the plugin.
+	Connection yaml.Node `yaml:"connection"`
+
+	connection any
+}
+
+// RoleConfig is one role: a backend plus the grants its users get.
+type RoleConfig struct {
+	Name       string        `yaml:"name"`
+	Backend    string        `yaml:"backend"`
+	Owner      string        `yaml:"owner"`
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	MaxTTL     time.Duration `yaml:"max_ttl"`
+	// Renewable is whether leases of the role may be renewed; default true.
+	Renewable *bool `yaml:"renewable"`
+	// Sections holds the plugin section (`postgres:` …), decoded by the plugin.
+	Sections map[string]yaml.Node `yaml:",inline"`
+
+	spec any
+}
+
+// PolicyConfig grants roles (or admin rights) to identities.
+type PolicyConfig struct {
+	Name string `yaml:"name"`
+	// Issuer is the name of one of the configured issuers.
+	Issuer string `yaml:"issuer"`
+	// Subject is the token's sub, exactly or as a glob (`*` matches anything).
+	Subject string `yaml:"subject"`
+	// Claims must each equal the token's claim, or be one of its members when
+	// the claim is a list.
+	Claims map[string]string `yaml:"claims"`
+	Roles  []string          `yaml:"roles"`
+	// Admin may see and revoke every lease.
+	Admin bool `yaml:"admin"`
+
+	subject *regexp.Regexp
+}
+
+// LoadConfig reads and validates the config file at path.
+func LoadConfig(path string, drivers []plugins.Driver) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(data, drivers)
+}
+
+// ParseConfig decodes and validates a config file without touching the
+// network or resolving secrets. It reports every problem at once, each with
+// its path.
+func ParseConfig(data []byte, drivers []plugins.Driver) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, errorList([]error{&FieldError{Msg: fmt.Sprintf("not valid YAML: %v", err)}})
+	}
+	if root.Kind == 0 {
+		return nil, errorList([]error{&FieldError{Msg: "the config file is empty"}})
+	}
+	cfg := &Config{drivers: map[string]plugins.Driver{}}
+	for _, d := range drivers {
+		cfg.drivers[d.Name()] = d
+	}
+	errs := decodeStrict(&root, cfg, "")
+	cfg.setDefaults()
+	errs = append(errs, cfg.validate(errs)...)
+	if len(errs) > 0 {
+		return nil, errorList(errs)
+	}
+	return cfg, nil
+}
+
+func (c *Config) setDefaults() {
+	c.Listen = cmp.Or(c.Listen, DefaultListen)
+	c.Store.MaxConns = cmp.Or(c.Store.MaxConns, 10)
+	c.Reaper.Interval = cmp.Or(c.Reaper.Interval, 5*time.Second)
+	c.Reaper.PendingGrace = cmp.Or(c.Reaper.PendingGrace, 2*time.Minute)
+	c.Reaper.SweepInterval = cmp.Or(c.Reaper.SweepInterval, 10*time.Minute)
+	c.Limits.IssueRate = cmp.Or(c.Limits.IssueRate, 20)
+	c.Limits.IssueBurst = cmp.Or(c.Limits.IssueBurst, 40)
+	for i := range c.Roles {
+		if c.Roles[i].Renewable == nil {
+			t := true
+			c.Roles[i].Renewable = &t
+		}
+	}
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// validate checks what decoding cannot: required fields, references between
+// sections, TTLs, and each plugin's sections. Paths that already have a
+// decoding problem (in found) are not reported twice.
+func (c *Config) validate(found []error) []error {
+	var errs []error
+	reported := map[string]bool{}
+	for _, e := range found {
+		if fe, ok := e.(*FieldError); ok {
+			reported[fe.Path] = true
+		}
+	}
+	add := func(path, format string, a ...any) {
+		if !reported[path] {
+			errs = append(errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, a...)})
+		}
+	}
+
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		add("listen", "%q is not host:port", c.Listen)
+	} else if c.TLS == nil && !isLoopback(host) {
+		add("listen", "%s is not a loopback address: without tls the server listens on loopback only; configure tls: {cert_file, key_file}", c.Listen)
+	}
+	if c.TLS != nil {
+		if c.TLS.CertFile == "" {
+			add("tls.cert_file", "required when tls is set")
+		}
+		if c.TLS.KeyFile == "" {
+			add("tls.key_file", "required when tls is set")
+		}
+	}
+	if c.Store.DSN.IsZero() {
+		add("store.dsn", `required: a reference to the lease store's PostgreSQL DSN, e.g. env:CREDBROKER_DATABASE_URL`)
+	}
+	if c.Reaper.Interval < 100*time.Millisecond {
+		add("reaper.interval", "must be at least 100ms")
+	}
+	if c.Limits.IssueRate < 0 || c.Limits.IssueBurst < 1 {
+		add("limits", "issue_rate must be positive and issue_burst at least 1")
+	}
+
+	issuers := map[string]bool{}
+	if len(c.Issuers) == 0 {
+		add("issuers", "at least one issuer is required")
+	}
+	for i, is := range c.Issuers {
+		path := fmt.Sprintf("issuers[%d]", i)
+		if issuers[is.Name] {
+			add(path+".name", "duplicate issuer %q", is.Name)
+		}
+		issuers[is.Name] = true
+		for _, err := range is.Validate() {
+			add(path, "%v", err)
+		}
+	}
+
+	backends := map[string]*BackendConfig{}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		path := fmt.Sprintf("backends[%d]", i)
+		checkName(path+".name", b.Name, add)
+		if backends[b.Name] != nil {
+			add(path+".name", "duplicate backend %q", b.Name)
+		}
+		backends[b.Name] = b
+		d, ok := c.drivers[b.Plugin]
+		if !ok {
+			add(path+".plugin", "unknown plugin %q (this binary has: %s)", b.Plugin, c.driverNames())
+			continue
+		}
+		if b.Connection.Kind == 0 {
+			add(path+".connection", "required")
+			continue
+		}
+		conn, err := d.ParseConnection(c.decoder(&b.Connection, path+".connection", &errs))
+		if err != nil && !errors.Is(err, errDecoded) {
+			add(path+".connection", "%v", err)
+		}
+		b.connection = conn
+	}
+
+	roles := map[string]bool{}
+	for i := range c.Roles {
+		r := &c.Roles[i]
+		path := fmt.Sprintf("roles[%d]", i)
+		checkName(path+".name", r.Name, add)
+		if roles[r.Name] {
+			add(path+".name", "duplicate role %q", r.Name)
+		}
+		roles[r.Name] = true
+		switch {
+		case r.DefaultTTL <= 0:
+			add(path+".default_ttl", "required and positive, e.g. 15m")
+		case r.MaxTTL <= 0:
+			add(path+".max_ttl", "required and positive, e.g. 1h")
+		case r.DefaultTTL > r.MaxTTL:
+			add(path+".default_ttl", "%s is longer than max_ttl %s", r.DefaultTTL, r.MaxTTL)
+		}
+		b := backends[r.Backend]
+		if b == nil {
+			add(path+".backend", "unknown backend %q", r.Backend)
+			continue
+		}
+		d, ok := c.drivers[b.Plugin]
+		if !ok {
+			continue // reported on the backend
+		}
+		for key := range r.Sections {
+			if key != d.Name() {
+				add(path+"."+key, "unknown key (backend %s uses plugin %s, so its section is %s:)", b.Name, d.Name(), d.Name())
+			}
+		}
+		sec, ok := r.Sections[d.Name()]
+		if !ok {
+			add(path, "missing the %s: section that says what the role's users may do", d.Name())
+			continue
+		}
+		spec, warnings, err := d.ParseRole(c.decoder(&sec, path+"."+d.Name(), &errs))
+		if err != nil && !errors.Is(err, errDecoded) {
+			add(path+"."+d.Name(), "%v", err)
+		}
+		for _, w := range warnings {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s.%s: %s", path, d.Name(), w))
+		}
+		r.spec = spec
+	}
+
+	for i := range c.Policies {
+		p := &c.Policies[i]
+		path := fmt.Sprintf("policies[%d]", i)
+		if p.Name == "" {
+			add(path+".name", "required")
+		}
+		if !issuers[p.Issuer] {
+			add(path+".issuer", "unknown issuer %q", p.Issuer)
+		}
+		if len(p.Roles) == 0 && !p.Admin {
+			add(path, "grants nothing: list roles or set admin: true")
+		}
+		for j, role := range p.Roles {
+			if !roles[role] {
+				add(fmt.Sprintf("%s.roles[%d]", path, j), "unknown role %q", role)
+			}
+		}
+		if p.Subject == "" && len(p.Claims) == 0 {
+			add(path, "matches every identity of the issuer: set subject or claims (use subject: \"*\" if that is really meant)")
+		}
+		p.subject = globPattern(cmp.Or(p.Subject, "*"))
+	}
+	return errs
+}
+
+// decoder returns a strict plugins.Decoder for node that appends its
+// problems to errs and returns a short error so the plugin stops.
+func (c *Config) decoder(node *yaml.Node, path string, errs *[]error) plugins.Decoder {
+	return func(v any) error {
+		if e := decodeStrict(node, v, path); len(e) > 0 {
+			*errs = append(*errs, e...)
+			return errDecoded
+		}
+		return nil
+	}
+}
+
+// errDecoded tells a plugin that decoding failed; the problems themselves are
+// already recorded with their paths.
+var errDecoded = &FieldError{Msg: "see the problems above"}
+
+func (c *Config) driverNames() string {
+	names := make([]string, 0, len(c.drivers))
+	for n := range c.drivers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return fmt.Sprint(names)
+}
+
+func checkName(path, name string, add func(path, format string, a ...any)) {
+	if name == "" {
+		add(path, "required")
+	} else if !namePattern.MatchString(name) {
+		add(path, "%q: use lower-case letters, digits, '-' and '_' (at most 63)", name)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Role returns the role named name.
+func (c *Config) Role(name string) (*RoleConfig, bool) {
+	i := slices.IndexFunc(c.Roles, func(r RoleConfig) bool { return r.Name == name })
+	if i < 0 {
+		return nil, false
+	}
+	return &c.Roles[i], true
+}
+
+// Backend returns the backend named name.
+func (c *Config) Backend(name string) (*BackendConfig, bool) {
+	i := slices.IndexFunc(c.Backends, func(b BackendConfig) bool { return b.Name == name })
+	if i < 0 {
+		return nil, false
+	}
+	return &c.Backends[i], true
+}

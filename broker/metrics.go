@@ -1,0 +1,40 @@
+package broker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the broker's Prometheus series. Labels carry role and backend
+// names only, never a username or anything secret.
+type metrics struct {
+	issued       *prometheus.CounterVec
+	issueSeconds *prometheus.HistogramVec
+	renewed      *prometheus.CounterVec
+	backendUp    *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_issue_total",
+			Help: "Credential issue requests by role and result (ok, denied, backend_error).",
+		}, []string{"role", "result"}),
+		issueSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "credbroker_issue_duration_seconds",
+			Help:    "Time to issue a credential, by backend.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 12),
+		}, []string{"backend"}),
+		renewed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_renew_total",
+			Help: "Lease renewals by role.",
+		}, []string{"role"}),
+		backendUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credbroker_backend_up",
+			Help: "1 when the backend's admin connection passed its last check, 0 when it failed: alarm on 0 before issues start failing.",
+		}, []string{"backend", "plugin"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp)
+	}
+	return m
+}

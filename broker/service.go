@@ -1,0 +1,333 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/credbroker/credbroker/authn"
+	"github.com/credbroker/credbroker/leases"
+	"github.com/credbroker/credbroker/plugins"
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+	"github.com/credbroker/credbroker/proto/credbroker/v1/credbrokerv1connect"
+)
+
+// minTTL is the shortest lease a caller may ask for.
+const minTTL = time.Second
+
+// pluginTimeout bounds every backend call made while serving a request.
+const pluginTimeout = 30 * time.Second
+
+// credentialService implements the CredentialService RPCs.
+type credentialService struct {
+	cfg     *Config
+	store   *leases.Store
+	reaper  *leases.Reaper
+	plugins map[string]plugins.Plugin // by backend name
+	limits  *limiter
+	metrics *metrics
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+var _ credbrokerv1connect.CredentialServiceHandler = (*credentialService)(nil)
+
+func caller(ctx context.Context) authn.Identity {
+	id, _ := IdentityFrom(ctx) // the auth interceptor guarantees one
+	return id
+}
+
+// actor names an identity in lease events.
+func actor(id authn.Identity) string { return id.Issuer + ":" + id.Subject }
+
+func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Request[credbrokerv1.IssueCredentialRequest]) (*connect.Response[credbrokerv1.IssueCredentialResponse], error) {
+	start := time.Now()
+	id := caller(ctx)
+	msg := req.Msg
+	role, ok := s.cfg.Role(msg.GetRole())
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("role %q not found: `credbroker roles` lists the roles you may request", msg.GetRole()))
+	}
+	if !s.cfg.Allowed(id, role.Name) {
+		s.metrics.issued.WithLabelValues(role.Name, "denied").Inc()
+		s.log.InfoContext(ctx, "issue denied", slog.String("role", role.Name), slog.String("issuer", id.Issuer), slog.String("subject", id.Subject))
+		if err := s.store.RecordEvent(ctx, leases.Event{Kind: "denied", Actor: actor(id), Details: map[string]string{"role": role.Name}}); err != nil {
+			return nil, toConnect(ctx, s.log, "record denial", err)
+		}
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("no policy grants role %q to %s from issuer %s", role.Name, id.Subject, id.Issuer))
+	}
+	if !s.limits.allow(actor(id)) {
+		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("too many credentials issued to this identity: slow down and reuse (renew) the ones you have"))
+	}
+	ttl, clamped, err := leaseTTL(role, msg.GetTtl(), "ttl")
+	if err != nil {
+		return nil, err
+	}
+	backend, _ := s.cfg.Backend(role.Backend)
+	plugin := s.plugins[backend.Name]
+	driver := s.cfg.drivers[backend.Plugin]
+
+	now := s.now()
+	lease, err := s.store.CreatePending(ctx, leases.Lease{
+		ID:           leases.NewID(),
+		Role:         role.Name,
+		Backend:      backend.Name,
+		Plugin:       backend.Plugin,
+		Username:     plugins.NewUsername(role.Name, driver.UsernameLimit()),
+		Subject:      id.Subject,
+		Issuer:       id.Issuer,
+		BreakGlass:   msg.GetBreakGlassReason() != "",
+		Renewable:    *role.Renewable,
+		ExpiresAt:    now.Add(ttl),
+		MaxExpiresAt: now.Add(role.MaxTTL),
+	})
+	if err != nil {
+		return nil, toConnect(ctx, s.log, "issue", err)
+	}
+
+	// From here the lease exists: finish it even if the caller goes away, so
+	// it ends ACTIVE or handed to the reaper, never in between.
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), pluginTimeout)
+	defer cancel()
+	password := plugins.NewPassword()
+	cred, err := plugin.Create(work, plugins.CreateRequest{
+		Username:  lease.Username,
+		Password:  password,
+		ExpiresAt: lease.ExpiresAt,
+		Role:      role.spec,
+	})
+	if err != nil {
+		err = plugins.Sanitize(err, password)
+		s.metrics.issued.WithLabelValues(role.Name, "backend_error").Inc()
+		s.log.ErrorContext(ctx, "backend create failed; the reaper will clean up", slog.String("lease_id", lease.ID), slog.String("backend", backend.Name), slog.String("error", err.Error()))
+		if ferr := s.store.Fail(work, lease.ID, actor(id), err.Error()); ferr != nil {
+			s.log.ErrorContext(ctx, "could not mark failed issue for the reaper; the pending grace will catch it", slog.String("lease_id", lease.ID), slog.String("error", plugins.SanitizeString(ferr.Error())))
+		}
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("backend %s could not create the user; nothing was issued: retry shortly", backend.Name))
+	}
+	details := map[string]string{"role": role.Name, "ttl": ttl.String()}
+	if r := msg.GetBreakGlassReason(); r != "" {
+		details["break_glass_reason"] = r
+	}
+	lease, err = s.store.Activate(work, lease.ID, actor(id), details)
+	if err != nil {
+		// The reaper owns the lease now (or will after the grace) and will
+		// delete the user; the caller gets nothing half-made.
+		return nil, toConnect(ctx, s.log, "issue", err)
+	}
+	if lease.BreakGlass {
+		s.log.WarnContext(ctx, "break-glass credential issued", slog.String("lease_id", lease.ID), slog.String("role", role.Name), slog.String("subject", id.Subject), slog.String("reason", msg.GetBreakGlassReason()))
+		if err := s.store.RecordEvent(work, leases.Event{LeaseID: lease.ID, Kind: "break_glass", Actor: actor(id), Details: details}); err != nil {
+			s.log.ErrorContext(ctx, "record break-glass event", slog.String("error", plugins.SanitizeString(err.Error())))
+		}
+	}
+	s.metrics.issued.WithLabelValues(role.Name, "ok").Inc()
+	s.metrics.issueSeconds.WithLabelValues(backend.Name).Observe(time.Since(start).Seconds())
+	s.log.InfoContext(ctx, "credential issued", slog.String("lease_id", lease.ID), slog.String("role", role.Name), slog.String("username", lease.Username), slog.String("subject", id.Subject), slog.Time("expires_at", lease.ExpiresAt))
+	return connect.NewResponse(&credbrokerv1.IssueCredentialResponse{
+		Lease:      leaseProto(lease),
+		Credential: credentialProto(cred),
+		TtlClamped: clamped,
+	}), nil
+}
+
+// leaseTTL returns the TTL to use for a request: the role's default when the
+// request has none, clamped to max_ttl.
+func leaseTTL(role *RoleConfig, d *durationpb.Duration, field string) (time.Duration, bool, error) {
+	ttl := role.DefaultTTL
+	if d != nil {
+		if !d.IsValid() || d.AsDuration() < minTTL {
+			return 0, false, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s must be at least %s", field, minTTL))
+		}
+		ttl = d.AsDuration()
+	}
+	if ttl > role.MaxTTL {
+		return role.MaxTTL, true, nil
+	}
+	return ttl, false, nil
+}
+
+// ownLease fetches a lease the caller holds (or any lease for an admin).
+// Someone else's lease is reported exactly like a missing one.
+func (s *credentialService) ownLease(ctx context.Context, leaseID string) (leases.Lease, error) {
+	if leaseID == "" {
+		return leases.Lease{}, connect.NewError(connect.CodeInvalidArgument, errors.New("lease_id is required"))
+	}
+	l, err := s.store.Get(ctx, leaseID)
+	if err != nil {
+		return leases.Lease{}, toConnect(ctx, s.log, "get lease", err)
+	}
+	id := caller(ctx)
+	if (l.Issuer != id.Issuer || l.Subject != id.Subject) && !s.cfg.IsAdmin(id) {
+		return leases.Lease{}, errLeaseNotFound
+	}
+	return l, nil
+}
+
+func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request[credbrokerv1.RenewLeaseRequest]) (*connect.Response[credbrokerv1.RenewLeaseResponse], error) {
+	l, err := s.ownLease(ctx, req.Msg.GetLeaseId())
+	if err != nil {
+		return nil, err
+	}
+	if !l.Renewable {
+		return nil, errNotRenewable
+	}
+	role, ok := s.cfg.Role(l.Role)
+	if !ok {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("role %q is no longer configured: the lease cannot be renewed", l.Role))
+	}
+	inc, _, err := leaseTTL(role, req.Msg.GetIncrement(), "increment")
+	if err != nil {
+		return nil, err
+	}
+	plugin, ok := s.plugins[l.Backend]
+	if !ok {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("backend %q is no longer configured", l.Backend))
+	}
+	var clamped bool
+	l, err = s.store.Renew(ctx, l.ID, actor(caller(ctx)), func(cur leases.Lease) (time.Time, error) {
+		want := s.now().Add(inc)
+		next := want
+		if next.After(cur.MaxExpiresAt) {
+			next, clamped = cur.MaxExpiresAt, true
+		}
+		pctx, cancel := context.WithTimeout(ctx, pluginTimeout)
+		defer cancel()
+		if err := plugin.Renew(pctx, cur.Username, next); err != nil {
+			return time.Time{}, connect.NewError(connect.CodeUnavailable, fmt.Errorf("backend %s could not extend the user: %w", cur.Backend, plugins.Sanitize(err)))
+		}
+		return next, nil
+	})
+	if err != nil {
+		return nil, toConnect(ctx, s.log, "renew", err)
+	}
+	s.metrics.renewed.WithLabelValues(l.Role).Inc()
+	return connect.NewResponse(&credbrokerv1.RenewLeaseResponse{Lease: leaseProto(l), TtlClamped: clamped}), nil
+}
+
+func (s *credentialService) RevokeLease(ctx context.Context, req *connect.Request[credbrokerv1.RevokeLeaseRequest]) (*connect.Response[credbrokerv1.RevokeLeaseResponse], error) {
+	l, err := s.ownLease(ctx, req.Msg.GetLeaseId())
+	if err != nil {
+		return nil, err
+	}
+	id := caller(ctx)
+	reason := "revoked by holder"
+	if l.Issuer != id.Issuer || l.Subject != id.Subject {
+		reason = "revoked by admin " + actor(id)
+	}
+	l, err = s.reaper.Revoke(context.WithoutCancel(ctx), l.ID, reason, actor(id))
+	if err != nil {
+		return nil, toConnect(ctx, s.log, "revoke", err)
+	}
+	return connect.NewResponse(&credbrokerv1.RevokeLeaseResponse{Lease: leaseProto(l)}), nil
+}
+
+func (s *credentialService) GetLease(ctx context.Context, req *connect.Request[credbrokerv1.GetLeaseRequest]) (*connect.Response[credbrokerv1.GetLeaseResponse], error) {
+	l, err := s.ownLease(ctx, req.Msg.GetLeaseId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&credbrokerv1.GetLeaseResponse{Lease: leaseProto(l)}), nil
+}
+
+func (s *credentialService) ListLeases(ctx context.Context, req *connect.Request[credbrokerv1.ListLeasesRequest]) (*connect.Response[credbrokerv1.ListLeasesResponse], error) {
+	id := caller(ctx)
+	if n := req.Msg.GetPageSize(); n < 0 || n > 500 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("page_size must be between 0 and 500"))
+	}
+	list, next, err := s.store.List(ctx, leases.ListFilter{
+		Issuer:    id.Issuer,
+		Subject:   id.Subject,
+		State:     stateFromProto(req.Msg.GetState()),
+		PageSize:  int(req.Msg.GetPageSize()),
+		PageToken: req.Msg.GetPageToken(),
+	})
+	if err != nil {
+		return nil, toConnect(ctx, s.log, "list leases", err)
+	}
+	out := &credbrokerv1.ListLeasesResponse{NextPageToken: next}
+	for _, l := range list {
+		out.Leases = append(out.Leases, leaseProto(l))
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (s *credentialService) ListRoles(ctx context.Context, _ *connect.Request[credbrokerv1.ListRolesRequest]) (*connect.Response[credbrokerv1.ListRolesResponse], error) {
+	out := &credbrokerv1.ListRolesResponse{}
+	for _, r := range s.cfg.RolesFor(caller(ctx)) {
+		b, _ := s.cfg.Backend(r.Backend)
+		out.Roles = append(out.Roles, &credbrokerv1.Role{
+			Name:        r.Name,
+			Backend:     r.Backend,
+			Plugin:      b.Plugin,
+			DefaultTtl:  durationpb.New(r.DefaultTTL),
+			MaxTtl:      durationpb.New(r.MaxTTL),
+			Owner:       r.Owner,
+			Environment: b.Environment,
+		})
+	}
+	return connect.NewResponse(out), nil
+}
+
+func timeProto(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+var stateProto = map[leases.State]credbrokerv1.LeaseState{
+	leases.StatePending:  credbrokerv1.LeaseState_LEASE_STATE_PENDING,
+	leases.StateActive:   credbrokerv1.LeaseState_LEASE_STATE_ACTIVE,
+	leases.StateRevoking: credbrokerv1.LeaseState_LEASE_STATE_REVOKING,
+	leases.StateRevoked:  credbrokerv1.LeaseState_LEASE_STATE_REVOKED,
+}
+
+func stateFromProto(s credbrokerv1.LeaseState) leases.State {
+	for k, v := range stateProto {
+		if v == s {
+			return k
+		}
+	}
+	return ""
+}
+
+func leaseProto(l leases.Lease) *credbrokerv1.Lease {
+	return &credbrokerv1.Lease{
+		Id:           l.ID,
+		Role:         l.Role,
+		Backend:      l.Backend,
+		Username:     l.Username,
+		State:        stateProto[l.State],
+		Subject:      l.Subject,
+		Issuer:       l.Issuer,
+		CreatedAt:    timeProto(l.CreatedAt),
+		ExpiresAt:    timeProto(l.ExpiresAt),
+		MaxExpiresAt: timeProto(l.MaxExpiresAt),
+		Renewable:    l.Renewable,
+		RevokedAt:    timeProto(l.RevokedAt),
+		RevokeReason: l.RevokeReason,
+		BreakGlass:   l.BreakGlass,
+	}
+}
+
+// credentialProto is where an issued password leaves the process, once.
+func credentialProto(c plugins.Credential) *credbrokerv1.Credential {
+	env := make(map[string]string, len(c.Env))
+	for k, v := range c.Env {
+		env[k] = v.Reveal()
+	}
+	return &credbrokerv1.Credential{
+		Username: c.Username,
+		Password: c.Password.Reveal(),
+		Uri:      c.URI.Reveal(),
+		Env:      env,
+		Fields:   c.Fields,
+	}
+}

@@ -1,0 +1,77 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/credbroker/credbroker/proto/credbroker/v1/credbrokerv1connect"
+)
+
+// DefaultAddr is where the client looks for the broker when CREDBROKER_ADDR
+// is unset.
+const DefaultAddr = "http://127.0.0.1:8420"
+
+// Client calls a credbroker server. Its methods are the CredentialService RPCs.
+type Client struct {
+	credbrokerv1connect.CredentialServiceClient
+}
+
+// New returns a client for the broker at addr that sends a token from tokens
+// with every call.
+func New(addr string, tokens TokenSource, opts ...connect.ClientOption) *Client {
+	opts = append([]connect.ClientOption{connect.WithInterceptors(bearer{tokens})}, opts...)
+	return &Client{credbrokerv1connect.NewCredentialServiceClient(http.DefaultClient, strings.TrimRight(addr, "/"), opts...)}
+}
+
+// TokenFromEnv returns the token source the environment names:
+// CREDBROKER_TOKEN, else CREDBROKER_TOKEN_FILE.
+func TokenFromEnv() (TokenSource, error) {
+	if t := os.Getenv("CREDBROKER_TOKEN"); t != "" {
+		return StaticToken(t), nil
+	}
+	if f := os.Getenv("CREDBROKER_TOKEN_FILE"); f != "" {
+		return TokenFile(f), nil
+	}
+	return nil, errors.New("no identity token: set CREDBROKER_TOKEN or CREDBROKER_TOKEN_FILE, or pass --token-command")
+}
+
+// AddrFromEnv returns CREDBROKER_ADDR, or [DefaultAddr].
+func AddrFromEnv() string {
+	if a := os.Getenv("CREDBROKER_ADDR"); a != "" {
+		return a
+	}
+	return DefaultAddr
+}
+
+// bearer adds "Authorization: Bearer <token>" to every request.
+type bearer struct{ tokens TokenSource }
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		tok, err := b.tokens.Token(ctx)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeUnauthenticated, err)
+		}
+		req.Header().Set("Authorization", "Bearer "+tok)
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		if tok, err := b.tokens.Token(ctx); err == nil {
+			conn.RequestHeader().Set("Authorization", "Bearer "+tok)
+		}
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}

@@ -1,0 +1,451 @@
+package leases
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/credbroker/credbroker/plugins"
+)
+
+// State is where a lease is in its life.
+type State string
+
+// The states of a lease, in the order it moves through them.
+const (
+	// StatePending: recorded, the backend user is being created.
+	StatePending State = "PENDING"
+	// StateActive: the backend user exists and the holder has its credential.
+	StateActive State = "ACTIVE"
+	// StateRevoking: the backend user is being deleted, or will be retried.
+	StateRevoking State = "REVOKING"
+	// StateRevoked: the backend user is gone. Final, unless the issue that
+	// made the lease completes afterwards (see Store.Activate).
+	StateRevoked State = "REVOKED"
+)
+
+// Valid reports whether s is one of the four states.
+func (s State) Valid() bool {
+	switch s {
+	case StatePending, StateActive, StateRevoking, StateRevoked:
+		return true
+	}
+	return false
+}
+
+// Lease is one issued backend user. It never holds a password.
+type Lease struct {
+	ID       string
+	Role     string
+	Backend  string
+	Plugin   string
+	Username string
+	State    State
+	// Subject and Issuer identify the holder.
+	Subject    string
+	Issuer     string
+	BreakGlass bool
+	Renewable  bool
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	// MaxExpiresAt is the latest ExpiresAt renewals may reach.
+	MaxExpiresAt time.Time
+	// RevokedAt is zero unless State is StateRevoked.
+	RevokedAt time.Time
+	// RevokeReason says why the lease was revoked: "expired", "abandoned
+	// issue", "issue failed", or the reason given to Reaper.Revoke.
+	RevokeReason   string
+	RevokeAttempts int
+	// NextAttemptAt is when the reaper may next take a REVOKING lease; zero
+	// in other states.
+	NextAttemptAt time.Time
+	// LastError is the last revoke failure, sanitized; never a secret.
+	LastError string
+}
+
+// leaseColumns is the column list every lease query selects or returns, in
+// the order scanLease reads.
+const leaseColumns = `id, role, backend, plugin, username, state, subject, issuer,
+	break_glass, renewable, created_at, expires_at, max_expires_at, revoked_at,
+	revoke_reason, revoke_attempts, next_attempt_at, last_error`
+
+func scanLease(row pgx.Row) (Lease, error) {
+	var (
+		l                   Lease
+		state               string
+		revokedAt, nextAtAt *time.Time
+	)
+	err := row.Scan(&l.ID, &l.Role, &l.Backend, &l.Plugin, &l.Username, &state, &l.Subject, &l.Issuer,
+		&l.BreakGlass, &l.Renewable, &l.CreatedAt, &l.ExpiresAt, &l.MaxExpiresAt, &revokedAt,
+		&l.RevokeReason, &l.RevokeAttempts, &nextAtAt, &l.LastError)
+	if err != nil {
+		return Lease{}, interpretError(err)
+	}
+	l.State = State(state)
+	l.CreatedAt = l.CreatedAt.UTC()
+	l.ExpiresAt = l.ExpiresAt.UTC()
+	l.MaxExpiresAt = l.MaxExpiresAt.UTC()
+	if revokedAt != nil {
+		l.RevokedAt = revokedAt.UTC()
+	}
+	if nextAtAt != nil {
+		l.NextAttemptAt = nextAtAt.UTC()
+	}
+	return l, nil
+}
+
+// CreatePending records a new lease in state PENDING with CreatedAt = now,
+// before the backend is touched. ID defaults to [NewID]; MaxExpiresAt
+// defaults to ExpiresAt. Role, Backend, Plugin, Username and ExpiresAt are
+// required. The State, revocation fields and CreatedAt of l are ignored. A
+// lease with the same id, or the same backend and username, gives
+// [ErrConflict].
+func (s *Store) CreatePending(ctx context.Context, l Lease) (Lease, error) {
+	if l.ID == "" {
+		l.ID = NewID()
+	}
+	if l.MaxExpiresAt.IsZero() {
+		l.MaxExpiresAt = l.ExpiresAt
+	}
+	for _, f := range []struct{ name, v string }{
+		{"role", l.Role}, {"backend", l.Backend}, {"plugin", l.Plugin}, {"username", l.Username},
+	} {
+		if f.v == "" {
+			return Lease{}, fmt.Errorf("%w: lease %s has no %s", ErrInvalidArgument, l.ID, f.name)
+		}
+	}
+	if l.ExpiresAt.IsZero() {
+		return Lease{}, fmt.Errorf("%w: lease %s has no expiry", ErrInvalidArgument, l.ID)
+	}
+	if l.ExpiresAt.After(l.MaxExpiresAt) {
+		return Lease{}, fmt.Errorf("%w: lease %s expires at %s, after its maximum %s",
+			ErrInvalidArgument, l.ID, l.ExpiresAt.Format(time.RFC3339), l.MaxExpiresAt.Format(time.RFC3339))
+	}
+	row := s.pool.QueryRow(ctx, `
+		INSERT INTO leases (id, role, backend, plugin, username, state, subject, issuer,
+			break_glass, renewable, created_at, expires_at, max_expires_at)
+		VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12)
+		RETURNING `+leaseColumns,
+		l.ID, l.Role, l.Backend, l.Plugin, l.Username, l.Subject, l.Issuer,
+		l.BreakGlass, l.Renewable, s.now(), l.ExpiresAt, l.MaxExpiresAt)
+	out, err := scanLease(row)
+	if err != nil {
+		return Lease{}, fmt.Errorf("create lease %s: %w", l.ID, err)
+	}
+	return out, nil
+}
+
+// lockLease reads a lease and locks its row until tx ends.
+func lockLease(ctx context.Context, tx pgx.Tx, id string) (Lease, error) {
+	return scanLease(tx.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1 FOR UPDATE`, id))
+}
+
+// leaseDetails describes l for an event; extra keys are added where they do
+// not collide.
+func leaseDetails(l Lease, extra map[string]string) map[string]string {
+	d := map[string]string{
+		"role":           l.Role,
+		"backend":        l.Backend,
+		"plugin":         l.Plugin,
+		"username":       l.Username,
+		"subject":        l.Subject,
+		"issuer":         l.Issuer,
+		"expires_at":     l.ExpiresAt.Format(time.RFC3339Nano),
+		"max_expires_at": l.MaxExpiresAt.Format(time.RFC3339Nano),
+		"break_glass":    strconv.FormatBool(l.BreakGlass),
+		"renewable":      strconv.FormatBool(l.Renewable),
+	}
+	for k, v := range extra {
+		if _, taken := d[k]; !taken {
+			d[k] = v
+		}
+	}
+	return d
+}
+
+// Activate marks a PENDING lease ACTIVE and appends its `issued` event (with
+// actor, the lease's fields and details) in one transaction.
+//
+// If the lease is no longer PENDING, Activate returns [ErrConflict]. When the
+// reaper has already taken the lease (REVOKING or REVOKED), Activate also puts
+// it back in the reaper's queue, due now, with an `issue_conflict` event: the
+// backend user the caller has just created may postdate the reaper's revoke,
+// and it must not outlive the lease.
+func (s *Store) Activate(ctx context.Context, id, actor string, details map[string]string) (Lease, error) {
+	now := s.now()
+	var (
+		out      Lease
+		conflict State
+	)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		l, err := lockLease(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		switch l.State {
+		case StatePending:
+		case StateActive:
+			conflict, out = l.State, l
+			return nil
+		default:
+			conflict = l.State
+			out, err = requeue(ctx, tx, l, now, "issue_conflict", actor,
+				"the backend user was created after the reaper took the lease")
+			return err
+		}
+		out, err = scanLease(tx.QueryRow(ctx, `
+			UPDATE leases SET state = 'ACTIVE' WHERE id = $1 RETURNING `+leaseColumns, id))
+		if err != nil {
+			return err
+		}
+		_, err = appendEvent(ctx, tx, Event{LeaseID: id, Kind: "issued", Actor: actor, At: now, Details: leaseDetails(out, details)})
+		return err
+	})
+	if err != nil {
+		return Lease{}, fmt.Errorf("activate lease %s: %w", id, err)
+	}
+	if conflict != "" {
+		return out, fmt.Errorf("activate lease %s: %w: it is %s, not PENDING", id, ErrConflict, conflict)
+	}
+	return out, nil
+}
+
+// Fail hands a lease whose issue failed after [Store.CreatePending] to the
+// reaper: the lease becomes REVOKING, due now, with reason "issue failed"
+// and lastErr (sanitized) as its last error, and an `issue_failed` event is
+// appended. The reaper then revokes whatever half-exists in the backend. If
+// the reaper had already taken the lease, it is queued again the same way.
+// Failing an ACTIVE lease gives [ErrConflict].
+func (s *Store) Fail(ctx context.Context, id, actor, lastErr string) error {
+	now := s.now()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		l, err := lockLease(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if l.State == StateActive {
+			return fmt.Errorf("%w: it is ACTIVE", ErrConflict)
+		}
+		if l.State == StatePending {
+			l.RevokeReason = "issue failed"
+		}
+		_, err = requeue(ctx, tx, l, now, "issue_failed", actor, lastErr)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fail lease %s: %w", id, err)
+	}
+	return nil
+}
+
+// requeue makes a locked lease REVOKING and due at now, which also voids any
+// claim a reaper holds on it, and appends an event of kind.
+func requeue(ctx context.Context, tx pgx.Tx, l Lease, now time.Time, kind, actor, lastErr string) (Lease, error) {
+	lastErr = plugins.SanitizeString(lastErr)
+	out, err := scanLease(tx.QueryRow(ctx, `
+		UPDATE leases SET state = 'REVOKING', revoked_at = NULL, next_attempt_at = $2,
+			revoke_reason = $3, last_error = $4
+		WHERE id = $1
+		RETURNING `+leaseColumns,
+		l.ID, now, nonEmpty(l.RevokeReason, "issue failed"), lastErr))
+	if err != nil {
+		return Lease{}, err
+	}
+	_, err = appendEvent(ctx, tx, Event{LeaseID: l.ID, Kind: kind, Actor: actor, At: now, Details: map[string]string{
+		"previous_state": string(l.State),
+		"error":          lastErr,
+		"backend":        l.Backend,
+		"username":       l.Username,
+	}})
+	return out, err
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Get returns the lease with id, or [ErrNotFound].
+func (s *Store) Get(ctx context.Context, id string) (Lease, error) {
+	l, err := scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1`, id))
+	if err != nil {
+		return Lease{}, fmt.Errorf("get lease %s: %w", id, err)
+	}
+	return l, nil
+}
+
+// Renew extends an ACTIVE, unexpired, renewable lease. It locks the lease's
+// row, calls fn with the lease (the broker moves the backend-side expiry in
+// fn) and stores the expiry fn returns, capped at MaxExpiresAt, with a
+// `renewed` event, all in one transaction. fn should cap at l.MaxExpiresAt
+// itself so the backend and the store agree. fn should cap at l.MaxExpiresAt
+// itself so the backend and the store agree. If fn fails nothing changes and
+// its error is returned. A lease that is not ACTIVE or has expired gives
+// [ErrNotActive]; one issued as not renewable gives [ErrNotRenewable]; an
+// expiry that is not after now gives [ErrInvalidArgument].
+func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (newExpiry time.Time, err error)) (Lease, error) {
+	var out Lease
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		l, err := lockLease(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		if l.State != StateActive {
+			return fmt.Errorf("%w: it is %s", ErrNotActive, l.State)
+		}
+		if !now.Before(l.ExpiresAt) {
+			return fmt.Errorf("%w: it expired at %s", ErrNotActive, l.ExpiresAt.Format(time.RFC3339))
+		}
+		if !l.Renewable {
+			return ErrNotRenewable
+		}
+		expiry, err := fn(l)
+		if err != nil {
+			return err
+		}
+		expiry = expiry.UTC().Truncate(time.Microsecond)
+		if expiry.After(l.MaxExpiresAt) {
+			expiry = l.MaxExpiresAt
+		}
+		if !expiry.After(now) {
+			return fmt.Errorf("%w: new expiry %s is not in the future", ErrInvalidArgument, expiry.Format(time.RFC3339Nano))
+		}
+		out, err = scanLease(tx.QueryRow(ctx, `
+			UPDATE leases SET expires_at = $2 WHERE id = $1 RETURNING `+leaseColumns, id, expiry))
+		if err != nil {
+			return err
+		}
+		_, err = appendEvent(ctx, tx, Event{LeaseID: id, Kind: "renewed", Actor: actor, At: now, Details: map[string]string{
+			"previous_expires_at": l.ExpiresAt.Format(time.RFC3339Nano),
+			"expires_at":          expiry.Format(time.RFC3339Nano),
+			"max_expires_at":      l.MaxExpiresAt.Format(time.RFC3339Nano),
+		}})
+		return err
+	})
+	if err != nil {
+		return Lease{}, fmt.Errorf("renew lease %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// ListFilter selects leases for [Store.List]. Empty fields match everything.
+type ListFilter struct {
+	Issuer  string
+	Subject string
+	State   State
+	Role    string
+	Backend string
+	// PageSize is the most leases a page holds: default 50, at most 500.
+	PageSize int
+	// PageToken continues a listing from the page that returned it.
+	PageToken string
+}
+
+// Page sizes for List.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+// List returns one page of leases matching f, oldest first (by CreatedAt,
+// then ID), and the token of the next page, "" on the last page. Pages are
+// keyset-paginated, so leases created during a listing never shift a page.
+// A token this store did not make gives [ErrInvalidArgument].
+func (s *Store) List(ctx context.Context, f ListFilter) (leases []Lease, next string, err error) {
+	size := f.PageSize
+	switch {
+	case size <= 0:
+		size = defaultPageSize
+	case size > maxPageSize:
+		size = maxPageSize
+	}
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v ...any) {
+		for _, a := range v {
+			args = append(args, a)
+			cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1)
+		}
+		where = append(where, cond)
+	}
+	if f.Issuer != "" {
+		add("issuer = ?", f.Issuer)
+	}
+	if f.Subject != "" {
+		add("subject = ?", f.Subject)
+	}
+	if f.State != "" {
+		if !f.State.Valid() {
+			return nil, "", fmt.Errorf("list leases: %w: unknown state %q", ErrInvalidArgument, f.State)
+		}
+		add("state = ?", string(f.State))
+	}
+	if f.Role != "" {
+		add("role = ?", f.Role)
+	}
+	if f.Backend != "" {
+		add("backend = ?", f.Backend)
+	}
+	if f.PageToken != "" {
+		after, id, err := decodePageToken(f.PageToken)
+		if err != nil {
+			return nil, "", fmt.Errorf("list leases: %w", err)
+		}
+		add("(created_at, id) > (?, ?)", after, id)
+	}
+	q := `SELECT ` + leaseColumns + ` FROM leases`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, size+1)
+	q += ` ORDER BY created_at, id LIMIT $` + strconv.Itoa(len(args))
+
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list leases: %w", err)
+	}
+	leases, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Lease, error) { return scanLease(r) })
+	if err != nil {
+		return nil, "", fmt.Errorf("list leases: %w", err)
+	}
+	if len(leases) > size {
+		leases = leases[:size]
+		last := leases[size-1]
+		next = encodePageToken(last.CreatedAt, last.ID)
+	}
+	return leases, next, nil
+}
+
+const pageTokenVersion = "v1"
+
+func encodePageToken(createdAt time.Time, id string) string {
+	raw := pageTokenVersion + "|" + createdAt.UTC().Format(time.RFC3339Nano) + "|" + id
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+func decodePageToken(tok string) (time.Time, string, error) {
+	bad := fmt.Errorf("%w: malformed page token", ErrInvalidArgument)
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	parts := strings.SplitN(string(raw), "|", 3)
+	if len(parts) != 3 || parts[0] != pageTokenVersion || parts[2] == "" {
+		return time.Time{}, "", bad
+	}
+	t, err := time.Parse(time.RFC3339Nano, parts[1])
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	return t, parts[2], nil
+}

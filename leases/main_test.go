@@ -1,0 +1,254 @@
+package leases
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/credbroker/credbroker/plugins"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const defaultTestPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// testDatabase creates an empty database for one test, dropped (WITH FORCE)
+// when the test ends, and returns its URL. It skips the test when PostgreSQL
+// does not answer, unless CREDBROKER_REQUIRE_SERVICES=1.
+//
+// It stands in for plugintest.NewTestDatabase until that exists.
+func testDatabase(t testing.TB) string {
+	t.Helper()
+	admin := cmp.Or(os.Getenv("CREDBROKER_TEST_POSTGRES_URL"), defaultTestPostgresURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		if os.Getenv("CREDBROKER_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("PostgreSQL is required (CREDBROKER_REQUIRE_SERVICES=1) but does not answer: %v", plugins.Sanitize(err))
+		}
+		t.Skipf("PostgreSQL does not answer (set CREDBROKER_TEST_POSTGRES_URL): %v", plugins.Sanitize(err))
+	}
+	defer conn.Close(ctx)
+
+	name := "credbroker_leases_" + strings.ToLower(rand.Text()[:16])
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+
+	if u, err := url.Parse(admin); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		return u.String()
+	}
+	return admin + " dbname=" + name
+}
+
+// testClock is a clock tests move by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
+func (c *testClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// testBundle is what setup returns besides the store.
+type testBundle struct {
+	dsn   string
+	clock *testClock
+}
+
+// setup opens a Store on a fresh database with a hand-moved clock.
+func setup(t *testing.T) (*Store, *testBundle) {
+	t.Helper()
+	b := &testBundle{dsn: testDatabase(t), clock: newTestClock()}
+	return openStore(t, b), b
+}
+
+// openStore opens another Store (a replica) on the bundle's database.
+func openStore(t *testing.T, b *testBundle) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), Config{DSN: b.dsn, Now: b.clock.Now, MaxConns: 8})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// newLease returns a valid lease to create, expiring ttl after the clock.
+func newLease(b *testBundle, ttl time.Duration) Lease {
+	now := b.clock.Now()
+	return Lease{
+		ID:           NewID(),
+		Role:         "orders-readonly",
+		Backend:      "orders-pg",
+		Plugin:       "postgres",
+		Username:     plugins.NewUsername("orders-readonly", 63),
+		Subject:      "system:serviceaccount:orders:api",
+		Issuer:       "k8s-prod",
+		Renewable:    true,
+		ExpiresAt:    now.Add(ttl),
+		MaxExpiresAt: now.Add(4 * ttl),
+	}
+}
+
+// createActive creates a lease and activates it.
+func createActive(t *testing.T, s *Store, l Lease) Lease {
+	t.Helper()
+	if _, err := s.CreatePending(t.Context(), l); err != nil {
+		t.Fatalf("CreatePending: %v", err)
+	}
+	out, err := s.Activate(t.Context(), l.ID, "broker", nil)
+	if err != nil {
+		t.Fatalf("Activate: %v", err)
+	}
+	return out
+}
+
+// fakePlugin is a plugins.Plugin that records Revoke calls. The unit under
+// test is the reaper, not a backend, so a recording fake is the right tool.
+type fakePlugin struct {
+	mu      sync.Mutex
+	revokes map[string]int
+	// fail, when set, decides whether a Revoke of username fails.
+	fail func(username string) error
+	// hook, when set, runs inside Revoke before it records the call.
+	hook func(ctx context.Context, username string)
+}
+
+var _ plugins.Plugin = (*fakePlugin)(nil)
+
+func newFakePlugin() *fakePlugin { return &fakePlugin{revokes: map[string]int{}} }
+
+func (p *fakePlugin) Create(context.Context, plugins.CreateRequest) (plugins.Credential, error) {
+	return plugins.Credential{}, errors.New("not used")
+}
+func (p *fakePlugin) Renew(context.Context, string, time.Time) error { return nil }
+func (p *fakePlugin) Check(context.Context) error                    { return nil }
+func (p *fakePlugin) Close() error                                   { return nil }
+
+func (p *fakePlugin) Revoke(ctx context.Context, username string) error {
+	p.mu.Lock()
+	hook, fail := p.hook, p.fail
+	p.mu.Unlock()
+	if hook != nil {
+		hook(ctx, username)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.revokes[username]++
+	if fail != nil {
+		return fail(username)
+	}
+	return nil
+}
+
+func (p *fakePlugin) setFail(f func(string) error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fail = f
+}
+
+func (p *fakePlugin) calls(username string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.revokes[username]
+}
+
+func (p *fakePlugin) snapshot() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]int, len(p.revokes))
+	for k, v := range p.revokes {
+		out[k] = v
+	}
+	return out
+}
+
+// lookup returns a ReaperConfig.Plugin serving p for the given backends.
+func lookup(p plugins.Plugin, backends ...string) func(string) (plugins.Plugin, bool) {
+	return func(name string) (plugins.Plugin, bool) {
+		for _, b := range backends {
+			if b == name {
+				return p, true
+			}
+		}
+		return nil, false
+	}
+}
+
+// eventsOf returns the events of one lease (or all, for id "").
+func eventsOf(t *testing.T, s *Store, id string) []Event {
+	t.Helper()
+	var out []Event
+	if err := s.Events(t.Context(), EventFilter{LeaseID: id}, func(e Event) error {
+		out = append(out, e)
+		return nil
+	}); err != nil {
+		t.Fatalf("Events: %v", err)
+	}
+	return out
+}
+
+func kinds(evs []Event) string {
+	var k []string
+	for _, e := range evs {
+		k = append(k, e.Kind)
+	}
+	return strings.Join(k, ",")
+}
+
+func mustGet(t *testing.T, s *Store, id string) Lease {
+	t.Helper()
+	l, err := s.Get(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Get %s: %v", id, err)
+	}
+	return l
+}

@@ -1,0 +1,76 @@
+package leases
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// reaperMetrics are the reaper's Prometheus metrics. A nil *reaperMetrics
+// records nothing.
+type reaperMetrics struct {
+	revokes *prometheus.CounterVec
+	backlog prometheus.Gauge
+	leases  *prometheus.GaugeVec
+}
+
+func newReaperMetrics(reg prometheus.Registerer) (*reaperMetrics, error) {
+	revokes, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credbroker_reaper_revokes_total",
+		Help: "Backend revokes the reaper attempted, by backend and result (success or failure).",
+	}, []string{"backend", "result"}))
+	if err != nil {
+		return nil, err
+	}
+	backlog, err := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "credbroker_reaper_backlog",
+		Help: "Leases due for revocation at the reaper's last pass.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	leases, err := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "credbroker_leases",
+		Help: "Live leases by state (PENDING, ACTIVE, REVOKING) at the reaper's last pass.",
+	}, []string{"state"}))
+	if err != nil {
+		return nil, err
+	}
+	return &reaperMetrics{revokes: revokes, backlog: backlog, leases: leases}, nil
+}
+
+// register registers c, or returns the identical collector already
+// registered (several reapers in one process share their metrics).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func (m *reaperMetrics) countRevoke(backend string, ok bool) {
+	if m == nil {
+		return
+	}
+	result := "failure"
+	if ok {
+		result = "success"
+	}
+	m.revokes.WithLabelValues(backend, result).Inc()
+}
+
+func (m *reaperMetrics) observe(st leaseStats) {
+	if m == nil {
+		return
+	}
+	m.backlog.Set(float64(st.due))
+	for state, n := range st.byState {
+		m.leases.WithLabelValues(string(state)).Set(float64(n))
+	}
+}

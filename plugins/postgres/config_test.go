@@ -1,0 +1,180 @@
+package postgres_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/credbroker/credbroker/plugins/postgres"
+)
+
+func TestParseConnection(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		yaml    string
+		want    postgres.Connection // compared without DSN
+		wantDSN string
+		wantErr string
+	}{
+		"Minimal": {
+			yaml: "dsn: env:PG_ADMIN", wantDSN: "env:PG_ADMIN",
+			want: postgres.Connection{MaxConns: 4},
+		},
+		"Full": {
+			yaml:    "{dsn: 'file:/run/secrets/pg', max_conns: 8, host: db.internal, port: 6432, database: orders}",
+			wantDSN: "file:/run/secrets/pg",
+			want:    postgres.Connection{MaxConns: 8, Host: "db.internal", Port: 6432, Database: "orders"},
+		},
+		"InlineDSN":     {yaml: "dsn: postgres://admin:pw@db/postgres", wantErr: "inline"},
+		"RelativeFile":  {yaml: "dsn: file:secrets/pg", wantErr: "absolute"},
+		"MissingDSN":    {yaml: "max_conns: 2", wantErr: "dsn: required"},
+		"UnknownKey":    {yaml: "dsn: env:PG\ndns: env:PG", wantErr: "dns"},
+		"NegativeConns": {yaml: "dsn: env:PG\nmax_conns: -1", wantErr: "max_conns"},
+		"BadPort":       {yaml: "dsn: env:PG\nport: 70000", wantErr: "port"},
+		"NotAMap":       {yaml: "[dsn]", wantErr: "cannot unmarshal"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, err := postgres.Driver{}.ParseConnection(decoder(tt.yaml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseConnection = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseConnection: %v", err)
+			}
+			c := *got.(*postgres.Connection)
+			if c.DSN.String() != tt.wantDSN {
+				t.Errorf("DSN = %s, want %s", c.DSN, tt.wantDSN)
+			}
+			c.DSN = tt.want.DSN
+			if c != tt.want {
+				t.Errorf("ParseConnection = %+v, want %+v", c, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseRole(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		yaml        string
+		check       func(t *testing.T, r *postgres.Role)
+		wantWarning string
+		wantErr     string
+	}{
+		"MemberOf": {
+			yaml: "member_of: [orders_read, audit]",
+			check: func(t *testing.T, r *postgres.Role) {
+				if !slices.Equal(r.MemberOf, []string{"orders_read", "audit"}) {
+					t.Errorf("MemberOf = %v", r.MemberOf)
+				}
+			},
+		},
+		"Grants": {
+			yaml: `grants: [{privileges: [select, Insert], schema: public, tables: ["*"]}, {privileges: [ALL], schema: app, tables: [a, b]}]`,
+			check: func(t *testing.T, r *postgres.Role) {
+				if got := r.Grants[0].Privileges; !slices.Equal(got, []string{"SELECT", "INSERT"}) {
+					t.Errorf("privileges = %v, want them upper case", got)
+				}
+			},
+			wantWarning: "member_of",
+		},
+		"GrantsAndMemberOf": {
+			yaml:        "member_of: [r]\ngrants: [{privileges: [SELECT], schema: s, tables: [t]}]",
+			wantWarning: "ACL",
+		},
+		"AllPrivileges": {yaml: `grants: [{privileges: [all privileges], schema: s, tables: ["*"]}]`, wantWarning: "grants"},
+		"CreationStatements": {
+			yaml: `creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}"]`,
+		},
+		"CreationWithoutExpiration": {
+			yaml:        `creation_statements: ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}}"]`,
+			wantWarning: "{{expiration}}",
+		},
+		"UnknownPrivilege": {
+			yaml:    `grants: [{privileges: [SELECT, SELEKT], schema: public, tables: ["*"]}]`,
+			wantErr: `grants[0].privileges[1]: unknown privilege "SELEKT"`,
+		},
+		"AllWithOthers":   {yaml: `grants: [{privileges: [ALL, SELECT], schema: s, tables: ["*"]}]`, wantErr: "grants[0].privileges[0]: ALL cannot be combined"},
+		"NoPrivileges":    {yaml: `grants: [{schema: s, tables: ["*"]}]`, wantErr: "grants[0].privileges: required"},
+		"EmptySchema":     {yaml: `grants: [{privileges: [SELECT], schema: "", tables: ["*"]}]`, wantErr: "grants[0].schema: required"},
+		"NoSchema":        {yaml: `grants: [{privileges: [SELECT], tables: ["*"]}]`, wantErr: "grants[0].schema: required"},
+		"NoTables":        {yaml: `grants: [{privileges: [SELECT], schema: s}]`, wantErr: "grants[0].tables: required"},
+		"StarAndNames":    {yaml: `grants: [{privileges: [SELECT], schema: s, tables: [a, "*"]}]`, wantErr: "grants[0].tables[1]"},
+		"QualifiedTable":  {yaml: `grants: [{privileges: [SELECT], schema: s, tables: [s.a]}]`, wantErr: "grants[0].tables[0]"},
+		"SecondGrant":     {yaml: `grants: [{privileges: [SELECT], schema: s, tables: [a]}, {privileges: [DROP], schema: s, tables: [a]}]`, wantErr: `grants[1].privileges[0]: unknown privilege "DROP"`},
+		"EmptyMember":     {yaml: `member_of: [""]`, wantErr: "member_of[0]"},
+		"Nothing":         {yaml: "{}", wantErr: "one of member_of, grants or creation_statements"},
+		"CreationAndRest": {yaml: "member_of: [r]\ncreation_statements: ['CREATE ROLE {{name}} PASSWORD {{password}}']", wantErr: "cannot be combined"},
+		"CreationNoName":  {yaml: `creation_statements: ["CREATE ROLE bob PASSWORD {{password}}"]`, wantErr: "{{name}}"},
+		"CreationNoPassword": {
+			yaml:    `creation_statements: ["CREATE ROLE {{name}} LOGIN"]`,
+			wantErr: "{{password}}",
+		},
+		"UnknownPlaceholder": {
+			yaml:    `creation_statements: ["CREATE ROLE {{name}} PASSWORD {{pasword}}"]`,
+			wantErr: `creation_statements[0]: unknown placeholder "{{pasword}}"`,
+		},
+		"RevocationPassword": {
+			yaml:    "member_of: [r]\nrevocation_statements: ['ALTER ROLE {{name}} PASSWORD {{password}}']",
+			wantErr: `revocation_statements[0]: unknown placeholder "{{password}}"`,
+		},
+		"UnknownKey": {yaml: "memberof: [r]", wantErr: "memberof"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, warnings, err := postgres.Driver{}.ParseRole(decoder(tt.yaml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseRole = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseRole: %v", err)
+			}
+			switch {
+			case tt.wantWarning == "" && len(warnings) > 0:
+				t.Errorf("warnings = %q, want none", warnings)
+			case tt.wantWarning != "" && !strings.Contains(strings.Join(warnings, "\n"), tt.wantWarning):
+				t.Errorf("warnings = %q, want one containing %q", warnings, tt.wantWarning)
+			}
+			if tt.check != nil {
+				tt.check(t, got.(*postgres.Role))
+			}
+		})
+	}
+}
+
+// FuzzParseRole feeds arbitrary YAML to ParseRole: it never panics, and a role
+// it accepts names only known privileges.
+func FuzzParseRole(f *testing.F) {
+	for _, s := range []string{
+		"member_of: [a]",
+		`grants: [{privileges: [SELECT], schema: public, tables: ["*"]}]`,
+		`creation_statements: ["CREATE ROLE {{name}} PASSWORD {{password}}"]`,
+		"revocation_statements: ['{{name}}']\nmember_of: [x]",
+	} {
+		f.Add(s)
+	}
+	known := []string{"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "ALL"}
+	f.Fuzz(func(t *testing.T, src string) {
+		got, _, err := postgres.Driver{}.ParseRole(decoder(src))
+		if err != nil {
+			return
+		}
+		r := got.(*postgres.Role)
+		for _, g := range r.Grants {
+			for _, p := range g.Privileges {
+				if !slices.Contains(known, p) {
+					t.Errorf("accepted privilege %q", p)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,449 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/secret"
+)
+
+// Plugin issues and removes users of one PostgreSQL server. It is safe for
+// concurrent use; make one with [Driver.Open].
+type Plugin struct {
+	pool    *pgxpool.Pool
+	base    *pgxpool.Config // copied for the per-database pools of Revoke
+	adminDB string          // the admin connection's current_database()
+	target  target
+	secrets []secret.Value // the admin DSN and its password, redacted from every error
+
+	mu        sync.Mutex
+	dbPools   map[string]*pgxpool.Pool // by database name, made lazily by poolFor
+	closed    bool
+	closeOnce sync.Once
+}
+
+var _ plugins.Plugin = (*Plugin)(nil)
+
+// target is where issued credentials point.
+type target struct {
+	host, port, database, sslmode string
+}
+
+// perDatabaseConns is the size of each pool Revoke opens to clean up in a
+// database other than the admin DSN's.
+const perDatabaseConns = 2
+
+// open connects with c. configure, when not nil, edits the pool
+// configuration before the pool is made (tests install tracers with it).
+func open(ctx context.Context, c *Connection, configure func(*pgxpool.Config)) (*Plugin, error) {
+	dsn, err := c.DSN.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn.Reveal())
+	if err != nil {
+		return nil, plugins.Sanitize(fmt.Errorf("open: parse the DSN in %s: %w", c.DSN, err), dsn)
+	}
+	p := &Plugin{
+		secrets: []secret.Value{dsn},
+		dbPools: make(map[string]*pgxpool.Pool),
+	}
+	if cfg.ConnConfig.Password != "" {
+		p.secrets = append(p.secrets, secret.New(cfg.ConnConfig.Password))
+	}
+	cfg.MaxConns = c.MaxConns
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "credbroker"
+	}
+	if configure != nil {
+		configure(cfg)
+	}
+	p.base = cfg.Copy()
+	p.target = target{
+		host:     cmp.Or(c.Host, cfg.ConnConfig.Host),
+		port:     strconv.Itoa(cmp.Or(c.Port, int(cfg.ConnConfig.Port))),
+		database: cmp.Or(c.Database, cfg.ConnConfig.Database),
+		sslmode:  sslMode(dsn.Reveal()),
+	}
+	if p.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, p.sanitize(fmt.Errorf("open: %w", err))
+	}
+	if err := p.setup(ctx); err != nil {
+		p.pool.Close()
+		return nil, p.sanitize(fmt.Errorf("open: %w", classify(err)))
+	}
+	return p, nil
+}
+
+// setup learns the admin database and creates the marker role if it is
+// missing, tolerating another replica creating it at the same time.
+func (p *Plugin) setup(ctx context.Context) error {
+	var exists bool
+	err := p.pool.QueryRow(ctx,
+		`SELECT current_database(), EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, markerRole,
+	).Scan(&p.adminDB, &exists)
+	if err != nil || exists {
+		return err
+	}
+	_, err = p.pool.Exec(ctx, "CREATE ROLE "+ident(markerRole)+" NOLOGIN")
+	switch sqlState(err) {
+	case pgerrcode.DuplicateObject, pgerrcode.UniqueViolation:
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create marker role %s: %w", markerRole, err)
+	}
+	return nil
+}
+
+// sanitize redacts the admin DSN, its password and extra from err.
+func (p *Plugin) sanitize(err error, extra ...secret.Value) error {
+	return plugins.Sanitize(err, slices.Concat(p.secrets, extra)...)
+}
+
+// step is one statement of a transaction; what describes it in errors and
+// never holds a secret.
+type step struct {
+	what string
+	sql  string
+	args []any
+}
+
+// Create makes the user in one transaction: the role with a SCRAM verifier
+// and VALID UNTIL req.ExpiresAt, membership of credbroker_managed, then the
+// role's grants or creation statements. The plaintext password is never sent
+// to the server. req.Role must be a *Role from [Driver.ParseRole].
+func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins.Credential, error) {
+	steps, err := p.createSteps(req)
+	if err == nil {
+		err = p.inTx(ctx, p.pool, steps)
+	}
+	if err != nil {
+		return plugins.Credential{}, p.sanitize(fmt.Errorf("create role %s: %w", ident(req.Username), err), req.Password)
+	}
+	return p.credential(req.Username, req.Password), nil
+}
+
+func (p *Plugin) createSteps(req plugins.CreateRequest) ([]step, error) {
+	role, err := asRole(req.Role)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkUsername(req.Username); err != nil {
+		return nil, err
+	}
+	if err := checkPassword(req.Password); err != nil {
+		return nil, err
+	}
+	if req.ExpiresAt.IsZero() {
+		return nil, errors.New("no expiry given: a user must expire")
+	}
+	name := ident(req.Username)
+	verifier := SCRAMVerifier(req.Password.Reveal())
+	lock := step{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}}
+	var steps []step
+	if len(role.CreationStatements) > 0 {
+		// The statements are the operator's; they grant, so they take the lock.
+		steps = append(steps, lock)
+		vals := templateValues{name: req.Username, verifier: verifier, expiration: req.ExpiresAt}
+		for i, s := range role.CreationStatements {
+			steps = append(steps, step{what: fmt.Sprintf("creation_statements[%d]", i), sql: render(s, vals)})
+		}
+	} else {
+		steps = append(steps, step{
+			what: "create role",
+			sql: "CREATE ROLE " + name + " LOGIN PASSWORD " + quoteLiteral(verifier) +
+				" VALID UNTIL " + timestampLiteral(req.ExpiresAt),
+		})
+	}
+	steps = append(steps, step{what: "grant " + markerRole, sql: "GRANT " + ident(markerRole) + " TO " + name})
+	if role.revocationKey != "" {
+		steps = append(steps, step{
+			what: "record revocation_statements",
+			sql:  "COMMENT ON ROLE " + name + " IS " + quoteLiteral(revocationComment+role.revocationKey),
+		})
+	}
+	for _, group := range role.MemberOf {
+		steps = append(steps, step{what: "grant " + ident(group), sql: "GRANT " + ident(group) + " TO " + name})
+	}
+	if len(role.Grants) > 0 {
+		grants, err := grantSteps(role.Grants, name)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, lock)
+		steps = append(steps, grants...)
+	}
+	return steps, nil
+}
+
+// grantSteps turns grants into GRANT statements for the quoted user name:
+// USAGE on each schema once, then the table privileges.
+func grantSteps(grants []Grant, name string) ([]step, error) {
+	var steps []step
+	var schemas []string
+	for i, g := range grants {
+		for _, priv := range g.Privileges {
+			// ParseRole checked them, but they are written into SQL: check again
+			// for a Role built by hand.
+			if !slices.Contains(knownPrivileges, priv) {
+				return nil, fmt.Errorf("grants[%d]: unknown privilege %q", i, priv)
+			}
+		}
+		if !slices.Contains(schemas, g.Schema) {
+			schemas = append(schemas, g.Schema)
+			steps = append(steps, step{
+				what: "grant usage on schema " + ident(g.Schema),
+				sql:  "GRANT USAGE ON SCHEMA " + ident(g.Schema) + " TO " + name,
+			})
+		}
+		privs := strings.Join(g.Privileges, ", ")
+		if slices.Equal(g.Tables, []string{"*"}) {
+			steps = append(steps, step{
+				what: fmt.Sprintf("grant %s on all tables in schema %s", privs, ident(g.Schema)),
+				sql:  "GRANT " + privs + " ON ALL TABLES IN SCHEMA " + ident(g.Schema) + " TO " + name,
+			})
+			continue
+		}
+		tables := make([]string, len(g.Tables))
+		for j, t := range g.Tables {
+			tables[j] = pgx.Identifier{g.Schema, t}.Sanitize()
+		}
+		steps = append(steps, step{
+			what: fmt.Sprintf("grant %s on %s", privs, strings.Join(tables, ", ")),
+			sql:  "GRANT " + privs + " ON TABLE " + strings.Join(tables, ", ") + " TO " + name,
+		})
+	}
+	return steps, nil
+}
+
+// inTx runs steps in one transaction on pool.
+func (p *Plugin) inTx(ctx context.Context, pool *pgxpool.Pool, steps []step) error {
+	return classify(pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for _, s := range steps {
+			if _, err := tx.Exec(ctx, s.sql, s.args...); err != nil {
+				return fmt.Errorf("%s: %w", s.what, err)
+			}
+		}
+		return nil
+	}))
+}
+
+func checkUsername(name string) error {
+	switch {
+	case name == "":
+		return errors.New("no username given")
+	case len(name) > 63:
+		return fmt.Errorf("username %s is %d bytes: PostgreSQL keeps 63", ident(name), len(name))
+	case strings.ContainsRune(name, 0):
+		return errors.New("username holds a NUL byte")
+	}
+	return nil
+}
+
+// checkPassword accepts what SCRAM without SASLprep hashes the way the server
+// does: printable ASCII.
+func checkPassword(pw secret.Value) error {
+	if pw.IsZero() {
+		return errors.New("no password given")
+	}
+	for _, c := range []byte(pw.Reveal()) {
+		if c < 0x20 || c > 0x7e {
+			return errors.New("the password must be printable ASCII")
+		}
+	}
+	return nil
+}
+
+// credential is what a workload needs to log in as username.
+func (p *Plugin) credential(username string, password secret.Value) plugins.Credential {
+	t := p.target
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(username, password.Reveal())}
+	if t.database != "" {
+		u.Path = "/" + t.database
+	}
+	q := url.Values{"sslmode": {t.sslmode}}
+	if strings.HasPrefix(t.host, "/") { // a Unix socket directory
+		q.Set("host", t.host)
+		q.Set("port", t.port)
+	} else {
+		u.Host = net.JoinHostPort(t.host, t.port)
+	}
+	u.RawQuery = q.Encode()
+	return plugins.Credential{
+		Username: username,
+		Password: password,
+		URI:      secret.New(u.String()),
+		Env: map[string]secret.Value{
+			"PGHOST":     secret.New(t.host),
+			"PGPORT":     secret.New(t.port),
+			"PGDATABASE": secret.New(t.database),
+			"PGUSER":     secret.New(username),
+			"PGPASSWORD": password,
+			"PGSSLMODE":  secret.New(t.sslmode),
+		},
+		Fields: map[string]string{
+			"host":     t.host,
+			"port":     t.port,
+			"database": t.database,
+		},
+	}
+}
+
+// Renew moves the user's VALID UNTIL to expiresAt. A user that does not exist
+// is an error saying so.
+func (p *Plugin) Renew(ctx context.Context, username string, expiresAt time.Time) error {
+	name := ident(username)
+	if expiresAt.IsZero() {
+		return fmt.Errorf("renew role %s: no expiry given", name)
+	}
+	_, err := p.pool.Exec(ctx, "ALTER ROLE "+name+" VALID UNTIL "+timestampLiteral(expiresAt))
+	if sqlState(err) == pgerrcode.UndefinedObject {
+		return p.sanitize(fmt.Errorf("renew role %s: the role does not exist: %w", name, err))
+	}
+	if err != nil {
+		return p.sanitize(fmt.Errorf("renew role %s: %w", name, classify(err)))
+	}
+	return nil
+}
+
+// Check reports whether the admin connection works and may still create
+// roles (CREATEROLE or superuser).
+func (p *Plugin) Check(ctx context.Context) error {
+	var user string
+	var canCreate bool
+	err := p.pool.QueryRow(ctx,
+		`SELECT current_user, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user`,
+	).Scan(&user, &canCreate)
+	if err != nil {
+		return p.sanitize(fmt.Errorf("check: %w", classify(err)))
+	}
+	if !canCreate {
+		return fmt.Errorf("check: admin role %s has neither CREATEROLE nor SUPERUSER: it cannot issue users", ident(user))
+	}
+	return nil
+}
+
+// Close releases the admin connections. Calls after the first do nothing.
+func (p *Plugin) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		pools := p.dbPools
+		p.dbPools = nil
+		p.mu.Unlock()
+		for _, pool := range pools {
+			pool.Close()
+		}
+		p.pool.Close()
+	})
+	return nil
+}
+
+// poolFor returns a pool connected to database db with the admin's settings,
+// made on first use.
+func (p *Plugin) poolFor(ctx context.Context, db string) (*pgxpool.Pool, error) {
+	if db == p.adminDB {
+		return p.pool, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("the plugin is closed")
+	}
+	if pool, ok := p.dbPools[db]; ok {
+		return pool, nil
+	}
+	cfg := p.base.Copy()
+	cfg.ConnConfig.Database = db
+	cfg.MaxConns = perDatabaseConns
+	cfg.MinConns, cfg.MinIdleConns = 0, 0
+	cfg.MaxConnIdleTime = time.Minute
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.dbPools[db] = pool
+	return pool, nil
+}
+
+// sslMode returns the sslmode the admin DSN asks for, for issued credentials:
+// its sslmode (or ssl=true) parameter, else PGSSLMODE, else libpq's default
+// "prefer".
+func sslMode(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if _, query, ok := strings.Cut(dsn, "?"); ok {
+			if q, err := url.ParseQuery(query); err == nil {
+				if m := q.Get("sslmode"); m != "" {
+					return m
+				}
+				if q.Get("ssl") == "true" {
+					return "require"
+				}
+			}
+		}
+	} else if m := keywordValue(dsn, "sslmode"); m != "" {
+		return m
+	}
+	return cmp.Or(os.Getenv("PGSSLMODE"), "prefer")
+}
+
+// keywordValue returns the last value of key in a keyword/value connection
+// string (key=value pairs, values optionally single-quoted with backslash
+// escapes), or "" if key is absent.
+func keywordValue(dsn, key string) string {
+	var found string
+	s := dsn
+	for {
+		s = strings.TrimLeft(s, " \t\n\r")
+		if s == "" {
+			return found
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 {
+			return found
+		}
+		k := strings.TrimSpace(s[:eq])
+		s = strings.TrimLeft(s[eq+1:], " \t\n\r")
+		var v strings.Builder
+		quoted := strings.HasPrefix(s, "'")
+		if quoted {
+			s = s[1:]
+		}
+		i := 0
+		for ; i < len(s); i++ {
+			c := s[i]
+			if c == '\\' && i+1 < len(s) {
+				i++
+				v.WriteByte(s[i])
+				continue
+			}
+			if (quoted && c == '\'') || (!quoted && (c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+				break
+			}
+			v.WriteByte(c)
+		}
+		if i < len(s) {
+			i++ // the closing quote or the blank
+		}
+		s = s[i:]
+		if k == key {
+			found = v.String()
+		}
+	}
+}

@@ -1,0 +1,620 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/goleak"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/plugins/plugintest"
+	"github.com/credbroker/credbroker/plugins/postgres"
+	"github.com/credbroker/credbroker/secret"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// decoder decodes a YAML section strictly, as the broker does.
+func decoder(src string) plugins.Decoder {
+	return func(v any) error {
+		dec := yaml.NewDecoder(strings.NewReader(src))
+		dec.KnownFields(true)
+		return dec.Decode(v)
+	}
+}
+
+// bundle is what setup gives a test.
+type bundle struct {
+	adminURL string // superuser, connected to the test's own database
+	database string // the test's database
+	conn     any    // the parsed connection section for adminURL
+}
+
+// setup makes a database of the test's own with tables items and orders
+// (one row each), and a connection section pointing at it.
+func setup(t *testing.T) bundle {
+	t.Helper()
+	dbURL := plugintest.NewTestDatabase(t, plugintest.PostgresURL(t))
+	exec(t, dbURL,
+		"CREATE TABLE items (id serial PRIMARY KEY, name text)",
+		"CREATE TABLE orders (id serial PRIMARY KEY, item int)",
+		"INSERT INTO items (name) VALUES ('one')",
+		"INSERT INTO orders (item) VALUES (1)",
+	)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundle{adminURL: dbURL, database: strings.TrimPrefix(u.Path, "/"), conn: connection(t, dbURL, "")}
+}
+
+// connection writes dsn to a file and parses a connection section that
+// references it, plus extra YAML.
+func connection(t *testing.T, dsn, extra string) any {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(file, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := postgres.Driver{}.ParseConnection(decoder("dsn: file:" + file + "\n" + extra))
+	if err != nil {
+		t.Fatalf("ParseConnection: %v", err)
+	}
+	return c
+}
+
+func parseRole(t *testing.T, src string) any {
+	t.Helper()
+	r, _, err := postgres.Driver{}.ParseRole(decoder(src))
+	if err != nil {
+		t.Fatalf("ParseRole: %v", err)
+	}
+	return r
+}
+
+func open(t *testing.T, conn any) plugins.Plugin {
+	t.Helper()
+	p, err := postgres.Driver{}.Open(t.Context(), conn)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// exec runs statements on a fresh connection to url.
+func exec(t *testing.T, url string, statements ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", plugins.Sanitize(err))
+	}
+	defer conn.Close(ctx)
+	for _, s := range statements {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// queryRow scans one row of sql on a fresh connection to url.
+func queryRow(t *testing.T, url, sql string, args []any, dest ...any) error {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", plugins.Sanitize(err))
+	}
+	defer conn.Close(context.Background())
+	return conn.QueryRow(t.Context(), sql, args...).Scan(dest...)
+}
+
+func roleExists(t *testing.T, url, username string) bool {
+	t.Helper()
+	var n int
+	if err := queryRow(t, url, "SELECT count(*) FROM pg_roles WHERE rolname = $1", []any{username}, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
+}
+
+// session is a login as an issued credential.
+type session struct{ conn *pgx.Conn }
+
+func login(ctx context.Context, c plugins.Credential) (plugintest.Session, error) {
+	conn, err := pgx.Connect(ctx, c.URI.Reveal())
+	if err != nil {
+		return nil, plugins.Sanitize(err, c.Password)
+	}
+	return &session{conn: conn}, nil
+}
+
+func (s *session) Ping(ctx context.Context) error {
+	_, err := s.conn.Exec(ctx, "SELECT 1")
+	return err
+}
+
+// CheckGrants proves the user can read items but not write it.
+func (s *session) CheckGrants(ctx context.Context) error {
+	var n int
+	if err := s.conn.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil {
+		return fmt.Errorf("SELECT from items: %w", err)
+	}
+	_, err := s.conn.Exec(ctx, "INSERT INTO items (name) VALUES ('two')")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.InsufficientPrivilege {
+		return fmt.Errorf("INSERT into items = %v, want permission denied", err)
+	}
+	return nil
+}
+
+func (s *session) Close() error { return s.conn.Close(context.Background()) }
+
+// validUntil reads the role's VALID UNTIL.
+func validUntil(url string) func(ctx context.Context, username string) (time.Time, error) {
+	return func(ctx context.Context, username string) (time.Time, error) {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return time.Time{}, err
+		}
+		defer conn.Close(context.Background())
+		var t *time.Time
+		if err := conn.QueryRow(ctx, "SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", username).Scan(&t); err != nil {
+			return time.Time{}, err
+		}
+		if t == nil {
+			return time.Time{}, errors.New("the role has no VALID UNTIL")
+		}
+		return *t, nil
+	}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	t.Run("Grants", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		plugintest.Run(t, plugintest.Harness{
+			Driver:        postgres.Driver{},
+			Connection:    b.conn,
+			Role:          parseRole(t, `grants: [{privileges: [SELECT], schema: public, tables: ["*"]}]`),
+			Login:         login,
+			BackendExpiry: validUntil(b.adminURL),
+		})
+	})
+	t.Run("MemberOf", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		group := "cbtest_readers_" + strings.ToLower(plugins.NewPassword().Reveal()[:8])
+		exec(t, b.adminURL,
+			"CREATE ROLE "+group+" NOLOGIN",
+			"GRANT USAGE ON SCHEMA public TO "+group,
+			"GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+group,
+		)
+		t.Cleanup(func() { exec(t, b.adminURL, "DROP OWNED BY "+group, "DROP ROLE "+group) })
+		plugintest.Run(t, plugintest.Harness{
+			Driver:        postgres.Driver{},
+			Connection:    b.conn,
+			Role:          parseRole(t, "member_of: ["+group+"]"),
+			Login:         login,
+			BackendExpiry: validUntil(b.adminURL),
+		})
+	})
+	t.Run("CreationStatements", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		plugintest.Run(t, plugintest.Harness{
+			Driver:     postgres.Driver{},
+			Connection: b.conn,
+			Role: parseRole(t, `
+creation_statements:
+  - CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';
+  - GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}";
+revocation_statements:
+  - REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{{name}}"
+`),
+			Login:         login,
+			BackendExpiry: validUntil(b.adminURL),
+		})
+	})
+}
+
+func TestRenewMovesValidUntil(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	username := plugins.NewUsername("renew", 63)
+	first := time.Now().Add(10 * time.Minute).Truncate(time.Microsecond)
+	if _, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: first,
+		Role: parseRole(t, "member_of: [pg_read_all_data]"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	expiry := validUntil(b.adminURL)
+	if got, err := expiry(t.Context(), username); err != nil || !got.Equal(first) {
+		t.Fatalf("rolvaliduntil after Create = %v, %v; want %v", got, err, first)
+	}
+	second := first.Add(time.Hour)
+	if err := p.Renew(t.Context(), username, second); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := expiry(t.Context(), username); err != nil || !got.Equal(second) {
+		t.Fatalf("rolvaliduntil after Renew = %v, %v; want %v", got, err, second)
+	}
+}
+
+func TestRenewMissingRole(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	err := p.Renew(t.Context(), plugins.NewUsername("gone", 63), time.Now().Add(time.Hour))
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Renew of a missing role = %v, want an error saying it does not exist", err)
+	}
+}
+
+// TestConcurrentCreatesWithGrants creates 40 users with explicit grants on 20
+// tables at once, then revokes them while 40 more are created: PostgreSQL
+// fails concurrent ACL updates of a table unless the plugin serializes them.
+func TestConcurrentCreatesWithGrants(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var tables []string
+	for i := range 20 {
+		tables = append(tables, fmt.Sprintf("CREATE TABLE t%02d (id int)", i))
+	}
+	exec(t, b.adminURL, tables...)
+	p := open(t, b.conn)
+	role := parseRole(t, `
+grants:
+  - {privileges: [SELECT, INSERT], schema: public, tables: ["*"]}
+  - {privileges: [UPDATE], schema: public, tables: [t01, t02, t03]}
+`)
+	const n = 40
+	newBatch := func() []string {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = plugins.NewUsername("concurrent", 63)
+		}
+		t.Cleanup(func() {
+			for _, u := range names {
+				_ = p.Revoke(context.Background(), u)
+			}
+		})
+		return names
+	}
+	create := func(u string) error {
+		_, err := p.Create(t.Context(), plugins.CreateRequest{
+			Username: u, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+		})
+		return err
+	}
+	revoke := func(u string) error { return p.Revoke(t.Context(), u) }
+	run := func(what string, names []string, f func(string) error, wg *sync.WaitGroup) {
+		for _, u := range names {
+			wg.Go(func() {
+				if err := f(u); err != nil {
+					t.Errorf("%s %s: %v", what, u, err)
+				}
+			})
+		}
+	}
+
+	first, second := newBatch(), newBatch()
+	var wg sync.WaitGroup
+	run("Create", first, create, &wg)
+	wg.Wait()
+	run("Revoke", first, revoke, &wg)
+	run("Create", second, create, &wg)
+	wg.Wait()
+	run("Revoke", second, revoke, &wg)
+	wg.Wait()
+
+	var left int
+	if err := queryRow(t, b.adminURL, "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
+		[]any{append(first, second...)}, &left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d roles are left after revoking all", left)
+	}
+}
+
+// TestRevokeOwnerInOtherDatabase revokes a user that owns a table in another
+// database and has a session open there.
+func TestRevokeOwnerInOtherDatabase(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	otherURL := plugintest.NewTestDatabase(t, plugintest.PostgresURL(t))
+	p := open(t, b.conn)
+	username := plugins.NewUsername("owner", 63)
+	cred, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
+		Role: parseRole(t, `grants: [{privileges: [SELECT], schema: public, tables: [items]}]`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	exec(t, otherURL,
+		"CREATE TABLE owned (id int)",
+		"ALTER TABLE owned OWNER TO "+username,
+		"GRANT CREATE ON SCHEMA public TO "+username,
+	)
+
+	// A session in the other database, as the user.
+	u, err := url.Parse(otherURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userURL, err := url.Parse(cred.URI.Reveal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	userURL.Path = u.Path
+	s, err := login(t.Context(), plugins.Credential{URI: secret.New(userURL.String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	if err := p.Revoke(t.Context(), username); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if roleExists(t, b.adminURL, username) {
+		t.Error("the role still exists after Revoke")
+	}
+	var owner string
+	if err := queryRow(t, otherURL, "SELECT tableowner FROM pg_tables WHERE tablename = 'owned'", nil, &owner); err != nil {
+		t.Fatal(err)
+	}
+	if owner != "postgres" {
+		t.Errorf("the table the user owned belongs to %q after Revoke, want the admin, postgres", owner)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		err := s.Ping(ctx)
+		timedOut := ctx.Err() != nil
+		cancel()
+		switch {
+		case timedOut:
+			t.Fatal("Ping on the revoked session hung")
+		case err != nil:
+			return // the session is gone
+		case time.Now().After(deadline):
+			t.Fatal("the user's session in the other database survived Revoke")
+		}
+		<-tick.C
+	}
+}
+
+func TestRevocationStatementsRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	exec(t, b.adminURL, "CREATE TABLE revocations (username text)")
+	p := open(t, b.conn)
+	role := parseRole(t, `
+creation_statements:
+  - CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}
+revocation_statements:
+  - INSERT INTO revocations (username) VALUES ('{{name}}')
+`)
+	username := plugins.NewUsername("revstmt", 63)
+	if _, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	if err := p.Revoke(t.Context(), username); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := queryRow(t, b.adminURL, "SELECT count(*) FROM revocations WHERE username = $1", []any{username}, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("revocation_statements ran %d times, want once", n)
+	}
+	if roleExists(t, b.adminURL, username) {
+		t.Error("the role still exists after Revoke")
+	}
+}
+
+func TestRevokeRefusesUnmanagedRole(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	name := plugins.NewUsername("unmanaged", 63)
+	exec(t, b.adminURL, "CREATE ROLE "+name+" LOGIN")
+	t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+name) })
+	err := p.Revoke(t.Context(), name)
+	if err == nil || !strings.Contains(err.Error(), "credbroker_managed") {
+		t.Errorf("Revoke of a role credbroker did not make = %v, want a refusal", err)
+	}
+	if !roleExists(t, b.adminURL, name) {
+		t.Error("Revoke dropped a role credbroker did not make")
+	}
+}
+
+func TestCredential(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	role := parseRole(t, "member_of: [pg_read_all_data]")
+	t.Run("FromDSN", func(t *testing.T) {
+		p := open(t, b.conn)
+		username := plugins.NewUsername("cred", 63)
+		pw := plugins.NewPassword()
+		cred, err := p.Create(t.Context(), plugins.CreateRequest{
+			Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: role,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+		want := map[string]string{"host": "127.0.0.1", "port": "5432", "database": b.database}
+		for k, v := range want {
+			if cred.Fields[k] != v {
+				t.Errorf("Fields[%q] = %q, want %q", k, cred.Fields[k], v)
+			}
+		}
+		wantURI := "postgres://" + username + ":" + pw.Reveal() + "@127.0.0.1:5432/" + b.database + "?sslmode=disable"
+		if cred.URI.Reveal() != wantURI {
+			t.Errorf("URI = %s, want %s", plugins.SanitizeString(cred.URI.Reveal()), plugins.SanitizeString(wantURI))
+		}
+		// The environment alone is enough to log in, as psql would.
+		var kv []string
+		for k, key := range map[string]string{"PGHOST": "host", "PGPORT": "port", "PGDATABASE": "dbname",
+			"PGUSER": "user", "PGPASSWORD": "password", "PGSSLMODE": "sslmode"} {
+			v, ok := cred.Env[k]
+			if !ok {
+				t.Fatalf("Env has no %s", k)
+			}
+			kv = append(kv, key+"='"+v.Reveal()+"'")
+		}
+		conn, err := pgx.Connect(t.Context(), strings.Join(kv, " "))
+		if err != nil {
+			t.Fatalf("login with Env: %v", plugins.Sanitize(err, pw))
+		}
+		var user string
+		err = conn.QueryRow(t.Context(), "SELECT current_user").Scan(&user)
+		_ = conn.Close(context.Background())
+		if err != nil || user != username {
+			t.Errorf("logged in with Env as %q (%v), want %q", user, err, username)
+		}
+	})
+	t.Run("Overrides", func(t *testing.T) {
+		p := open(t, connection(t, b.adminURL, "host: db.example.com\nport: 6432\ndatabase: orders"))
+		username := plugins.NewUsername("cred", 63)
+		cred, err := p.Create(t.Context(), plugins.CreateRequest{
+			Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+		u, err := url.Parse(cred.URI.Reveal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Host != "db.example.com:6432" || u.Path != "/orders" || cred.Fields["database"] != "orders" {
+			t.Errorf("credential points at %s%s (fields %v), want db.example.com:6432/orders", u.Host, u.Path, cred.Fields)
+		}
+	})
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if err := open(t, b.conn).Check(t.Context()); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+
+	weak := plugins.NewUsername("weak", 63)
+	exec(t, b.adminURL, "CREATE ROLE "+weak+" LOGIN")
+	t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+weak) })
+	u, err := url.Parse(b.adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(weak)
+	err = open(t, connection(t, u.String(), "")).Check(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "CREATEROLE") {
+		t.Errorf("Check as a role without CREATEROLE = %v, want an error naming CREATEROLE", err)
+	}
+}
+
+func TestOpenUnavailable(t *testing.T) {
+	t.Parallel()
+	const password = "s3cret-admin-pw"
+	conn := connection(t, "postgres://admin:"+password+"@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5", "")
+	_, err := postgres.Driver{}.Open(t.Context(), conn)
+	if !errors.Is(err, plugins.ErrUnavailable) {
+		t.Errorf("Open of a server that is not there = %v, want ErrUnavailable", err)
+	}
+	if err != nil && strings.Contains(fmt.Sprintf("%v %+v", err, err), password) {
+		t.Errorf("the error quotes the DSN password: %v", err)
+	}
+}
+
+func TestOpenMissingSecret(t *testing.T) {
+	t.Parallel()
+	conn, err := postgres.Driver{}.ParseConnection(decoder("dsn: env:CREDBROKER_TEST_NO_SUCH_VARIABLE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = postgres.Driver{}.Open(t.Context(), conn)
+	if err == nil || !strings.Contains(err.Error(), "CREDBROKER_TEST_NO_SUCH_VARIABLE") {
+		t.Errorf("Open with an unset DSN variable = %v, want an error naming it", err)
+	}
+}
+
+// TestErrorsHideDSNPassword provokes server errors through an admin DSN with
+// a password (the local server trusts it anyway) and checks none quotes it.
+func TestErrorsHideDSNPassword(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const password = "dsn-pw-never-printed"
+	u, err := url.Parse(b.adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), password)
+	p := open(t, connection(t, u.String(), ""))
+	errs := []error{
+		p.Renew(t.Context(), plugins.NewUsername("x", 63), time.Now().Add(time.Hour)),
+	}
+	_, err = p.Create(t.Context(), plugins.CreateRequest{
+		Username: plugins.NewUsername("x", 63), Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
+		Role: parseRole(t, "member_of: [cbtest_no_such_group]"),
+	})
+	errs = append(errs, err)
+	for _, err := range errs {
+		if err == nil {
+			t.Error("expected an error")
+			continue
+		}
+		if strings.Contains(err.Error(), password) {
+			t.Errorf("the error quotes the DSN password: %v", err)
+		}
+	}
+}
+
+func TestOpenMalformedDSN(t *testing.T) {
+	t.Parallel()
+	for name, dsn := range map[string]string{
+		"URL":          "postgres://admin:pw-in-bad-url@127.0.0.1:notaport/postgres",
+		"KeywordValue": "host=127.0.0.1 password='pw-in-bad-kv sslmode=nonsense",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := postgres.Driver{}.Open(t.Context(), connection(t, dsn, ""))
+			if err == nil {
+				t.Fatal("Open with a malformed DSN succeeded")
+			}
+			if strings.Contains(err.Error(), "pw-in-bad") {
+				t.Errorf("the error quotes the DSN password: %v", err)
+			}
+		})
+	}
+}

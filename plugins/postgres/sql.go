@@ -1,0 +1,113 @@
+package postgres
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// markerRole is the NOLOGIN role every issued user is a member of. It marks
+// the roles the broker made, so Revoke never drops anything else.
+const markerRole = "credbroker_managed"
+
+// grantLockKey is the pg_advisory_xact_lock key that serializes ACL changes
+// (explicit grants, creation and revocation statements, dropping a user's
+// grants) in one database, across every broker replica: PostgreSQL fails
+// concurrent ACL updates of one table with "tuple concurrently updated" or a
+// deadlock. It spells "credbrkr".
+const grantLockKey int64 = 0x637265646272_6b72
+
+// revocationComment prefixes the COMMENT ON ROLE that names a role's
+// revocation statements in the registry.
+const revocationComment = "credbroker:revocation_statements:"
+
+// ident quotes one identifier.
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// quoteLiteral quotes s as a string constant whatever the server's
+// standard_conforming_strings: single quotes are doubled, and when s holds a
+// backslash the constant is an escape string (E'…') with backslashes doubled.
+// NUL bytes, which no PostgreSQL string can hold, are dropped.
+func quoteLiteral(s string) string {
+	s = strings.ReplaceAll(s, "\x00", "")
+	s = strings.ReplaceAll(s, `'`, `''`)
+	if strings.Contains(s, `\`) {
+		return `E'` + strings.ReplaceAll(s, `\`, `\\`) + `'`
+	}
+	return `'` + s + `'`
+}
+
+// timestampLiteral quotes t as a timestamptz constant, in UTC to the
+// microsecond.
+func timestampLiteral(t time.Time) string {
+	return quoteLiteral(t.UTC().Format("2006-01-02 15:04:05.999999") + "+00")
+}
+
+// templateValues are the quoted values of creation and revocation statement
+// placeholders.
+type templateValues struct {
+	name       string // the username, unquoted
+	verifier   string // the SCRAM verifier, unquoted; empty in revocation statements
+	expiration time.Time
+}
+
+// render substitutes the placeholders in stmt. {{name}} (and its Vault alias
+// {{username}}) becomes the quoted identifier, {{password}} the quoted SCRAM
+// verifier and {{expiration}} the quoted timestamp. Vault statements quote
+// placeholders themselves ("{{name}}", '{{password}}'), so a placeholder
+// already inside quotes is replaced with its quotes: '{{name}}' becomes the
+// name as a string constant, which is what a statement such as
+// WHERE usename = '{{name}}' means.
+func render(stmt string, v templateValues) string {
+	id, lit := ident(v.name), quoteLiteral(v.name)
+	pairs := []string{
+		`"{{name}}"`, id, `"{{username}}"`, id,
+		`'{{name}}'`, lit, `'{{username}}'`, lit,
+		`{{name}}`, id, `{{username}}`, id,
+	}
+	if v.verifier != "" {
+		pw := quoteLiteral(v.verifier)
+		pairs = append(pairs, `'{{password}}'`, pw, `{{password}}`, pw)
+	}
+	if !v.expiration.IsZero() {
+		ts := timestampLiteral(v.expiration)
+		pairs = append(pairs, `'{{expiration}}'`, ts, `{{expiration}}`, ts)
+	}
+	return strings.NewReplacer(pairs...).Replace(stmt)
+}
+
+// revocations maps a key (a hash of the statements) to revocation statements.
+//
+// Plugin.Revoke is given only a username, not the role the user was issued
+// for, so Create records the key in a comment on the role and Revoke looks the
+// statements up here. Every broker replica parses the same configuration, so
+// the key resolves in whichever replica revokes, also after a restart. The
+// registry holds only what the configuration says, keyed by its content, so
+// sharing it across drivers and plugins is harmless.
+var revocations sync.Map // string → []string
+
+// registerRevocation adds statements to the registry and returns their key.
+func registerRevocation(statements []string) string {
+	sum := sha256.Sum256([]byte(strings.Join(statements, "\x00")))
+	key := hex.EncodeToString(sum[:16])
+	revocations.LoadOrStore(key, append([]string(nil), statements...))
+	return key
+}
+
+// lookupRevocation returns the statements a role's comment names, if this
+// process knows them.
+func lookupRevocation(comment string) ([]string, bool) {
+	key, ok := strings.CutPrefix(comment, revocationComment)
+	if !ok {
+		return nil, false
+	}
+	v, ok := revocations.Load(key)
+	if !ok {
+		return nil, false
+	}
+	return v.([]string), true
+}
