@@ -3,6 +3,7 @@ package plugintest
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -73,6 +74,9 @@ func testContext(t *testing.T) context.Context {
 // CamelCase subtests that build on each other:
 //
 //   - CreateAndLogin: Create returns the credential asked for, and it logs in.
+//   - WrongPasswordFails: the same user with another password does not log in
+//     (skipped where the test server trusts every login, unless
+//     CREDBROKER_TEST_PASSWORD_AUTH=1 says it must not).
 //   - GrantsAsRoleSays: the session can do what the role allows, not more.
 //   - Renew: Renew succeeds (and moves the backend's expiry, with BackendExpiry).
 //   - Revoke: Revoke succeeds.
@@ -105,6 +109,7 @@ func Run(t *testing.T, h Harness) {
 	}
 
 	t.Run("CreateAndLogin", s.createAndLogin)
+	t.Run("WrongPasswordFails", s.wrongPasswordFails)
 	t.Run("GrantsAsRoleSays", s.grantsAsRoleSays)
 	t.Run("Renew", s.renew)
 	t.Run("Revoke", s.revoke)
@@ -156,6 +161,36 @@ func (s *suite) cleanup(t *testing.T) {
 		if err := s.p.Revoke(ctx, u); err != nil {
 			t.Errorf("cleanup: Revoke %s: %v", u, err)
 		}
+	}
+}
+
+// PasswordAuthEnv, set to 1, says the test backends check passwords, so a
+// wrong password that logs in fails the suite instead of skipping.
+const PasswordAuthEnv = "CREDBROKER_TEST_PASSWORD_AUTH"
+
+func (s *suite) wrongPasswordFails(t *testing.T) {
+	s.needUser(t)
+	ctx := testContext(t)
+	right, wrong := s.cred.Password.Reveal(), plugins.NewPassword()
+	swap := func(v secret.Value) secret.Value {
+		return secret.New(strings.ReplaceAll(v.Reveal(), right, wrong.Reveal()))
+	}
+	bad := *s.cred
+	bad.Password, bad.URI = wrong, swap(s.cred.URI)
+	bad.Env = make(map[string]secret.Value, len(s.cred.Env))
+	for k, v := range s.cred.Env {
+		bad.Env[k] = swap(v)
+	}
+	session, err := s.h.Login(ctx, bad)
+	if err == nil {
+		_ = session.Close()
+		if os.Getenv(PasswordAuthEnv) == "1" {
+			t.Fatal("a wrong password logged in")
+		}
+		t.Skipf("the test server accepted a wrong password: it trusts every login, so passwords are not proven here (set %s=1 where it checks them)", PasswordAuthEnv)
+	}
+	if strings.Contains(err.Error(), right) || strings.Contains(err.Error(), wrong.Reveal()) {
+		t.Errorf("login error quotes a password: %v", err)
 	}
 }
 
