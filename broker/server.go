@@ -99,11 +99,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 			p, ok := s.plugins[backend]
 			return p, ok
 		},
-		Interval:     cfg.Reaper.Interval,
-		PendingGrace: cfg.Reaper.PendingGrace,
-		Registerer:   reg,
-		Logger:       opts.Logger,
-		Now:          now,
+		Backends:      backendNames(cfg),
+		Interval:      cfg.Reaper.Interval,
+		SweepInterval: cfg.Reaper.SweepInterval,
+		PendingGrace:  cfg.Reaper.PendingGrace,
+		Registerer:    reg,
+		Logger:        opts.Logger,
+		Now:           now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reaper: %w", err)
@@ -122,6 +124,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	}
 	s.handler = s.routes(reg)
 	return s, nil
+}
+
+func backendNames(cfg *Config) []string {
+	names := make([]string, len(cfg.Backends))
+	for i, b := range cfg.Backends {
+		names[i] = b.Name
+	}
+	return names
 }
 
 func (s *Server) routes(reg *prometheus.Registry) http.Handler {

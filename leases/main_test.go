@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -160,6 +161,8 @@ type fakePlugin struct {
 	fail func(username string) error
 	// hook, when set, runs inside Revoke before it records the call.
 	hook func(ctx context.Context, username string)
+	// managed is what ListManaged reports; Revoke removes from it.
+	managed []plugins.ManagedUser
 }
 
 var _ plugins.Plugin = (*fakePlugin)(nil)
@@ -171,6 +174,12 @@ func (p *fakePlugin) Create(context.Context, plugins.CreateRequest) (plugins.Cre
 }
 func (p *fakePlugin) Renew(context.Context, string, time.Time) error { return nil }
 func (p *fakePlugin) Check(context.Context) error                    { return nil }
+
+func (p *fakePlugin) ListManaged(context.Context) ([]plugins.ManagedUser, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.managed), nil
+}
 func (p *fakePlugin) Close() error                                   { return nil }
 
 func (p *fakePlugin) Revoke(ctx context.Context, username string) error {
@@ -184,8 +193,11 @@ func (p *fakePlugin) Revoke(ctx context.Context, username string) error {
 	defer p.mu.Unlock()
 	p.revokes[username]++
 	if fail != nil {
-		return fail(username)
+		if err := fail(username); err != nil {
+			return err
+		}
 	}
+	p.managed = slices.DeleteFunc(p.managed, func(u plugins.ManagedUser) bool { return u.Username == username })
 	return nil
 }
 

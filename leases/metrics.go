@@ -12,6 +12,7 @@ type reaperMetrics struct {
 	revokes *prometheus.CounterVec
 	backlog prometheus.Gauge
 	leases  *prometheus.GaugeVec
+	orphans *prometheus.CounterVec
 }
 
 func newReaperMetrics(reg prometheus.Registerer) (*reaperMetrics, error) {
@@ -36,7 +37,14 @@ func newReaperMetrics(reg prometheus.Registerer) (*reaperMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &reaperMetrics{revokes: revokes, backlog: backlog, leases: leases}, nil
+	orphans, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "credbroker_sweep_orphans_revoked_total",
+		Help: "Managed backend users that no lease accounted for, revoked by the sweep. Anything above zero deserves a look.",
+	}, []string{"backend"}))
+	if err != nil {
+		return nil, err
+	}
+	return &reaperMetrics{revokes: revokes, backlog: backlog, leases: leases, orphans: orphans}, nil
 }
 
 // register registers c, or returns the identical collector already
@@ -52,6 +60,13 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		return c, err
 	}
 	return c, nil
+}
+
+func (m *reaperMetrics) countOrphan(backend string) {
+	if m == nil {
+		return
+	}
+	m.orphans.WithLabelValues(backend).Inc()
 }
 
 func (m *reaperMetrics) countRevoke(backend string, ok bool) {

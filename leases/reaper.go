@@ -23,6 +23,10 @@ type ReaperConfig struct {
 	// Plugin returns the live plugin for a backend name, false when the
 	// backend is not configured. Required.
 	Plugin func(backend string) (plugins.Plugin, bool)
+	// Backends are the backends Sweep asks for their managed users.
+	Backends []string
+	// SweepInterval is the time between sweeps in Run. Default 10m.
+	SweepInterval time.Duration
 	// Interval is the time between passes of Run. Default 5s.
 	Interval time.Duration
 	// PendingGrace is how old a PENDING lease must be before it counts as an
@@ -83,7 +87,7 @@ func NewReaper(cfg ReaperConfig) (*Reaper, error) {
 		return nil, fmt.Errorf("%w: reaper needs a Plugin lookup", ErrInvalidArgument)
 	}
 	for name, d := range map[string]time.Duration{
-		"Interval": cfg.Interval, "PendingGrace": cfg.PendingGrace, "RevokeTimeout": cfg.RevokeTimeout,
+		"Interval": cfg.Interval, "SweepInterval": cfg.SweepInterval, "PendingGrace": cfg.PendingGrace, "RevokeTimeout": cfg.RevokeTimeout,
 		"ClaimTimeout": cfg.ClaimTimeout, "MinBackoff": cfg.MinBackoff, "MaxBackoff": cfg.MaxBackoff,
 	} {
 		if d < 0 {
@@ -94,6 +98,7 @@ func NewReaper(cfg ReaperConfig) (*Reaper, error) {
 		return nil, fmt.Errorf("%w: reaper Workers and BatchSize must not be negative", ErrInvalidArgument)
 	}
 	cfg.Interval = cmp.Or(cfg.Interval, 5*time.Second)
+	cfg.SweepInterval = cmp.Or(cfg.SweepInterval, 10*time.Minute)
 	cfg.PendingGrace = cmp.Or(cfg.PendingGrace, 2*time.Minute)
 	cfg.Workers = cmp.Or(cfg.Workers, 4)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 100)
@@ -129,17 +134,24 @@ func (r *Reaper) now() time.Time {
 }
 
 // Run reaps until ctx is done, then returns nil. Each pass claims and revokes
-// batches until fewer than BatchSize leases are due, then waits Interval.
-// Errors are logged and the next pass tries again.
+// batches until fewer than BatchSize leases are due, then waits Interval;
+// every SweepInterval it also sweeps the backends for orphans. Errors are
+// logged and the next pass tries again.
 func (r *Reaper) Run(ctx context.Context) error {
 	ticker := time.NewTicker(r.cfg.Interval)
 	defer ticker.Stop()
+	sweep := time.NewTicker(r.cfg.SweepInterval)
+	defer sweep.Stop()
 	for {
 		r.drain(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+		case <-sweep.C:
+			if n, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+				r.logger.Error("sweep failed", slog.Int("orphans_revoked", n), slog.String("error", plugins.SanitizeString(err.Error())))
+			}
 		}
 	}
 }

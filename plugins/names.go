@@ -15,7 +15,7 @@ const suffixLen = 10
 // lower-case letters, digits and underscores whatever the role name holds. The
 // role part is shortened to make room; the random suffix is never shortened.
 func NewUsername(role string, limit int) string {
-	const prefix = "cb_"
+	const prefix = ManagedPrefix
 	var b strings.Builder
 	for _, r := range strings.ToLower(role) {
 		switch {

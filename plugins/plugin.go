@@ -21,6 +21,12 @@ type Plugin interface {
 	// Revoke deletes the user and ends its open sessions. A user that does not
 	// exist is success (nil), so Revoke can be retried safely.
 	Revoke(ctx context.Context, username string) error
+	// ListManaged returns the users this broker created on the backend that
+	// still exist, told apart from everyone else's by a marker the plugin
+	// sets at Create (PostgreSQL: membership of a marker role; Redis and
+	// MySQL: the username prefix; RabbitMQ: a tag). The reaper's sweep
+	// revokes the ones no lease accounts for.
+	ListManaged(ctx context.Context) ([]ManagedUser, error)
 	// Check reports whether the admin connection can still do its job.
 	Check(ctx context.Context) error
 	// Close releases the admin connection.
@@ -53,6 +59,18 @@ type Credential struct {
 	// Fields holds the non-secret connection details (host, port, database …).
 	Fields map[string]string
 }
+
+// ManagedUser is a user a Plugin created, as ListManaged reports it.
+type ManagedUser struct {
+	Username string
+	// CreatedAt is when the backend says the user was made; zero when the
+	// backend does not record it.
+	CreatedAt time.Time
+}
+
+// ManagedPrefix starts every username [NewUsername] makes; plugins whose
+// backend has no other marker list their users by it.
+const ManagedPrefix = "cb_"
 
 // Decoder decodes one configuration section into v, strictly: an unknown key
 // is an error.

@@ -36,11 +36,15 @@ func newClient() (*client.Client, error) {
 			return nil, err
 		}
 	}
-	addr := clientOpts.addr
-	if addr == "" {
-		addr = client.AddrFromEnv()
+	return client.New(clientAddr(), tokens), nil
+}
+
+// clientAddr is the broker the client commands talk to.
+func clientAddr() string {
+	if clientOpts.addr != "" {
+		return clientOpts.addr
 	}
-	return client.New(addr, tokens), nil
+	return client.AddrFromEnv()
 }
 
 func newCredsCmd() *cobra.Command {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -36,18 +37,21 @@ type usageError struct{ error }
 func run(ctx context.Context, args []string) int {
 	root := newRoot()
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
 	var ce *connect.Error
 	var ue usageError
+	var opErr *net.OpError
 	switch {
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		fmt.Fprintf(os.Stderr, "credbroker: cannot reach the broker at %s: %v\nIs it running? Set CREDBROKER_ADDR or --addr to where it listens.\n", clientAddr(), opErr.Err)
 	case errors.As(err, &ce):
 		// The server's message is written for the person reading it.
 		fmt.Fprintf(os.Stderr, "credbroker: %s: %s\n", ce.Code(), ce.Message())
 	case errors.As(err, &ue):
-		fmt.Fprintf(os.Stderr, "credbroker: %v\nRun 'credbroker %s --help' for usage.\n", ue.error, root.CalledAs())
+		fmt.Fprintf(os.Stderr, "credbroker: %v\nRun '%s --help' for usage.\n", ue.error, cmd.CommandPath())
 		return exitUsage
 	default:
 		fmt.Fprintf(os.Stderr, "credbroker: %v\n", err)

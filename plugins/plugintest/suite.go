@@ -82,6 +82,8 @@ func testContext(t *testing.T) context.Context {
 //   - Revoke: Revoke succeeds.
 //   - LoginFailsAfterRevoke: the credential no longer logs in and the session
 //     opened before Revoke is gone.
+//   - ListManagedHasUser, ListManagedDropsUser: ListManaged reports the user
+//     while it exists and not after Revoke.
 //   - RevokeAgainIsNil, RevokeUnknownIsNil: Revoke is idempotent.
 //   - ConcurrentCreatesNeverCollide: 50 concurrent Creates all succeed with
 //     distinct users, and all are revoked.
@@ -110,10 +112,12 @@ func Run(t *testing.T, h Harness) {
 
 	t.Run("CreateAndLogin", s.createAndLogin)
 	t.Run("WrongPasswordFails", s.wrongPasswordFails)
+	t.Run("ListManagedHasUser", s.listManagedHasUser)
 	t.Run("GrantsAsRoleSays", s.grantsAsRoleSays)
 	t.Run("Renew", s.renew)
 	t.Run("Revoke", s.revoke)
 	t.Run("LoginFailsAfterRevoke", s.loginFailsAfterRevoke)
+	t.Run("ListManagedDropsUser", s.listManagedDropsUser)
 	t.Run("RevokeAgainIsNil", s.revokeAgainIsNil)
 	t.Run("RevokeUnknownIsNil", s.revokeUnknownIsNil)
 	t.Run("ConcurrentCreatesNeverCollide", s.concurrentCreatesNeverCollide)
@@ -191,6 +195,38 @@ func (s *suite) wrongPasswordFails(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), right) || strings.Contains(err.Error(), wrong.Reveal()) {
 		t.Errorf("login error quotes a password: %v", err)
+	}
+}
+
+// managed reports whether ListManaged lists username.
+func (s *suite) managed(t *testing.T, username string) bool {
+	t.Helper()
+	users, err := s.p.ListManaged(testContext(t))
+	if err != nil {
+		t.Fatalf("ListManaged: %v", err)
+	}
+	for _, u := range users {
+		if u.Username == username {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *suite) listManagedHasUser(t *testing.T) {
+	s.needUser(t)
+	if !s.managed(t, s.cred.Username) {
+		t.Errorf("ListManaged does not report %s, which Create made", s.cred.Username)
+	}
+}
+
+func (s *suite) listManagedDropsUser(t *testing.T) {
+	s.needUser(t)
+	if !s.revoked {
+		t.Skip("needs Revoke, which failed")
+	}
+	if s.managed(t, s.cred.Username) {
+		t.Errorf("ListManaged still reports %s after Revoke", s.cred.Username)
 	}
 }
 

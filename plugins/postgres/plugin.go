@@ -322,6 +322,29 @@ func (p *Plugin) Renew(ctx context.Context, username string, expiresAt time.Time
 	return nil
 }
 
+// ListManaged returns the members of the marker role: every role this
+// plugin created that still exists. PostgreSQL does not record when a role
+// was made, so CreatedAt is zero.
+func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT r.rolname FROM pg_auth_members m
+		JOIN pg_roles r ON r.oid = m.member
+		JOIN pg_roles g ON g.oid = m.roleid
+		WHERE g.rolname = $1 ORDER BY r.rolname`, markerRole)
+	if err != nil {
+		return nil, p.sanitize(fmt.Errorf("list managed roles: %w", classify(err)))
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, p.sanitize(fmt.Errorf("list managed roles: %w", classify(err)))
+	}
+	users := make([]plugins.ManagedUser, len(names))
+	for i, n := range names {
+		users[i] = plugins.ManagedUser{Username: n}
+	}
+	return users, nil
+}
+
 // Check reports whether the admin connection works and may still create
 // roles (CREATEROLE or superuser).
 func (p *Plugin) Check(ctx context.Context) error {

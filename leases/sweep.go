@@ -1,0 +1,131 @@
+package leases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/credbroker/credbroker/plugins"
+)
+
+// EventOrphanRevoked is the kind of the event a sweep records for each orphan
+// it revokes; sweepLockSpace is the first key of the per-backend sweep lock.
+const (
+	EventOrphanRevoked = "orphan_revoked"
+	sweepLockSpace     = 0x63627377 // "cbsw": the first key of the per-backend sweep lock
+)
+
+// Sweep asks every backend for the users this broker manages and revokes
+// the orphans: users no lease accounts for. A user is accounted for while a
+// lease with its backend and username is PENDING, ACTIVE or REVOKING, or was
+// revoked after the listing began (the reaper got there first). Leases are
+// written before their users are created, so a user being issued right now
+// always has its PENDING lease already. Users the backend dates are spared
+// until they are older than PendingGrace.
+//
+// One replica sweeps a backend at a time (a transaction-scoped advisory
+// lock); the others skip it. Each orphan revoked is recorded as an
+// orphan_revoked event. Sweep returns how many orphans it revoked; a failing
+// backend does not stop the others.
+func (r *Reaper) Sweep(ctx context.Context) (revoked int, err error) {
+	var errs []error
+	for _, backend := range r.cfg.Backends {
+		n, err := r.sweepBackend(ctx, backend)
+		revoked += n
+		if err != nil {
+			if ctx.Err() != nil {
+				return revoked, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("sweep %s: %w", backend, err))
+		}
+	}
+	return revoked, errors.Join(errs...)
+}
+
+func (r *Reaper) sweepBackend(ctx context.Context, backend string) (int, error) {
+	p, ok := r.cfg.Plugin(backend)
+	if !ok || p == nil {
+		return 0, fmt.Errorf("%w: %q", errBackendNotConfigured, backend)
+	}
+	revoked := 0
+	err := pgx.BeginFunc(ctx, r.store.pool, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, $2)`, sweepLockSpace, backendKey(backend)).Scan(&locked); err != nil {
+			return err
+		}
+		if !locked {
+			r.logger.Debug("another replica is sweeping this backend", slog.String("backend", backend))
+			return nil
+		}
+		started := r.now()
+		lctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout)
+		users, err := p.ListManaged(lctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("list managed users: %w", plugins.Sanitize(err))
+		}
+		var names []string
+		for _, u := range users {
+			if u.CreatedAt.IsZero() || u.CreatedAt.Before(started.Add(-r.cfg.PendingGrace)) {
+				names = append(names, u.Username)
+			}
+		}
+		if len(names) == 0 {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT u FROM unnest($2::text[]) AS u
+			WHERE NOT EXISTS (
+				SELECT 1 FROM leases l
+				WHERE l.backend = $1 AND l.username = u
+				  AND (l.state <> 'REVOKED' OR l.revoked_at >= $3))`,
+			backend, names, started)
+		if err != nil {
+			return err
+		}
+		orphans, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, username := range orphans {
+			if err := r.revokeOrphan(ctx, p, backend, username); err != nil {
+				r.logger.Warn("cannot revoke orphan; the next sweep tries again",
+					slog.String("backend", backend), slog.String("username", username),
+					slog.String("error", plugins.SanitizeString(err.Error())))
+				continue
+			}
+			revoked++
+		}
+		return nil
+	})
+	return revoked, err
+}
+
+func (r *Reaper) revokeOrphan(ctx context.Context, p plugins.Plugin, backend, username string) error {
+	rctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout)
+	err := p.Revoke(rctx, username)
+	cancel()
+	r.metrics.countRevoke(backend, err == nil)
+	if err != nil {
+		return err
+	}
+	r.metrics.countOrphan(backend)
+	r.logger.Warn("revoked a managed user no lease accounts for",
+		slog.String("backend", backend), slog.String("username", username))
+	return r.store.RecordEvent(ctx, Event{
+		Kind:    EventOrphanRevoked,
+		Actor:   reaperActor,
+		Details: map[string]string{"backend": backend, "username": username},
+	})
+}
+
+// backendKey maps a backend name onto the second key of its sweep lock.
+func backendKey(backend string) int32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(backend))
+	return int32(h.Sum32())
+}
