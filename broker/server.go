@@ -89,6 +89,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 		}
 		s.plugins[b.Name] = p
 	}
+	for i := range cfg.Roles {
+		r := &cfg.Roles[i]
+		if rc, ok := s.plugins[r.Backend].(plugins.RoleChecker); ok {
+			if err := rc.CheckRole(ctx, r.spec); err != nil {
+				return nil, fmt.Errorf("role %s on backend %s: %w", r.Name, r.Backend, plugins.Sanitize(err))
+			}
+		}
+	}
 	s.verifier, err = authn.NewVerifier(ctx, authn.Config{Issuers: cfg.Issuers, Logger: opts.Logger, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("issuers: %w", err)

@@ -60,6 +60,14 @@ type Credential struct {
 	Fields map[string]string
 }
 
+// RoleChecker is implemented by a Plugin that can check a role against the
+// live backend (for example, that the RabbitMQ vhosts it names exist). The
+// broker calls CheckRole for every role of the backend at start and refuses
+// to start when one fails, so a typo is found before the first issue.
+type RoleChecker interface {
+	CheckRole(ctx context.Context, role any) error
+}
+
 // ManagedUser is a user a Plugin created, as ListManaged reports it.
 type ManagedUser struct {
 	Username string
