@@ -102,8 +102,17 @@ func runDev(cmd *cobra.Command, dir, tokenOut, listen string) error {
 	// secrets as env: references like a real one.
 	os.Setenv("CREDBROKER_DEV_STORE_DSN", storeDSN)
 	os.Setenv("CREDBROKER_DEV_DEMO_DSN", demoDSN)
+	extra := devBackends(ctx, func(msg string) { log.Info(msg) })
+	data := devConfigData{Listen: listen, Issuer: devIssuer, JWKS: jwksPath, Subject: devSubject}
+	var tries []string
+	for _, b := range extra {
+		data.Backends += b.yaml
+		data.Roles += devRoles[b.name]
+		data.RoleNames += ", demo-" + b.name
+		tries = append(tries, "  "+b.try)
+	}
 	var buf strings.Builder
-	if err := devConfig.Execute(&buf, map[string]string{"Listen": listen, "Issuer": devIssuer, "JWKS": jwksPath, "Subject": devSubject}); err != nil {
+	if err := devConfig.Execute(&buf, data); err != nil {
 		return err
 	}
 	cfgPath := filepath.Join(dir, "dev.yaml")
@@ -123,7 +132,11 @@ func runDev(cmd *cobra.Command, dir, tokenOut, listen string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), devBanner, ln.Addr().String(), cfgPath, tokenOut, ln.Addr().String())
+	more := ""
+	if len(tries) > 0 {
+		more = "\nMore demo backends answered on this machine:\n\n" + strings.Join(tries, "\n") + "\n"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), devBanner, ln.Addr().String(), cfgPath, tokenOut, ln.Addr().String(), more)
 	return srv.Serve(ctx, ln)
 }
 
@@ -229,6 +242,12 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO demo_writ
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO demo_write;
 `
 
+// devConfigData fills devConfig; the optional backends add YAML list items.
+type devConfigData struct {
+	Listen, Issuer, JWKS, Subject string
+	Backends, Roles, RoleNames    string
+}
+
 var devConfig = template.Must(template.New("dev").Parse(`# Written by credbroker dev. Secrets are env: references, as in production.
 listen: {{.Listen}}
 store:
@@ -246,7 +265,7 @@ backends:
     environment: dev
     owner: you
     connection: {dsn: env:CREDBROKER_DEV_DEMO_DSN}
-roles:
+{{.Backends}}roles:
   - name: demo-readonly
     backend: demo-pg
     owner: you
@@ -261,11 +280,11 @@ roles:
     max_ttl: 30m
     postgres:
       member_of: [demo_write]
-policies:
+{{.Roles}}policies:
   - name: dev-user
     issuer: dev
     subject: {{.Subject}}
-    roles: [demo-readonly, demo-readwrite]
+    roles: [demo-readonly, demo-readwrite{{.RoleNames}}]
     admin: true
 `))
 
@@ -284,6 +303,6 @@ In another terminal, try:
   ./bin/credbroker lease list --state active
   ./bin/credbroker lease revoke "$CREDBROKER_LEASE_ID"
   psql -c 'SELECT 1'                        # the login is gone
-
+%[5]s
 Press Ctrl-C to stop.
 `
