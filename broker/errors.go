@@ -3,8 +3,10 @@ package broker
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -56,9 +58,20 @@ func toConnect(ctx context.Context, log *slog.Logger, op string, err error) erro
 	return connect.NewError(connect.CodeInternal, errors.New(op+" failed: an internal error was logged on the server"))
 }
 
-// isStoreDown reports whether err says PostgreSQL could not be reached.
+// isStoreDown reports whether err says PostgreSQL could not be reached or
+// dropped the connection: a failed connect, a network error, a connection
+// exception (class 08), a server shutting down or terminating sessions
+// (57P01-57P03, what every restart and failover sends), or a cut stream.
 func isStoreDown(err error) bool {
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &connErr), errors.As(err, &netErr), pgconn.SafeToRetry(err),
+		errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &pgErr):
+		return strings.HasPrefix(pgErr.Code, "08") || slices.Contains([]string{"57P01", "57P02", "57P03"}, pgErr.Code)
+	}
+	return false
 }

@@ -192,8 +192,11 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 	}
 	var clamped bool
 	l, err = s.store.Renew(ctx, l.ID, actor(caller(ctx)), func(cur leases.Lease) (time.Time, error) {
-		want := s.now().Add(inc)
-		next := want
+		// Renewal only ever moves the expiry forward, and never past the max.
+		next := s.now().Add(inc)
+		if next.Before(cur.ExpiresAt) {
+			next = cur.ExpiresAt
+		}
 		if next.After(cur.MaxExpiresAt) {
 			next, clamped = cur.MaxExpiresAt, true
 		}
