@@ -26,7 +26,7 @@ type tokenVerifier interface {
 // authInterceptor verifies the bearer token of every call before a handler
 // runs and puts the Identity in the context.
 type authInterceptor struct {
-	verifier tokenVerifier
+	verifier func() tokenVerifier // the current one: a reload replaces it
 }
 
 func (a *authInterceptor) authenticate(ctx context.Context, header string) (context.Context, error) {
@@ -35,7 +35,7 @@ func (a *authInterceptor) authenticate(ctx context.Context, header string) (cont
 		return nil, connect.NewError(connect.CodeUnauthenticated,
 			errors.New("missing identity token: send Authorization: Bearer <token>"))
 	}
-	id, err := a.verifier.Verify(ctx, strings.TrimSpace(token))
+	id, err := a.verifier().Verify(ctx, strings.TrimSpace(token))
 	if err != nil {
 		return nil, connect.NewError(connect.CodeUnauthenticated, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -18,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/credbroker/credbroker/authn"
 	"github.com/credbroker/credbroker/leases"
 	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/proto/credbroker/v1/credbrokerv1connect"
@@ -45,15 +46,20 @@ type Options struct {
 // Server is a running credbroker: the lease store, the plugins, the reaper and
 // the HTTP handlers of the Connect services.
 type Server struct {
-	cfg      *Config
-	log      *slog.Logger
+	log      *slog.Logger // the broker component's logger
+	baseLog  *slog.Logger // the logger handed to other components
+	now      func() time.Time
 	store    *leases.Store
 	reaper   *leases.Reaper
-	verifier *authn.Verifier
-	plugins  map[string]plugins.Plugin
+	rt       atomic.Pointer[runtime]
 	svc      *credentialService
 	handler  http.Handler
 	checkInt time.Duration
+
+	reloadMu  sync.Mutex
+	retired   sync.WaitGroup // closing runtimes replaced by Reload
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New opens everything the config names: it resolves secrets, connects to
@@ -66,7 +72,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 		now = time.Now
 	}
 	reg := cmp.Or(opts.Registry, prometheus.NewRegistry())
-	s := &Server{cfg: cfg, log: log, plugins: map[string]plugins.Plugin{}, checkInt: cmp.Or(opts.CheckInterval, 30*time.Second)}
+	s := &Server{log: log, baseLog: opts.Logger, now: now, checkInt: cmp.Or(opts.CheckInterval, 30*time.Second), closing: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -81,33 +87,18 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("lease store: %w", plugins.Sanitize(err, dsn))
 	}
-	for i := range cfg.Backends {
-		b := &cfg.Backends[i]
-		p, err := cfg.drivers[b.Plugin].Open(ctx, b.connection)
-		if err != nil {
-			return nil, fmt.Errorf("backend %s (%s): %w", b.Name, b.Plugin, plugins.Sanitize(err))
-		}
-		s.plugins[b.Name] = p
-	}
-	for i := range cfg.Roles {
-		r := &cfg.Roles[i]
-		if rc, ok := s.plugins[r.Backend].(plugins.RoleChecker); ok {
-			if err := rc.CheckRole(ctx, r.spec); err != nil {
-				return nil, fmt.Errorf("role %s on backend %s: %w", r.Name, r.Backend, plugins.Sanitize(err))
-			}
-		}
-	}
-	s.verifier, err = authn.NewVerifier(ctx, authn.Config{Issuers: cfg.Issuers, Logger: opts.Logger, Now: now})
+	rt, err := openRuntime(ctx, cfg, opts.Logger, now)
 	if err != nil {
-		return nil, fmt.Errorf("issuers: %w", err)
+		return nil, err
 	}
+	s.rt.Store(rt)
 	s.reaper, err = leases.NewReaper(leases.ReaperConfig{
 		Store: s.store,
 		Plugin: func(backend string) (plugins.Plugin, bool) {
-			p, ok := s.plugins[backend]
+			p, ok := s.rt.Load().plugins[backend]
 			return p, ok
 		},
-		Backends:      backendNames(cfg),
+		Backends:      func() []string { return s.rt.Load().backendNames() },
 		Interval:      cfg.Reaper.Interval,
 		SweepInterval: cfg.Reaper.SweepInterval,
 		PendingGrace:  cfg.Reaper.PendingGrace,
@@ -121,10 +112,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	s.svc = &credentialService{
-		cfg:     cfg,
+		rt:      s.rt.Load,
 		store:   s.store,
 		reaper:  s.reaper,
-		plugins: s.plugins,
 		limits:  newLimiter(cfg.Limits.IssueRate, cfg.Limits.IssueBurst),
 		metrics: newMetrics(reg),
 		log:     log,
@@ -134,18 +124,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	return s, nil
 }
 
-func backendNames(cfg *Config) []string {
-	names := make([]string, len(cfg.Backends))
-	for i, b := range cfg.Backends {
-		names[i] = b.Name
-	}
-	return names
-}
-
 func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(&authInterceptor{verifier: s.verifier}),
+		connect.WithInterceptors(&authInterceptor{verifier: func() tokenVerifier { return s.rt.Load().verifier }}),
 		connect.WithReadMaxBytes(maxRequestBytes),
 	}
 	mux.Handle(credbrokerv1connect.NewCredentialServiceHandler(s.svc, opts...))
@@ -171,8 +153,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
-	if s.cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+	cfg := s.rt.Load().cfg
+	if cfg.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
@@ -191,7 +174,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", s.cfg.TLS != nil))
+	s.log.Info("serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", cfg.TLS != nil))
 
 	var err error
 	select {
@@ -218,9 +201,10 @@ func (s *Server) checkBackends(ctx context.Context) {
 	t := time.NewTicker(s.checkInt)
 	defer t.Stop()
 	for {
-		for _, b := range s.cfg.Backends {
+		rt := s.rt.Load()
+		for _, b := range rt.cfg.Backends {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := s.plugins[b.Name].Check(cctx)
+			err := rt.plugins[b.Name].Check(cctx)
 			cancel()
 			up := 1.0
 			if err != nil {
@@ -240,19 +224,19 @@ func (s *Server) checkBackends(ctx context.Context) {
 	}
 }
 
-// Close releases the store, the plugins and the key sources.
+// Close releases the store, the plugins and the key sources, including
+// those a reload replaced.
 func (s *Server) Close() {
-	if s.verifier != nil {
-		s.verifier.Close()
-	}
-	for name, p := range s.plugins {
-		if err := p.Close(); err != nil {
-			s.log.Warn("close backend", slog.String("backend", name), slog.String("error", plugins.SanitizeString(err.Error())))
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.retired.Wait()
+		if rt := s.rt.Load(); rt != nil {
+			rt.close(s.log)
 		}
-	}
-	if s.store != nil {
-		s.store.Close()
-	}
+		if s.store != nil {
+			s.store.Close()
+		}
+	})
 }
 
 // healthChecker reports SERVING while the lease store answers: without it

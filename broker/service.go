@@ -26,10 +26,9 @@ const pluginTimeout = 30 * time.Second
 
 // credentialService implements the CredentialService RPCs.
 type credentialService struct {
-	cfg     *Config
+	rt      func() *runtime // the current config and backends
 	store   *leases.Store
 	reaper  *leases.Reaper
-	plugins map[string]plugins.Plugin // by backend name
 	limits  *limiter
 	metrics *metrics
 	log     *slog.Logger
@@ -50,11 +49,12 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	start := time.Now()
 	id := caller(ctx)
 	msg := req.Msg
-	role, ok := s.cfg.Role(msg.GetRole())
+	rt := s.rt()
+	role, ok := rt.cfg.Role(msg.GetRole())
 	if !ok {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("role %q not found: `credbroker roles` lists the roles you may request", msg.GetRole()))
 	}
-	if !s.cfg.Allowed(id, role.Name) {
+	if !rt.cfg.Allowed(id, role.Name) {
 		s.metrics.issued.WithLabelValues(role.Name, "denied").Inc()
 		s.log.InfoContext(ctx, "issue denied", slog.String("role", role.Name), slog.String("issuer", id.Issuer), slog.String("subject", id.Subject))
 		if err := s.store.RecordEvent(ctx, leases.Event{Kind: "denied", Actor: actor(id), Details: map[string]string{"role": role.Name}}); err != nil {
@@ -69,9 +69,9 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	if err != nil {
 		return nil, err
 	}
-	backend, _ := s.cfg.Backend(role.Backend)
-	plugin := s.plugins[backend.Name]
-	driver := s.cfg.drivers[backend.Plugin]
+	backend, _ := rt.cfg.Backend(role.Backend)
+	plugin := rt.plugins[backend.Name]
+	driver := rt.cfg.drivers[backend.Plugin]
 
 	now := s.now()
 	lease, err := s.store.CreatePending(ctx, leases.Lease{
@@ -164,7 +164,7 @@ func (s *credentialService) ownLease(ctx context.Context, leaseID string) (lease
 		return leases.Lease{}, toConnect(ctx, s.log, "get lease", err)
 	}
 	id := caller(ctx)
-	if (l.Issuer != id.Issuer || l.Subject != id.Subject) && !s.cfg.IsAdmin(id) {
+	if (l.Issuer != id.Issuer || l.Subject != id.Subject) && !s.rt().cfg.IsAdmin(id) {
 		return leases.Lease{}, errLeaseNotFound
 	}
 	return l, nil
@@ -178,7 +178,8 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 	if !l.Renewable {
 		return nil, errNotRenewable
 	}
-	role, ok := s.cfg.Role(l.Role)
+	rt := s.rt()
+	role, ok := rt.cfg.Role(l.Role)
 	if !ok {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("role %q is no longer configured: the lease cannot be renewed", l.Role))
 	}
@@ -186,7 +187,7 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, err
 	}
-	plugin, ok := s.plugins[l.Backend]
+	plugin, ok := rt.plugins[l.Backend]
 	if !ok {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("backend %q is no longer configured", l.Backend))
 	}
@@ -263,8 +264,9 @@ func (s *credentialService) ListLeases(ctx context.Context, req *connect.Request
 
 func (s *credentialService) ListRoles(ctx context.Context, _ *connect.Request[credbrokerv1.ListRolesRequest]) (*connect.Response[credbrokerv1.ListRolesResponse], error) {
 	out := &credbrokerv1.ListRolesResponse{}
-	for _, r := range s.cfg.RolesFor(caller(ctx)) {
-		b, _ := s.cfg.Backend(r.Backend)
+	cfg := s.rt().cfg
+	for _, r := range cfg.RolesFor(caller(ctx)) {
+		b, _ := cfg.Backend(r.Backend)
 		out.Roles = append(out.Roles, &credbrokerv1.Role{
 			Name:        r.Name,
 			Backend:     r.Backend,

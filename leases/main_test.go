@@ -180,7 +180,7 @@ func (p *fakePlugin) ListManaged(context.Context) ([]plugins.ManagedUser, error)
 	defer p.mu.Unlock()
 	return slices.Clone(p.managed), nil
 }
-func (p *fakePlugin) Close() error                                   { return nil }
+func (p *fakePlugin) Close() error { return nil }
 
 func (p *fakePlugin) Revoke(ctx context.Context, username string) error {
 	p.mu.Lock()

@@ -23,8 +23,9 @@ type ReaperConfig struct {
 	// Plugin returns the live plugin for a backend name, false when the
 	// backend is not configured. Required.
 	Plugin func(backend string) (plugins.Plugin, bool)
-	// Backends are the backends Sweep asks for their managed users.
-	Backends []string
+	// Backends returns the backends Sweep asks for their managed users; nil
+	// sweeps none.
+	Backends func() []string
 	// SweepInterval is the time between sweeps in Run. Default 10m.
 	SweepInterval time.Duration
 	// Interval is the time between passes of Run. Default 5s.

@@ -32,8 +32,11 @@ const (
 // orphan_revoked event. Sweep returns how many orphans it revoked; a failing
 // backend does not stop the others.
 func (r *Reaper) Sweep(ctx context.Context) (revoked int, err error) {
+	if r.cfg.Backends == nil {
+		return 0, nil
+	}
 	var errs []error
-	for _, backend := range r.cfg.Backends {
+	for _, backend := range r.cfg.Backends() {
 		n, err := r.sweepBackend(ctx, backend)
 		revoked += n
 		if err != nil {

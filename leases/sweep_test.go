@@ -17,7 +17,7 @@ func TestSweep(t *testing.T) {
 	p := newFakePlugin()
 	reg := prometheus.NewRegistry()
 	r := newReaper(t, s, b, p, func(c *ReaperConfig) {
-		c.Backends = []string{"orders-pg"}
+		c.Backends = func() []string { return []string{"orders-pg"} }
 		c.Registerer = reg
 	})
 	ctx := t.Context()
@@ -46,8 +46,8 @@ func TestSweep(t *testing.T) {
 		{Username: active.Username},
 		{Username: pending.Username},
 		{Username: revoking.Username},
-		{Username: revokedLong.Username},   // lease REVOKED before the sweep began: an orphan
-		{Username: "cb_nolease_aaaaaaaaaa"}, // no lease at all: an orphan
+		{Username: revokedLong.Username},                    // lease REVOKED before the sweep began: an orphan
+		{Username: "cb_nolease_aaaaaaaaaa"},                 // no lease at all: an orphan
 		{Username: "cb_young_bbbbbbbbbb", CreatedAt: fresh}, // dated and younger than the grace: spared
 	}
 	n, err := r.Sweep(ctx)
@@ -86,7 +86,7 @@ func TestSweep(t *testing.T) {
 
 	// Two replicas sweeping at once revoke each orphan once.
 	p.managed = append(p.managed, plugins.ManagedUser{Username: "cb_twice_cccccccccc"})
-	r2 := newReaper(t, s, b, p, func(c *ReaperConfig) { c.Backends = []string{"orders-pg"} })
+	r2 := newReaper(t, s, b, p, func(c *ReaperConfig) { c.Backends = func() []string { return []string{"orders-pg"} } })
 	var wg sync.WaitGroup
 	for _, rr := range []*Reaper{r, r2} {
 		wg.Go(func() {

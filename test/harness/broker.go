@@ -217,6 +217,20 @@ func (b *Broker) start() error {
 // Logs returns everything the broker has printed so far, over all its runs.
 func (b *Broker) Logs() string { return b.logs.String() }
 
+// Signal sends sig to the running broker (SIGHUP reloads its config).
+func (b *Broker) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	b.mu.Lock()
+	p := b.proc
+	b.mu.Unlock()
+	if p == nil {
+		t.Fatal("harness: Signal: the broker is not running")
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("harness: signal %v: %v", sig, err)
+	}
+}
+
 // Kill sends SIGKILL to the broker and waits for it to exit. It does
 // nothing when the broker is not running.
 func (b *Broker) Kill() {

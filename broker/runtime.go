@@ -1,0 +1,122 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/credbroker/credbroker/authn"
+	"github.com/credbroker/credbroker/plugins"
+)
+
+// runtime is everything a config reload replaces as a whole: the config, the
+// open backends (with their freshly resolved secrets) and the token
+// verifier. Requests load the current runtime once and use it throughout, so
+// a reload never mixes an old role with a new backend.
+type runtime struct {
+	cfg      *Config
+	plugins  map[string]plugins.Plugin // by backend name
+	verifier *authn.Verifier
+}
+
+// openRuntime opens every backend of cfg, checks its roles against the live
+// backends and loads the issuers' keys. On error it closes what it opened.
+func openRuntime(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time) (_ *runtime, err error) {
+	rt := &runtime{cfg: cfg, plugins: map[string]plugins.Plugin{}}
+	defer func() {
+		if err != nil {
+			rt.close(log)
+		}
+	}()
+	for i := range cfg.Backends {
+		b := &cfg.Backends[i]
+		p, err := cfg.drivers[b.Plugin].Open(ctx, b.connection)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s (%s): %w", b.Name, b.Plugin, plugins.Sanitize(err))
+		}
+		rt.plugins[b.Name] = p
+	}
+	for i := range cfg.Roles {
+		r := &cfg.Roles[i]
+		if rc, ok := rt.plugins[r.Backend].(plugins.RoleChecker); ok {
+			if err := rc.CheckRole(ctx, r.spec); err != nil {
+				return nil, fmt.Errorf("role %s on backend %s: %w", r.Name, r.Backend, plugins.Sanitize(err))
+			}
+		}
+	}
+	rt.verifier, err = authn.NewVerifier(ctx, authn.Config{Issuers: cfg.Issuers, Logger: log, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("issuers: %w", err)
+	}
+	return rt, nil
+}
+
+func (rt *runtime) close(log *slog.Logger) {
+	if rt.verifier != nil {
+		rt.verifier.Close()
+	}
+	for name, p := range rt.plugins {
+		if err := p.Close(); err != nil {
+			log.Warn("close backend", slog.String("backend", name), slog.String("error", plugins.SanitizeString(err.Error())))
+		}
+	}
+}
+
+func (rt *runtime) backendNames() []string {
+	names := make([]string, len(rt.cfg.Backends))
+	for i, b := range rt.cfg.Backends {
+		names[i] = b.Name
+	}
+	return names
+}
+
+// Reload replaces the config with cfg: it re-resolves every secret, reopens
+// the backends and reloads the issuers' keys, then switches requests over.
+// Requests already running finish on the old backends, which are closed once
+// they are done (after at most the plugin timeout). If anything fails, the
+// running config stays in force and the error says why. The store, listen
+// address and TLS settings are fixed at start; a change to them is reported
+// as needing a restart and otherwise ignored, as are reaper and limits.
+func (s *Server) Reload(ctx context.Context, cfg *Config) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.rt.Load()
+	var restart []string
+	if cfg.Store != old.cfg.Store {
+		restart = append(restart, "store")
+	}
+	if cfg.Reaper != old.cfg.Reaper {
+		restart = append(restart, "reaper")
+	}
+	if cfg.Limits != old.cfg.Limits {
+		restart = append(restart, "limits")
+	}
+	if cfg.Listen != old.cfg.Listen {
+		restart = append(restart, "listen")
+	}
+	if (cfg.TLS == nil) != (old.cfg.TLS == nil) || (cfg.TLS != nil && *cfg.TLS != *old.cfg.TLS) {
+		restart = append(restart, "tls")
+	}
+	rt, err := openRuntime(ctx, cfg, s.baseLog, s.now)
+	if err != nil {
+		return fmt.Errorf("reload: the running config stays in force: %w", err)
+	}
+	s.rt.Store(rt)
+	s.retired.Go(func() {
+		// Let requests on the old backends finish, unless the server stops.
+		t := time.NewTimer(pluginTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.closing:
+		}
+		old.close(s.log)
+	})
+	if len(restart) > 0 {
+		s.log.Warn("config reloaded, but these sections only take effect after a restart", slog.Any("sections", restart))
+	} else {
+		s.log.Info("config reloaded", slog.Int("backends", len(cfg.Backends)), slog.Int("roles", len(cfg.Roles)), slog.Int("policies", len(cfg.Policies)))
+	}
+	return nil
+}
