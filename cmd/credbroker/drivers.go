@@ -3,10 +3,12 @@ package main
 import (
 	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/plugins/postgres"
+	"github.com/credbroker/credbroker/plugins/rabbitmq"
 )
 
 // drivers are the backends this binary can talk to. A new backend is one
 // folder under plugins/ and one line here.
 var drivers = []plugins.Driver{
 	postgres.Driver{},
+	rabbitmq.Driver{},
 }

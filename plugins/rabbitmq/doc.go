@@ -1,0 +1,63 @@
+// Package rabbitmq is the RabbitMQ backend: it issues short-lived users with
+// the vhost and topic permissions a credbroker role names, through the
+// management HTTP API (with rabbit-hole), and removes them again.
+//
+// # Configuration
+//
+// A backend's connection section names the management API, its admin user
+// (tagged administrator) with the password by reference, never inline, and
+// the AMQP address issued credentials point at:
+//
+//	connection:
+//	  management_url: https://mq.internal:15671   # http:// or https://, no credentials
+//	  username: credbroker-admin
+//	  password: env:RABBITMQ_ADMIN_PASSWORD       # or file:/path
+//	  amqp_url: amqps://mq.internal:5671          # no credentials, no vhost
+//	  tls:                                        # optional, for https management
+//	    ca_file: /etc/credbroker/rabbitmq-ca.pem
+//	    server_name: mq.internal
+//
+// A role's `rabbitmq:` section gives, for each vhost, the configure, write
+// and read regular expressions of RabbitMQ's permissions (all three
+// required; "" allows nothing), optional topic permissions on topic
+// exchanges, and optional user tags:
+//
+//	rabbitmq:
+//	  vhosts:
+//	    orders: {configure: '^orders\.', write: '^orders\.', read: '^orders\.'}
+//	  topic_permissions:
+//	    - {vhost: orders, exchange: orders.events, write: '^orders\.created\.', read: '.*'}
+//	  tags: [management]
+//
+// Regular expressions are compiled with Go's regexp package as a sanity
+// check; RabbitMQ evaluates them with Erlang's PCRE, so PCRE-only syntax
+// (lookarounds, backreferences) is refused here. RabbitMQ matches them
+// anywhere in a name, so ParseRole warns about any not anchored with ^.
+//
+// The tags administrator and impersonator are refused: the first gives
+// full control of the node, the second lets a user forge the user_id of the
+// messages it publishes. management, monitoring and policymaker are allowed
+// (the last two with a warning: monitoring shows every vhost's connections
+// and queues, policymaker lets the user change its vhosts' policies).
+//
+// # What happens on the server
+//
+// Create looks the username up and refuses one that exists (PUT would
+// replace it), then PUTs the user with a salted SHA-256 password hash
+// (rabbit_password_hashing_sha256) computed in the broker, so the plaintext
+// never travels to the server, tagged with the role's tags and credbroker —
+// the marker ListManaged lists by. It then sets the permissions in each of
+// the role's vhosts and the topic permissions. If any step fails, Create
+// deletes the user before returning the error.
+//
+// The issued URI is amqp[s]://user:password@host:port/vhost for the role's
+// first vhost in sorted order, with the environment variables AMQP_URL,
+// RABBITMQ_USERNAME, RABBITMQ_PASSWORD and RABBITMQ_VHOST.
+//
+// RabbitMQ has no user expiry: Renew only checks the user still exists, and
+// the broker's reaper is the only thing that ends a lease. Revoke deletes
+// the user, then closes every connection it still has; it refuses a user
+// without the credbroker tag.
+//
+// Usernames are limited to 64 bytes ([Driver.UsernameLimit]).
+package rabbitmq
