@@ -8,9 +8,10 @@ import (
 	"github.com/credbroker/credbroker/secret"
 )
 
-// dsnPassword matches the password in "scheme://user:password@host" and in
-// key=value DSNs ("password=…", "PASSWORD '…'").
-var dsnPassword = regexp.MustCompile(`(?i)(://[^:/@\s]*:)[^@\s]+(@)|(password\s*=\s*)('[^']*'|"[^"]*"|\S+)|(password\s+)('[^']*'|"[^"]*")`)
+// dsnPassword matches the password in "scheme://user:password@host", in
+// go-sql-driver DSNs ("user:password@tcp(host)/"), and in key=value DSNs and
+// SQL ("password=…", "PASSWORD '…'").
+var dsnPassword = regexp.MustCompile(`(?i)(://[^:/@\s]*:)[^@\s]+(@)|(password\s*=\s*)('[^']*'|"[^"]*"|\S+)|(password\s+)('[^']*'|"[^"]*")|((?:^|[\s"'(])[^:/@\s"'(]*:)[^@\s]+(@(?:tcp|unix|tcp6)?\()`)
 
 // Sanitize returns err with every given secret and anything shaped like a
 // password in a DSN or SQL replaced by [secret.Redacted]. The result still
@@ -40,8 +41,10 @@ func SanitizeString(s string, secrets ...secret.Value) string {
 			return sub[1] + secret.Redacted + sub[2]
 		case sub[3] != "":
 			return sub[3] + secret.Redacted
-		default:
+		case sub[5] != "":
 			return sub[5] + secret.Redacted
+		default:
+			return sub[7] + secret.Redacted + sub[8]
 		}
 	})
 }

@@ -46,7 +46,7 @@ func devBackends(ctx context.Context, note func(string)) []devBackend {
     owner: you
     connection: {addr: %q}
 `, redisAddr),
-			try: `redis-cli -u "$(./bin/credbroker creds demo-redis --format uri)" SET demo:hello world`,
+			try: `eval "$(./bin/credbroker creds demo-redis --format env)"; redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --user "$REDIS_USERNAME" SET demo:hello world`,
 		},
 		{
 			name:  "mysql",

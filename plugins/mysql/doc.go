@@ -1,0 +1,81 @@
+// Package mysql is the MySQL and MariaDB backend: it issues short-lived
+// accounts with the grants a credbroker role names, and removes them again.
+//
+// # Configuration
+//
+// A backend's connection section names the admin DSN (go-sql-driver/mysql
+// form) by reference, never inline:
+//
+//	connection:
+//	  dsn: env:ORDERS_MYSQL_ADMIN_DSN  # e.g. admin:pw@tcp(db.internal:3306)/
+//	  max_conns: 4                     # admin pool size
+//	  host: orders-db.internal         # optional: what issued credentials point at,
+//	  port: 3306                       # when it differs from the admin DSN's address
+//
+// A role's `mysql:` section says what an issued user may do, as grants or as
+// Vault-style creation statements:
+//
+//	mysql:
+//	  host: "10.0.%"                   # the account's host part; default "%"
+//	  grants:
+//	    - {privileges: [SELECT], on: "orders.*"}
+//	    - {privileges: [SELECT, INSERT], on: "audit.events"}
+//	# or
+//	mysql:
+//	  creation_statements:
+//	    - CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'; GRANT SELECT ON orders.* TO '{{name}}'@'%'
+//	  revocation_statements:
+//	    - INSERT INTO audit.revoked (user) VALUES ('{{name}}')
+//
+// Privileges are checked against a list of known names; `on` is "db.table",
+// "db.*" or "*.*" and is always rendered with backtick-quoted names, the
+// wildcards _ and % of a database name escaped. The admin needs CREATE USER,
+// PROCESS, CONNECTION ADMIN (MySQL: CONNECTION_ADMIN) or SUPER, SELECT on
+// the mysql database, and the privileges it grants WITH GRANT OPTION.
+//
+// # What happens on the server
+//
+// Create runs CREATE USER 'name'@'host' IDENTIFIED BY PASSWORD '<hash>' with
+// the mysql_native_password hash computed in the broker ('*' and the
+// upper-case hex of SHA1(SHA1(password))), so the plaintext password never
+// reaches the server, its general log or its binary log. (MySQL 8 dropped
+// that syntax; there the statement is IDENTIFIED WITH mysql_native_password
+// AS '<hash>', which needs the mysql_native_password plugin, disabled by
+// default from MySQL 8.4.) Then one GRANT per grant. MySQL runs each
+// statement in a transaction of its own, so if any fails the plugin drops the
+// account before it returns the error: a user is made whole or not at all.
+//
+// Creation statements are run one by one, split at semicolons outside
+// quotes. Vault's IDENTIFIED BY '{{password}}' would send the plaintext, so
+// the plugin rewrites that clause, and its forms IDENTIFIED WITH
+// mysql_native_password BY '{{password}}' and IDENTIFIED VIA
+// mysql_native_password USING PASSWORD('{{password}}'), to the hash form;
+// {{password}} anywhere else is refused by ParseRole. {{name}} and
+// {{username}} become the quoted user name. A statement that fails drops
+// every account of that name, as above; Create refuses a name that already
+// exists before it runs any statement. Statements are the operator's SQL:
+// GRANT … ON db.* reads _ and % in the database name as wildcards, so write
+// `orders\_db`.* there (grants: escape them for you).
+//
+// Revoke kills the user's connections, runs the role's revocation
+// statements, drops every account of that name, and kills any connection
+// that authenticated meanwhile. It refuses names without the managed prefix
+// (cb_), so a wrong username can never remove an account the broker did not
+// make. Revoke is given only the username, so Create records a role's
+// revocation statements by granting the user an empty marker role named
+// credbroker_rv_<hash of the statements>; Revoke reads it back from SHOW
+// GRANTS (roles need MariaDB 10.0.5 or MySQL 8.0).
+//
+// MySQL has no account expiry finer than days, so Create ignores the
+// lease's expiry and Renew only checks that the user exists: the broker's
+// reaper alone ends an account at its lease's expiry. ListManaged lists the
+// users whose names start with cb_.
+//
+// # Anonymous accounts
+//
+// An anonymous account such as ”@'localhost' is more specific than an
+// issued 'name'@'%', so the server matches logins from that host to it and
+// refuses the issued password ("access denied"). CheckRole fails for a role
+// with '%' accounts when issued credentials point at a loopback address and
+// such an account exists; drop it, as mysql_secure_installation does.
+package mysql

@@ -1,0 +1,325 @@
+package mysql
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/plugins/plugintest"
+	"github.com/credbroker/credbroker/secret"
+)
+
+func TestNativePasswordHash(t *testing.T) {
+	t.Parallel()
+	// PASSWORD('password') on MySQL 5.7 and MariaDB.
+	if got, want := NativePasswordHash("password"), "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"; got != want {
+		t.Errorf("NativePasswordHash(password) = %s, want %s", got, want)
+	}
+}
+
+// TestNativePasswordHashMatchesServer has the server hash passwords with
+// PASSWORD() (the test may send the plaintext; the plugin never does) and
+// compares.
+func TestNativePasswordHashMatchesServer(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, plugintest.MySQLDSN(t))
+	var server string
+	if err := db.QueryRowContext(t.Context(), "SELECT VERSION()").Scan(&server); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.ToLower(server), "mariadb") {
+		t.Skipf("PASSWORD() is gone from MySQL %s", server)
+	}
+	for _, pw := range []string{plugins.NewPassword().Reveal(), "correct horse battery staple", `!"#%&'()*+,-./:;<=>?@[\]^_{|}~`, "päss"} {
+		var got string
+		if err := db.QueryRowContext(t.Context(), "SELECT PASSWORD(?)", pw).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if want := NativePasswordHash(pw); got != want {
+			t.Errorf("password %q: server %s, Go %s", pw, got, want)
+		}
+	}
+}
+
+func TestParseOnRenderOn(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct{ on, db, table, rendered string }{
+		"Everything":   {"*.*", "*", "*", "*.*"},
+		"Database":     {"orders.*", "orders", "*", "`orders`.*"},
+		"Wildcards":    {"order_s%.*", "order_s%", "*", "`order\\_s\\%`.*"},
+		"Backslash":    {"`a\\b`.*", `a\b`, "*", "`a\\\\b`.*"},
+		"Table":        {"orders.line_items", "orders", "line_items", "`orders`.`line_items`"},
+		"Backticked":   {"`my.db`.`a``b`", "my.db", "a`b", "`my.db`.`a``b`"},
+		"Spaces":       {"  db.t ", "db", "t", "`db`.`t`"},
+		"Unicode":      {"bücher.*", "bücher", "*", "`bücher`.*"},
+		"QuoteInName":  {"o'x.t", "o'x", "t", "`o'x`.`t`"},
+		"SemicolonIns": {"`a;DROP`.*", "a;DROP", "*", "`a;DROP`.*"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			db, table, err := parseOn(tt.on)
+			if err != nil {
+				t.Fatalf("parseOn(%q): %v", tt.on, err)
+			}
+			if db != tt.db || table != tt.table {
+				t.Errorf("parseOn(%q) = %q, %q; want %q, %q", tt.on, db, table, tt.db, tt.table)
+			}
+			g := Grant{db: db, table: table}
+			if got := g.renderOn(); got != tt.rendered {
+				t.Errorf("renderOn(%q) = %s, want %s", tt.on, got, tt.rendered)
+			}
+		})
+	}
+	// A name that is just *, quoted, would become the wildcard.
+	for _, on := range []string{"`*`.*", "db.`*`", "*.`*`", "`db`", "db.*.*", "*", ".t"} {
+		if db, table, err := parseOn(on); err == nil {
+			t.Errorf("parseOn(%q) = %q, %q; want an error", on, db, table)
+		}
+	}
+}
+
+func TestSplitStatements(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		in   string
+		want []string
+	}{
+		"One":          {"GRANT SELECT ON a.* TO 'x'", []string{"GRANT SELECT ON a.* TO 'x'"}},
+		"Two":          {"CREATE USER 'x'; GRANT SELECT ON a.* TO 'x';", []string{"CREATE USER 'x'", "GRANT SELECT ON a.* TO 'x'"}},
+		"QuotedSemi":   {"INSERT INTO t VALUES ('a;b'); SELECT \"c;d\", `e;f`", []string{"INSERT INTO t VALUES ('a;b')", "SELECT \"c;d\", `e;f`"}},
+		"EscapedQuote": {`INSERT INTO t VALUES ('it\'s;'); SELECT 1`, []string{`INSERT INTO t VALUES ('it\'s;')`, "SELECT 1"}},
+		"DoubledQuote": {`INSERT INTO t VALUES ('it''s;'); SELECT 1`, []string{`INSERT INTO t VALUES ('it''s;')`, "SELECT 1"}},
+		"Empty":        {" ; ;", nil},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := splitStatements(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("splitStatements(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+	if _, err := splitStatements("SELECT 'a"); err == nil {
+		t.Error("an unclosed quote was accepted")
+	}
+}
+
+func TestRender(t *testing.T) {
+	t.Parallel()
+	hash := func(via bool) string {
+		if via {
+			return "VIA-HASH"
+		}
+		return "HASH"
+	}
+	tests := map[string]struct{ in, want string }{
+		"Vault": {
+			"CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'",
+			"CREATE USER 'cb_x_1'@'%' HASH",
+		},
+		"Bare":          {"CREATE USER {{name}} IDENTIFIED BY {{password}}", "CREATE USER 'cb_x_1' HASH"},
+		"DoubleQuoted":  {`CREATE USER "{{username}}"@"%" identified  by "{{password}}"`, `CREATE USER 'cb_x_1'@"%" HASH`},
+		"Backticks":     {"GRANT SELECT ON db.* TO `{{name}}`@`%`", "GRANT SELECT ON db.* TO `cb_x_1`@`%`"},
+		"WithPlugin":    {"CREATE USER {{name}} IDENTIFIED WITH mysql_native_password BY '{{password}}'", "CREATE USER 'cb_x_1' HASH"},
+		"Via":           {"CREATE USER {{name}} IDENTIFIED VIA mysql_native_password USING PASSWORD('{{password}}') OR unix_socket", "CREATE USER 'cb_x_1' VIA-HASH OR unix_socket"},
+		"NameAsString":  {"INSERT INTO audit VALUES ('{{name}}', NOW())", "INSERT INTO audit VALUES ('cb_x_1', NOW())"},
+		"TwoPasswords":  {"CREATE USER {{name}}@'a' IDENTIFIED BY '{{password}}', {{name}}@'b' IDENTIFIED BY '{{password}}'", "CREATE USER 'cb_x_1'@'a' HASH, 'cb_x_1'@'b' HASH"},
+		"NoPlaceholder": {"FLUSH PRIVILEGES", "FLUSH PRIVILEGES"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := render(tt.in, "cb_x_1", hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("render(%q)\n got %s\nwant %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLikePrefix(t *testing.T) {
+	t.Parallel()
+	if got := likePrefix("cb_"); got != "cb!_%" {
+		t.Errorf("likePrefix(cb_) = %q", got)
+	}
+	if got := likePrefix("a!%"); got != "a!!!%%" {
+		t.Errorf("likePrefix(a!%%) = %q", got)
+	}
+}
+
+func TestCheckUsername(t *testing.T) {
+	t.Parallel()
+	for name, tt := range map[string]struct {
+		username     string
+		ok, okForNew bool
+	}{
+		"Generated":   {plugins.NewUsername("orders-readonly", usernameLimit), true, true},
+		"Limit":       {"cb_" + strings.Repeat("a", 29), true, true},
+		"TooLong":     {"cb_" + strings.Repeat("a", 30), true, false},
+		"Empty":       {"", false, false},
+		"NoPrefix":    {"root", false, false},
+		"Quote":       {"cb_x'y", false, false},
+		"Backslash":   {`cb_x\`, false, false},
+		"Wildcard":    {"cb_%", false, false},
+		"NonASCII":    {"cb_ä", false, false},
+		"UpperLetter": {"cb_X", true, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := checkUsername(tt.username); (err == nil) != tt.ok {
+				t.Errorf("checkUsername(%q) = %v, want ok=%v", tt.username, err, tt.ok)
+			}
+			if err := checkNewUsername(tt.username); (err == nil) != tt.okForNew {
+				t.Errorf("checkNewUsername(%q) = %v, want ok=%v", tt.username, err, tt.okForNew)
+			}
+		})
+	}
+}
+
+func TestDSNPassword(t *testing.T) {
+	t.Parallel()
+	for dsn, want := range map[string]string{
+		"root:pw@tcp(127.0.0.1:3306)/":          "pw",
+		"root:p:w@x@tcp(h)/db?a=b/c":            "p:w@x",
+		"root@tcp(h)/":                          "",
+		"root:pw@tcp(h:3306":                    "pw",
+		"u:pw@unix(/run/mysqld/mysqld.sock)/db": "pw",
+		"/":                                     "",
+	} {
+		if got := dsnPassword(dsn); got != want {
+			t.Errorf("dsnPassword(%q) = %q, want %q", dsn, got, want)
+		}
+		if cfg, err := mysql.ParseDSN(dsn); err == nil && cfg.Passwd != want {
+			t.Errorf("ParseDSN(%q) finds password %q, dsnPassword %q", dsn, cfg.Passwd, want)
+		}
+	}
+}
+
+// wireRecorder keeps every byte the plugin sends to the server.
+type wireRecorder struct {
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (r *wireRecorder) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &recordingConn{Conn: c, r: r}, nil
+}
+
+func (r *wireRecorder) sent() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Clone(r.out.Bytes())
+}
+
+type recordingConn struct {
+	net.Conn
+	r *wireRecorder
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) {
+	c.r.mu.Lock()
+	c.r.out.Write(b)
+	c.r.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// TestPlaintextNeverReachesServer records every byte the plugin writes to
+// the server while it creates users, with grants and with Vault-style
+// statements, and looks for the password in it. The hash the server stored
+// must be the one the plugin sent, and the password must log in.
+func TestPlaintextNeverReachesServer(t *testing.T) {
+	t.Parallel()
+	adminDSN := plugintest.MySQLDSN(t)
+	database := plugintest.NewMySQLDatabase(t, adminDSN)
+	admin := openDB(t, adminDSN)
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(adminDSN), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := secret.ParseRef("file:" + dsnFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &wireRecorder{}
+	p, err := open(t.Context(), &Connection{DSN: ref, MaxConns: 2}, func(cfg *mysql.Config) {
+		cfg.DialFunc = rec.dial
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+
+	roles := map[string]*Role{
+		"Grants": {Grants: []Grant{{Privileges: []string{"SELECT"}, On: database + ".*"}}},
+		"CreationStatements": {CreationStatements: []string{
+			"CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'; GRANT SELECT ON `" + database + "`.* TO '{{name}}'@'%'",
+		}},
+	}
+	for name, role := range roles {
+		t.Run(name, func(t *testing.T) {
+			if _, err := role.validate(); err != nil {
+				t.Fatal(err)
+			}
+			pw := plugins.NewPassword()
+			username := plugins.NewUsername("wire", usernameLimit)
+			t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+			cred, err := p.Create(t.Context(), plugins.CreateRequest{
+				Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: role,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent := rec.sent()
+			if bytes.Contains(sent, []byte(pw.Reveal())) {
+				t.Fatal("the plaintext password was sent to the server")
+			}
+			var stored string
+			if err := admin.QueryRowContext(t.Context(),
+				"SELECT authentication_string FROM mysql.user WHERE User = ?", username).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			if stored != NativePasswordHash(pw.Reveal()) {
+				t.Errorf("mysql.user holds %q, want the hash of the password", stored)
+			}
+			if !bytes.Contains(sent, []byte(stored)) {
+				t.Error("the server stored a hash the plugin did not send")
+			}
+			cfg := mysql.NewConfig()
+			cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = cred.Username, pw.Reveal(), "tcp", net.JoinHostPort(cred.Fields["host"], cred.Fields["port"])
+			session := openDB(t, cfg.FormatDSN())
+			if err := session.PingContext(t.Context()); err != nil {
+				t.Fatalf("login: %v", plugins.Sanitize(err, pw))
+			}
+		})
+	}
+}
+
+// openDB opens a pool closed when the test ends.
+func openDB(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}

@@ -1,0 +1,166 @@
+package mysql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Revoke removes the user: it ends the user's sessions (KILL CONNECTION of
+// every thread information_schema.PROCESSLIST shows for it), runs the role's
+// revocation_statements, drops every account of that name (DROP USER IF
+// EXISTS), and ends the sessions again, to catch a login that raced the drop.
+// A user that does not exist is success. A name without the managed prefix
+// is refused: the broker did not make it.
+//
+// The revocation_statements run when this process has parsed the role that
+// issued the user (every broker replica has). If one fails, the user is
+// dropped all the same and the error returned: an operator's statement
+// never keeps a credential alive. Statements that ran before a failed drop
+// run again when Revoke is retried.
+func (p *Plugin) Revoke(ctx context.Context, username string) error {
+	if err := checkUsername(username); err != nil {
+		return fmt.Errorf("revoke user: %w", err)
+	}
+	if err := p.revoke(ctx, username); err != nil {
+		return p.sanitize(fmt.Errorf("revoke user %s: %w", quoteString(username), classify(err)))
+	}
+	return nil
+}
+
+func (p *Plugin) revoke(ctx context.Context, username string) error {
+	hosts, err := p.hosts(ctx, username)
+	if err != nil {
+		return err
+	}
+	if len(hosts) == 0 {
+		// Gone already; a session that outlived an earlier drop still ends.
+		return p.endSessions(ctx, username)
+	}
+	statements, err := p.revocationStatements(ctx, username, hosts)
+	if err != nil {
+		return err
+	}
+	if err := p.endSessions(ctx, username); err != nil {
+		return err
+	}
+	var statementsErr error
+	if len(statements) > 0 {
+		steps, err := renderAll("revocation_statements", statements, username, nil)
+		if err == nil {
+			err = p.exec(ctx, steps)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			statementsErr = fmt.Errorf("%w (the user was dropped all the same)", err)
+		}
+	}
+	if err := p.drop(ctx, username, hosts); err != nil {
+		return errors.Join(statementsErr, err)
+	}
+	// A session that authenticated before the drop outlives it unless it is
+	// ended too.
+	if err := p.endSessions(ctx, username); err != nil {
+		return errors.Join(statementsErr, err)
+	}
+	return statementsErr
+}
+
+// drop drops the accounts of username at hosts.
+func (p *Plugin) drop(ctx context.Context, username string, hosts []string) error {
+	if len(hosts) == 0 {
+		return nil
+	}
+	accounts := make([]string, len(hosts))
+	for i, h := range hosts {
+		accounts[i] = account(username, h)
+	}
+	if _, err := p.db.ExecContext(ctx, "DROP USER IF EXISTS "+strings.Join(accounts, ", ")); err != nil {
+		return fmt.Errorf("drop the user: %w", err)
+	}
+	return nil
+}
+
+// endSessions kills every connection of username. A thread that ended
+// meanwhile is no error.
+func (p *Plugin) endSessions(ctx context.Context, username string) error {
+	rows, err := p.db.QueryContext(ctx,
+		"SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()", username)
+	if err != nil {
+		return fmt.Errorf("find the user's sessions: %w", err)
+	}
+	var ids []uint64
+	for rows.Next() {
+		var id uint64
+		if err := rows.Scan(&id); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("find the user's sessions: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("find the user's sessions: %w", err)
+	}
+	for _, id := range ids {
+		// KILL takes no bind parameters; id is an integer the server gave.
+		_, err := p.db.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatUint(id, 10))
+		if err != nil && serverError(err) != erNoSuchThread {
+			return fmt.Errorf("end session %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// revocationStatements returns the revocation statements the user's marker
+// role names (see revocations), if this process knows them.
+func (p *Plugin) revocationStatements(ctx context.Context, username string, hosts []string) ([]string, error) {
+	var statements []string
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		grants, err := p.showGrants(ctx, username, h)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range grants {
+			for _, m := range revocationRole.FindAllStringSubmatch(g, -1) {
+				if seen[m[1]] {
+					continue
+				}
+				seen[m[1]] = true
+				if s, ok := lookupRevocation(m[1]); ok {
+					statements = append(statements, s...)
+				}
+			}
+		}
+	}
+	return statements, nil
+}
+
+// showGrants returns the lines of SHOW GRANTS for the account, none when it
+// was dropped meanwhile.
+func (p *Plugin) showGrants(ctx context.Context, username, host string) ([]string, error) {
+	rows, err := p.db.QueryContext(ctx, "SHOW GRANTS FOR "+account(username, host))
+	if serverError(err) == erNonexistingGrant {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the user's grants: %w", err)
+	}
+	defer rows.Close()
+	var grants []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return nil, fmt.Errorf("read the user's grants: %w", err)
+		}
+		grants = append(grants, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the user's grants: %w", err)
+	}
+	return grants, nil
+}

@@ -1,0 +1,194 @@
+package redis_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/credbroker/credbroker/plugins/redis"
+)
+
+func TestParseConnection(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		yaml         string
+		want         redis.Connection // compared without Password
+		wantPassword string
+		wantErr      string
+	}{
+		"Addr": {yaml: "addr: cache.internal:6379", want: redis.Connection{Addr: "cache.internal:6379"}},
+		"Addrs": {
+			yaml: "addrs: [n1:7000, n2:7000, '[::1]:7000']",
+			want: redis.Connection{Addrs: []string{"n1:7000", "n2:7000", "[::1]:7000"}},
+		},
+		"Full": {
+			yaml: `{addr: "10.0.0.1:6380", username: credbroker, password: env:REDIS_ADMIN_PW,
+			        tls: {enabled: true, ca_file: /etc/ca.pem, server_name: cache.internal}}`,
+			want: redis.Connection{Addr: "10.0.0.1:6380", Username: "credbroker",
+				TLS: redis.TLS{Enabled: true, CAFile: "/etc/ca.pem", ServerName: "cache.internal"}},
+			wantPassword: "env:REDIS_ADMIN_PW",
+		},
+		"TLSOnly":        {yaml: "addr: h:6379\ntls: {enabled: true}", want: redis.Connection{Addr: "h:6379", TLS: redis.TLS{Enabled: true}}},
+		"AddrAndAddrs":   {yaml: "addr: h:6379\naddrs: [h:7000]", wantErr: "addr and addrs: give one"},
+		"Neither":        {yaml: "username: admin", wantErr: "addr or addrs: required"},
+		"EmptyAddrs":     {yaml: "addrs: []", wantErr: "addr or addrs: required"},
+		"NoPort":         {yaml: "addr: cache.internal", wantErr: "addr: \"cache.internal\": want host:port"},
+		"BadPort":        {yaml: "addr: h:70000", wantErr: "not a TCP port"},
+		"NoHost":         {yaml: "addr: :6379", wantErr: "no host"},
+		"BadSeed":        {yaml: "addrs: [h:7000, h]", wantErr: "addrs[1]"},
+		"DuplicateSeed":  {yaml: "addrs: [h:7000, h:7000]", wantErr: "addrs[1]: \"h:7000\" is listed twice"},
+		"InlinePassword": {yaml: "addr: h:6379\npassword: hunter2", wantErr: "inline"},
+		"RelativeFile":   {yaml: "addr: h:6379\npassword: file:pw", wantErr: "absolute"},
+		"UnknownKey":     {yaml: "addr: h:6379\npasword: env:X", wantErr: "pasword"},
+		"UnknownTLSKey":  {yaml: "addr: h:6379\ntls: {enabled: true, insecure: true}", wantErr: "insecure"},
+		"TLSNotEnabled":  {yaml: "addr: h:6379\ntls: {ca_file: /etc/ca.pem}", wantErr: "enabled is not"},
+		"BlankUsername":  {yaml: "addr: h:6379\nusername: 'a b'", wantErr: "username"},
+		"NotAMap":        {yaml: "[addr]", wantErr: "cannot unmarshal"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, err := redis.Driver{}.ParseConnection(decoder(tt.yaml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseConnection = %v, want an error containing %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Errorf("the error quotes the inline password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseConnection: %v", err)
+			}
+			c := *got.(*redis.Connection)
+			if c.Password.String() != tt.wantPassword {
+				t.Errorf("Password = %s, want %s", c.Password, tt.wantPassword)
+			}
+			if c.Addr != tt.want.Addr || !slices.Equal(c.Addrs, tt.want.Addrs) || c.Username != tt.want.Username || c.TLS != tt.want.TLS {
+				t.Errorf("ParseConnection = %+v, want %+v", c, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseRole(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		yaml        string
+		wantRules   []string // nil: as given
+		wantWarning string
+		wantErr     string
+	}{
+		"Orders": {yaml: `rules: ["~orders:*", "&orders:*", "%R~cache:*", "%W~out:*", "%RW~both:*", "+@read", "-@dangerous", "+get", "-flushall"]`},
+		"Keywords": {
+			yaml: `rules: [allkeys, allchannels, nocommands, resetkeys, resetchannels, "+@read", "+client|id", "+json.get", sanitize-payload]`,
+		},
+		"CaseInsensitive": {yaml: `rules: [AllKeys, "+GET", "%rw~x"]`},
+		"Selector": {
+			yaml:      `rules: ["+@read", "(~audit:*   +xadd  %R~log:*)"]`,
+			wantRules: []string{"+@read", "(~audit:* +xadd %R~log:*)"},
+		},
+		"AllCommands":     {yaml: `rules: [allkeys, allcommands]`, wantWarning: `rules[1]: "allcommands" lets an issued user create ACL users`},
+		"AllCategory":     {yaml: `rules: ["+@all"]`, wantWarning: "rules[0]"},
+		"Admin":           {yaml: `rules: ["+@read", "+@admin"]`, wantWarning: "rules[1]"},
+		"Dangerous":       {yaml: `rules: ["+@dangerous"]`, wantWarning: "rules[0]"},
+		"ACLSetUser":      {yaml: `rules: ["+acl|setuser"]`, wantWarning: "rules[0]"},
+		"ACL":             {yaml: `rules: ["+ACL"]`, wantWarning: "rules[0]"},
+		"ConfigSet":       {yaml: `rules: ["+config"]`, wantWarning: "rules[0]"},
+		"InSelector":      {yaml: `rules: ["(~x +module|load)"]`, wantWarning: "module|load"},
+		"ReadOnlyACL":     {yaml: `rules: ["+acl|whoami", "+config|get", "-@admin", "-acl"]`},
+		"Nopass":          {yaml: `rules: ["~a", nopass]`, wantErr: `rules[1]: "nopass": would let anyone log in`},
+		"NopassUpper":     {yaml: `rules: [NOPASS]`, wantErr: `rules[0]: "NOPASS"`},
+		"AddPassword":     {yaml: `rules: ["~a", "+get", ">hunter2"]`, wantErr: `rules[2]: ">hunter2": sets or removes a password`},
+		"RemovePassword":  {yaml: `rules: ["<old"]`, wantErr: `rules[0]`},
+		"AddHash":         {yaml: `rules: ["#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"]`, wantErr: `rules[0]`},
+		"RemoveHash":      {yaml: `rules: ["!5e88"]`, wantErr: `rules[0]`},
+		"On":              {yaml: `rules: ["~a", "on"]`, wantErr: `rules[1]: "on": credbroker enables the user itself`},
+		"Off":             {yaml: `rules: ["off"]`, wantErr: `rules[0]: "off": would disable`},
+		"Reset":           {yaml: `rules: ["~a", "+get", "reset"]`, wantErr: `rules[2]: "reset"`},
+		"ResetPass":       {yaml: `rules: ["resetpass"]`, wantErr: `rules[0]: "resetpass"`},
+		"ClearSelectors":  {yaml: `rules: ["(~a +get)", "clearselectors"]`, wantErr: `rules[1]: "clearselectors": would silently drop`},
+		"SkipSanitize":    {yaml: `rules: ["skip-sanitize-payload"]`, wantErr: `rules[0]`},
+		"PasswordInSel":   {yaml: `rules: ["(~a >pw)"]`, wantErr: `rules[0]: "(~a >pw)": in the selector, ">pw": sets or removes a password`},
+		"NopassInSel":     {yaml: `rules: ["(nopass)"]`, wantErr: `rules[0]`},
+		"OnInSel":         {yaml: `rules: ["(~a on)"]`, wantErr: `rules[0]`},
+		"NestedSel":       {yaml: `rules: ["(~a (+get))"]`, wantErr: "nested"},
+		"EmptySel":        {yaml: `rules: ["( )"]`, wantErr: "empty selector"},
+		"UnclosedSel":     {yaml: `rules: ["(~a +get"]`, wantErr: "ends with )"},
+		"TabInSel":        {yaml: "rules: [\"(~a\\t+get)\"]", wantErr: "control character"},
+		"SanitizeInSel":   {yaml: `rules: ["(sanitize-payload)"]`, wantErr: "not allowed in a selector"},
+		"Blank":           {yaml: `rules: ["~a +get"]`, wantErr: "give one rule an item"},
+		"Empty":           {yaml: `rules: [""]`, wantErr: `rules[0]: "": empty rule`},
+		"EmptyPattern":    {yaml: `rules: ["~"]`, wantErr: "empty pattern"},
+		"EmptyChannel":    {yaml: `rules: ["&"]`, wantErr: "empty pattern"},
+		"BadPermissions":  {yaml: `rules: ["%X~a"]`, wantErr: "key permissions"},
+		"NoTilde":         {yaml: `rules: ["%R"]`, wantErr: "%R~pattern"},
+		"PermNoPattern":   {yaml: `rules: ["%R~"]`, wantErr: "empty pattern"},
+		"EmptyCommand":    {yaml: `rules: ["+"]`, wantErr: "not a command name"},
+		"EmptyCategory":   {yaml: `rules: ["+@"]`, wantErr: "not a category name"},
+		"EmptySubcommand": {yaml: `rules: ["+config|"]`, wantErr: "not a command name"},
+		"Unknown":         {yaml: `rules: ["readonly"]`, wantErr: "unknown rule"},
+		"NoRules":         {yaml: `rules: []`, wantErr: "rules: required"},
+		"Nothing":         {yaml: `{}`, wantErr: "rules: required"},
+		"UnknownKey":      {yaml: `rules: ["~a"]` + "\nrule: [x]", wantErr: "rule"},
+		"AllErrors":       {yaml: `rules: [nopass, "~a", off]`, wantErr: `rules[2]: "off"`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, warnings, err := redis.Driver{}.ParseRole(decoder(tt.yaml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseRole = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseRole: %v", err)
+			}
+			switch {
+			case tt.wantWarning == "" && len(warnings) > 0:
+				t.Errorf("warnings = %q, want none", warnings)
+			case tt.wantWarning != "" && !strings.Contains(strings.Join(warnings, "\n"), tt.wantWarning):
+				t.Errorf("warnings = %q, want one containing %q", warnings, tt.wantWarning)
+			}
+			if tt.wantRules != nil && !slices.Equal(got.(*redis.Role).Rules, tt.wantRules) {
+				t.Errorf("Rules = %q, want %q", got.(*redis.Role).Rules, tt.wantRules)
+			}
+		})
+	}
+}
+
+// FuzzParseRole feeds arbitrary YAML to ParseRole: it never panics, and a
+// role it accepts holds no rule that touches the user's passwords or state,
+// at the top level or in a selector.
+func FuzzParseRole(f *testing.F) {
+	for _, s := range []string{
+		`rules: ["~orders:*", "+@read"]`,
+		`rules: ["(~a +get)", "%R~b"]`,
+		`rules: [nopass]`,
+		`rules: ["(~a >x)"]`,
+	} {
+		f.Add(s)
+	}
+	forbidden := []string{"nopass", "resetpass", "on", "off", "reset", "clearselectors", "skip-sanitize-payload"}
+	f.Fuzz(func(t *testing.T, src string) {
+		got, _, err := redis.Driver{}.ParseRole(decoder(src))
+		if err != nil {
+			return
+		}
+		for _, rule := range got.(*redis.Role).Rules {
+			parts := []string{rule}
+			if strings.HasPrefix(rule, "(") {
+				parts = strings.Split(strings.TrimSuffix(strings.TrimPrefix(rule, "("), ")"), " ")
+			}
+			for _, p := range parts {
+				if p == "" || slices.Contains(forbidden, strings.ToLower(p)) || strings.ContainsAny(p[:1], "><#!") ||
+					strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+					t.Errorf("accepted rule %q (part %q)", rule, p)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,102 @@
+// Package redis is the Redis backend: it issues short-lived ACL users with the
+// key, channel and command rules a credbroker role names, on a standalone
+// server or on every node of a Redis Cluster, and removes them again. It needs
+// Redis 7.0 or later (selectors, %R~ key permissions and ACL DRYRUN).
+//
+// # Configuration
+//
+// A backend's connection section names one server (addr) or the seeds of a
+// cluster (addrs), never both; the admin password is a reference, never
+// inline:
+//
+//	connection:
+//	  addr: cache.internal:6379          # or addrs: [node1:6379, node2:6379, node3:6379]
+//	  username: credbroker               # the admin's ACL user; default: the default user
+//	  password: env:CACHE_REDIS_PASSWORD # optional
+//	  tls: {enabled: true, ca_file: /etc/credbroker/redis-ca.pem, server_name: cache.internal}
+//
+// A role's `redis:` section lists ACL rules, one rule an item, as ACL SETUSER
+// takes them:
+//
+//	redis:
+//	  rules: ["~orders:*", "&orders:*", "%R~cache:*", "+@read", "+@write", "-@dangerous",
+//	          "(~audit:* +xadd)"]
+//
+// Rules that would weaken or undo the credential credbroker sets up are
+// configuration errors naming their index: nopass, >password, <password,
+// #hash, !hash, resetpass, on, off and reset. So are clearselectors, which
+// cannot widen anything but silently drops the selectors listed before it
+// (every user starts with none, so it is always a mistake), and
+// skip-sanitize-payload, which lets the user RESTORE payloads Redis does not
+// check. Rules that let the user create ACL users or change the server
+// (allcommands, +@all, +@admin, +@dangerous, +acl, +config, +module, +debug)
+// are accepted with a warning: what such a user does can outlive its lease.
+// At start the broker also has the server itself check each role's rules
+// ([Plugin.CheckRole]), so a misspelt command or category fails then, not at
+// the first issue.
+//
+// # What happens on the server
+//
+// Create runs, on every node:
+//
+//	ACL SETUSER <name> reset on #<sha256 of the password> resetkeys resetchannels -@all <rules…>
+//
+// The #<hash> form means the plaintext password never travels to Redis and
+// is never stored by it, as the PostgreSQL backend sends only a SCRAM
+// verifier. Before that, Create checks on every node that the user does not
+// exist; if any node fails afterwards, it deletes the user from every node
+// and returns the error, so a user is never left half-made. Usernames come
+// from [plugins.NewUsername]: the cb_ prefix, at most 64 bytes (Redis has no
+// limit; 64 is credbroker's choice). A username without the prefix is never
+// created, changed or deleted, and ListManaged is ACL USERS filtered by it.
+//
+// Revoke runs ACL DELUSER on every node, which also closes every connection
+// the user has open. A user that is already gone is success; a node that
+// cannot be reached makes Revoke fail after deleting the user everywhere
+// else, so the reaper retries until every node is done.
+//
+// Where a node keeps its users in an ACL file (CONFIG GET aclfile is not
+// empty), Create and Revoke run ACL SAVE on it, so a restart neither brings
+// back a revoked user nor loses a live one. Without an ACL file, users live
+// in memory only: a restart removes every issued user, and its credentials
+// stop working before their leases end.
+//
+// # Expiry
+//
+// Redis users have no expiry of their own. Renew only checks that the user
+// still exists on every node; the broker's reaper is the only thing that
+// removes a user when its lease ends, so keep it running.
+//
+// # Redis Cluster
+//
+// ACL users are not shared between cluster nodes, nor replicated to
+// replicas. With addrs, every operation first asks the seeds, in order, for
+// CLUSTER NODES, then works on every node listed, primaries and replicas,
+// including nodes marked as failing. Nodes added to the cluster later do not
+// have the users issued before. Nodes are dialled at the addresses CLUSTER
+// NODES announces, so with TLS their certificates must name those addresses,
+// or all carry tls.server_name. A cluster client also reads the topology, so
+// roles for cluster workloads need +cluster|slots (or +cluster|shards,
+// whichever the client uses; go-redis also reads COMMAND, so +command).
+//
+// # The credential
+//
+// The URI is redis://<user>:<password>@host:port (rediss:// with TLS), for
+// the first address of the connection section. Env holds REDIS_URL,
+// REDIS_HOST, REDIS_PORT, REDIS_USERNAME and REDISCLI_AUTH, the password,
+// which redis-cli reads; redis-cli logs in as the default user unless told
+// the name, so run it as `redis-cli --user "$REDIS_USERNAME"` or
+// `redis-cli -u "$REDIS_URL"`. Fields hold host, port and username, and for
+// a cluster addrs, the seeds, comma-separated.
+//
+// # What the admin user needs
+//
+// The admin needs the commands credbroker runs and nothing else, for
+// example:
+//
+//	ACL SETUSER credbroker on >… +ping +acl|setuser +acl|deluser +acl|getuser +acl|users
+//	    +acl|whoami +acl|dryrun +acl|save +config|get +cluster|nodes
+//
+// Check proves it has them: PING, ACL WHOAMI, ACL USERS and CONFIG GET
+// aclfile run, and ACL DRYRUN says the admin may run the rest.
+package redis
