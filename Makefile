@@ -44,7 +44,7 @@ generate: tools
 	buf generate
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/ -v
+	CREDBROKER_TEST_BINARY=$(CURDIR)/bin/credbroker $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./test/bench/ -v $(BENCH_FLAGS)
 
 tools: $(TOOLS)
 
