@@ -109,7 +109,12 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 		if ferr := s.store.Fail(work, lease.ID, actor(id), err.Error()); ferr != nil {
 			s.log.ErrorContext(ctx, "could not mark failed issue for the reaper; the pending grace will catch it", slog.String("lease_id", lease.ID), slog.String("error", plugins.SanitizeString(ferr.Error())))
 		}
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("backend %s could not create the user; nothing was issued: retry shortly", backend.Name))
+		if plugins.IsUnavailable(err) {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("backend %s could not be reached to create the user; nothing was issued: retry shortly", backend.Name))
+		}
+		// The backend refused: retrying will not help until the role or the
+		// backend is fixed. The (sanitized) reason helps whoever fixes it.
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("backend %s refused to create the user; nothing was issued: %v", backend.Name, err))
 	}
 	details := map[string]string{"role": role.Name, "ttl": ttl.String()}
 	if r := msg.GetBreakGlassReason(); r != "" {

@@ -25,8 +25,16 @@ type Client struct {
 // with every call.
 func New(addr string, tokens TokenSource, opts ...connect.ClientOption) *Client {
 	opts = append([]connect.ClientOption{connect.WithInterceptors(bearer{tokens})}, opts...)
-	return &Client{credbrokerv1connect.NewCredentialServiceClient(http.DefaultClient, strings.TrimRight(addr, "/"), opts...)}
+	return &Client{credbrokerv1connect.NewCredentialServiceClient(httpClient, strings.TrimRight(addr, "/"), opts...)}
 }
+
+// httpClient keeps enough idle connections for a workload that calls from
+// many goroutines (http.DefaultClient keeps two per host).
+var httpClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	return &http.Client{Transport: t}
+}()
 
 // TokenFromEnv returns the token source the environment names:
 // CREDBROKER_TOKEN, else CREDBROKER_TOKEN_FILE.

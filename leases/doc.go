@@ -43,20 +43,29 @@
 //
 // # Events
 //
-// lease_events is append-only (a trigger rejects UPDATE, DELETE and
-// TRUNCATE) and hash-chained. Appends take a transaction-scoped advisory
-// lock, so writers in every replica extend one chain. For each event
+// lease_events is append-only (a trigger rejects UPDATE, DELETE and TRUNCATE) and
+// hash-chained. So that concurrent appends for different leases do not queue on
+// one lock, the history is split into 16 chains: an event goes to the chain its
+// lease id picks (an event without a lease, by its actor), so one lease's history
+// is always one chain. Appends take that chain's transaction-scoped advisory
+// lock, so writers in every replica extend each chain in order. For each event
 //
 //	hash = SHA-256(prev_hash || canonical(event))
 //
-// where prev_hash is the previous event's hash (empty for the first event)
-// and canonical(event) is the concatenation of the following fields, each a
-// big-endian uint32 byte length followed by the bytes: the decimal seq, the
-// lease id ("" when there is none), the kind, the actor, the time in UTC as
-// RFC 3339 with nanoseconds (Go's time.RFC3339Nano; times are stored with
-// microsecond precision), then the number of details as a big-endian uint32
-// and each detail's key and value in ascending key order. [Store.VerifyChain]
-// recomputes the chain and names the first event that does not match.
-// Removing the newest events cannot be detected from the chain alone;
-// anchoring the newest hash elsewhere (an export) covers that.
+// where prev_hash is the hash of the previous event of the same chain (empty for
+// a chain's first event) and canonical(event) is the concatenation of the
+// following fields, each a big-endian uint32 byte length followed by the bytes:
+// the decimal seq, the lease id ("" when there is none), the kind, the actor, the
+// time in UTC as RFC 3339 with nanoseconds (Go's time.RFC3339Nano; times are
+// stored with microsecond precision), then the number of details as a big-endian
+// uint32 and each detail's key and value in ascending key order.
+//
+// Removing a chain's newest events cannot be detected from that chain alone, so
+// the reaper appends a `checkpoint` event on every pass in which anything was
+// appended: its details record the newest seq and hash of every chain.
+// Store.VerifyChain (and a ChainVerifier over an export) recomputes every chain
+// and checks every checkpoint against the events it names, and names the first
+// event that does not match. What was appended after the newest checkpoint is
+// covered only once the next one is written (one reaper interval); anchoring the
+// newest checkpoint elsewhere (an export) covers deleting the checkpoints too.
 package leases

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strconv"
@@ -34,13 +36,35 @@ type Event struct {
 	At time.Time
 	// Details are free-form facts about the event. Never a secret.
 	Details map[string]string
-	// PrevHash and Hash chain the history; set by the store.
+	// Chain is the hash chain the event belongs to; set by the store.
+	Chain int
+	// PrevHash and Hash chain the history: PrevHash is the Hash of the
+	// previous event of the same chain. Set by the store.
 	PrevHash, Hash []byte
 }
 
-// eventsLockKey is the pg_advisory_xact_lock key that serializes appends to
-// lease_events across every replica ("credleas" in ASCII).
-const eventsLockKey int64 = 0x637265646c656173
+// eventChains is how many hash chains the history is split into. An event
+// of a lease always goes to the same chain (by its lease id; events without
+// a lease by their actor), so a lease's history is one ordered chain, and
+// appends for different leases rarely wait for each other. Changing it only
+// changes where new events go; verification reads each event's chain.
+const eventChains = 16
+
+// eventsLockSpace is the first key of the pg_advisory_xact_lock that
+// serializes appends to one chain across every replica ("cbev" in ASCII);
+// the chain number is the second.
+const eventsLockSpace int32 = 0x63626576
+
+// chainOf returns the chain an event is appended to.
+func chainOf(e Event) int {
+	key := e.LeaseID
+	if key == "" {
+		key = e.Actor
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % eventChains)
+}
 
 // RecordEvent appends e to the history; Seq, PrevHash and Hash are set by the
 // store, and At defaults to now. Kind is required.
@@ -61,10 +85,10 @@ func (s *Store) RecordEvent(ctx context.Context, e Event) error {
 	return nil
 }
 
-// appendEvent appends e inside tx, extending the hash chain. It takes the
+// appendEvent appends e inside tx, extending its hash chain. It takes the
 // chain's advisory lock, held until tx ends, so callers append as the last
 // step before committing. tx must be READ COMMITTED (the default) so the
-// newest event is visible once the lock is held.
+// chain's newest event is visible once the lock is held.
 func appendEvent(ctx context.Context, tx pgx.Tx, e Event) (Event, error) {
 	e = normalizeEvent(e)
 	details, err := json.Marshal(e.Details)
@@ -74,9 +98,10 @@ func appendEvent(ctx context.Context, tx pgx.Tx, e Event) (Event, error) {
 
 	// Each statement of a batch takes its own snapshot, so the read of the
 	// newest hash sees every append committed before the lock was granted.
+	e.Chain = chainOf(e)
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLockKey)
-	b.Queue(`SELECT hash FROM lease_events ORDER BY seq DESC LIMIT 1`)
+	b.Queue(`SELECT pg_advisory_xact_lock($1, $2)`, eventsLockSpace, int32(e.Chain))
+	b.Queue(`SELECT hash FROM lease_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1`, e.Chain)
 	b.Queue(`SELECT nextval(pg_get_serial_sequence('lease_events', 'seq'))`)
 	br := tx.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
@@ -98,9 +123,9 @@ func appendEvent(ctx context.Context, tx pgx.Tx, e Event) (Event, error) {
 
 	e.Hash = hashEvent(e.PrevHash, e)
 	_, err = tx.Exec(ctx, `
-		INSERT INTO lease_events (seq, lease_id, kind, actor, at, details, prev_hash, hash)
-		VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6::jsonb, $7, $8)`,
-		e.Seq, e.LeaseID, e.Kind, e.Actor, e.At, string(details), e.PrevHash, e.Hash)
+		INSERT INTO lease_events (seq, chain, lease_id, kind, actor, at, details, prev_hash, hash)
+		VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7::jsonb, $8, $9)`,
+		e.Seq, e.Chain, e.LeaseID, e.Kind, e.Actor, e.At, string(details), e.PrevHash, e.Hash)
 	if err != nil {
 		return Event{}, fmt.Errorf("insert event: %w", interpretError(err))
 	}
@@ -165,11 +190,11 @@ type EventFilter struct {
 	Kind     string
 }
 
-const eventColumns = `seq, COALESCE(lease_id, ''), kind, actor, at, details, prev_hash, hash`
+const eventColumns = `seq, chain, COALESCE(lease_id, ''), kind, actor, at, details, prev_hash, hash`
 
 func scanEvent(row pgx.Row) (Event, error) {
 	var e Event
-	if err := row.Scan(&e.Seq, &e.LeaseID, &e.Kind, &e.Actor, &e.At, &e.Details, &e.PrevHash, &e.Hash); err != nil {
+	if err := row.Scan(&e.Seq, &e.Chain, &e.LeaseID, &e.Kind, &e.Actor, &e.At, &e.Details, &e.PrevHash, &e.Hash); err != nil {
 		return Event{}, err
 	}
 	e.At = e.At.UTC()
@@ -231,31 +256,18 @@ func (s *Store) eachEvent(ctx context.Context, q string, args []any, fn func(Eve
 	return rows.Err()
 }
 
-// VerifyChain recomputes the hash chain over the whole history, in seq
+// VerifyChain recomputes every hash chain over the whole history, in seq
 // order, and returns how many events verified. An error wraps
 // [ErrChainBroken] and names the first seq that does not match.
 func (s *Store) VerifyChain(ctx context.Context) (checked int64, err error) {
-	var (
-		prev    = []byte{}
-		prevSeq int64
-	)
+	v := NewChainVerifier()
 	errStop := errors.New("stop")
 	var broken error
 	err = s.eachEvent(ctx, `SELECT `+eventColumns+` FROM lease_events ORDER BY seq`, nil, func(e Event) error {
-		if !bytes.Equal(e.PrevHash, prev) {
-			if prevSeq == 0 {
-				broken = fmt.Errorf("%w at seq %d: the first event does not start the chain (events before it were removed)", ErrChainBroken, e.Seq)
-			} else {
-				broken = fmt.Errorf("%w at seq %d: prev_hash does not match the hash of seq %d (an event was removed or altered)", ErrChainBroken, e.Seq, prevSeq)
-			}
-			return errStop
-		}
-		if !bytes.Equal(hashEvent(prev, e), e.Hash) {
-			broken = fmt.Errorf("%w at seq %d: hash does not match the event's contents (the event was altered)", ErrChainBroken, e.Seq)
+		if broken = v.Add(e); broken != nil {
 			return errStop
 		}
 		checked++
-		prev, prevSeq = e.Hash, e.Seq
 		return nil
 	})
 	if broken != nil {
@@ -265,4 +277,157 @@ func (s *Store) VerifyChain(ctx context.Context) (checked int64, err error) {
 		return checked, fmt.Errorf("verify event chain: %w", err)
 	}
 	return checked, nil
+}
+
+// EventCheckpoint is the kind of the event that records the head of every
+// chain, so that removing the newest events of a chain is detected once a
+// later checkpoint exists.
+const EventCheckpoint = "checkpoint"
+
+// checkpointActor is the actor of checkpoints, which also puts them all in
+// one chain.
+const checkpointActor = "checkpoint"
+
+// Checkpoint appends a checkpoint event holding the newest (seq, hash) of
+// every chain, unless nothing was appended since the last checkpoint or
+// another replica is writing one right now. It reports whether it wrote one.
+// The reaper calls it on every pass.
+func (s *Store) Checkpoint(ctx context.Context) (bool, error) {
+	wrote := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, $2)`, eventsLockSpace, int32(-1)).Scan(&locked); err != nil || !locked {
+			return err
+		}
+		cp := Event{Kind: EventCheckpoint, Actor: checkpointActor, At: s.now()}
+		var last int64 // the newest checkpoint's seq, 0 for none
+		if err := tx.QueryRow(ctx, `
+			SELECT COALESCE(max(seq), 0) FROM lease_events WHERE chain = $1 AND kind = $2`,
+			chainOf(cp), EventCheckpoint).Scan(&last); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT c.chain, e.seq, e.hash
+			FROM generate_series(0, $1 - 1) AS c(chain)
+			CROSS JOIN LATERAL (
+				SELECT seq, hash FROM lease_events WHERE chain = c.chain ORDER BY seq DESC LIMIT 1
+			) e`, eventChains)
+		if err != nil {
+			return err
+		}
+		cp.Details = map[string]string{}
+		fresh := false
+		for rows.Next() {
+			var (
+				chain int
+				seq   int64
+				hash  []byte
+			)
+			if err := rows.Scan(&chain, &seq, &hash); err != nil {
+				return err
+			}
+			cp.Details["chain."+strconv.Itoa(chain)] = strconv.FormatInt(seq, 10) + ":" + hex.EncodeToString(hash)
+			fresh = fresh || seq > last
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if !fresh {
+			return nil // nothing was appended since the last checkpoint
+		}
+		_, err = appendEvent(ctx, tx, cp)
+		wrote = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("checkpoint event chains: %w", err)
+	}
+	return wrote, nil
+}
+
+// ChainVerifier checks events one at a time, in seq order, against the hash
+// chains they belong to. It verifies a whole history from its first event,
+// as [Store.VerifyChain] does, and also an export of part of it: the first
+// event met in each chain is taken as that chain's starting point.
+type ChainVerifier struct {
+	heads map[int]chainHead
+	// since holds, per chain, the hashes of the events added since a
+	// checkpoint last covered the chain, for checking the next checkpoint.
+	since map[int]map[int64][]byte
+	// first is the first seq met in each chain.
+	first map[int]int64
+	// Partial accepts a chain that does not start at the beginning of the
+	// history (an export of a time range).
+	Partial bool
+}
+
+type chainHead struct {
+	hash []byte
+	seq  int64
+}
+
+// NewChainVerifier returns a verifier for a history read from its start.
+func NewChainVerifier() *ChainVerifier {
+	return &ChainVerifier{heads: map[int]chainHead{}, since: map[int]map[int64][]byte{}, first: map[int]int64{}}
+}
+
+// Add checks e, which must follow every event already added. The error
+// wraps [ErrChainBroken] and says what is wrong.
+func (v *ChainVerifier) Add(e Event) error {
+	head, seen := v.heads[e.Chain]
+	switch {
+	case !seen && !v.Partial && len(e.PrevHash) != 0:
+		return fmt.Errorf("%w at seq %d: the first event of chain %d does not start the chain (events before it were removed)", ErrChainBroken, e.Seq, e.Chain)
+	case seen && !bytes.Equal(e.PrevHash, head.hash):
+		return fmt.Errorf("%w at seq %d: prev_hash does not match the hash of seq %d, the previous event of chain %d (an event was removed or altered)", ErrChainBroken, e.Seq, head.seq, e.Chain)
+	case seen && e.Seq <= head.seq:
+		return fmt.Errorf("%w at seq %d: events are out of order", ErrChainBroken, e.Seq)
+	}
+	if !bytes.Equal(hashEvent(e.PrevHash, e), e.Hash) {
+		return fmt.Errorf("%w at seq %d: hash does not match the event's contents (the event was altered)", ErrChainBroken, e.Seq)
+	}
+	if e.Kind == EventCheckpoint {
+		if err := v.checkpoint(e); err != nil {
+			return err
+		}
+	}
+	if !seen {
+		v.first[e.Chain] = e.Seq
+	}
+	v.heads[e.Chain] = chainHead{hash: e.Hash, seq: e.Seq}
+	if v.since[e.Chain] == nil {
+		v.since[e.Chain] = map[int64][]byte{}
+	}
+	v.since[e.Chain][e.Seq] = e.Hash
+	return nil
+}
+
+// checkpoint checks that every chain head a checkpoint recorded is an event
+// already verified, then forgets what the checkpoint covers.
+func (v *ChainVerifier) checkpoint(e Event) error {
+	for key, val := range e.Details {
+		chainStr, ok := strings.CutPrefix(key, "chain.")
+		seqStr, hashHex, ok2 := strings.Cut(val, ":")
+		chain, err1 := strconv.Atoi(chainStr)
+		seq, err2 := strconv.ParseInt(seqStr, 10, 64)
+		if !ok || !ok2 || err1 != nil || err2 != nil {
+			return fmt.Errorf("%w at seq %d: checkpoint entry %q is malformed", ErrChainBroken, e.Seq, key)
+		}
+		if first, seen := v.first[chain]; v.Partial && (!seen || seq < first) {
+			continue // before the exported range
+		}
+		got, ok := v.since[chain][seq]
+		if !ok && v.heads[chain].seq == seq {
+			got, ok = v.heads[chain].hash, true
+		}
+		if !ok || hex.EncodeToString(got) != hashHex {
+			return fmt.Errorf("%w at seq %d: the checkpoint records seq %d as the head of chain %d, but that event is missing or altered (events were removed)", ErrChainBroken, e.Seq, seq, chain)
+		}
+		for s := range v.since[chain] {
+			if s <= seq {
+				delete(v.since[chain], s)
+			}
+		}
+	}
+	return nil
 }

@@ -165,22 +165,24 @@ func TestEvents(t *testing.T) {
 			tamper  string
 			wantSeq int64
 		}{
-			"AlteredDetails":  {`UPDATE lease_events SET details = '{"role":"harmless"}' WHERE seq = 3`, 3},
-			"AlteredActor":    {`UPDATE lease_events SET actor = 'nobody' WHERE seq = 4`, 4},
-			"AlteredTime":     {`UPDATE lease_events SET at = at - interval '1 day' WHERE seq = 2`, 2},
-			"RemovedEvent":    {`DELETE FROM lease_events WHERE seq = 3`, 4},
-			"RemovedFirst":    {`DELETE FROM lease_events WHERE seq = 1`, 2},
-			"RehashedEvent":   {`UPDATE lease_events SET actor = 'nobody', hash = sha256(hash) WHERE seq = 3`, 3},
-			"ReplacedLeaseID": {`UPDATE lease_events SET lease_id = 'lease_other' WHERE seq = 5`, 5},
+			"AlteredDetails":      {`UPDATE lease_events SET details = '{"role":"harmless"}' WHERE seq = 3`, 3},
+			"AlteredActor":        {`UPDATE lease_events SET actor = 'nobody' WHERE seq = 4`, 4},
+			"AlteredTime":         {`UPDATE lease_events SET at = at - interval '1 day' WHERE seq = 2`, 2},
+			"RemovedEvent":        {`DELETE FROM lease_events WHERE seq = 3`, 4},
+			"RemovedFirst":        {`DELETE FROM lease_events WHERE seq = 1`, 2},
+			"RehashedEvent":       {`UPDATE lease_events SET actor = 'nobody', hash = sha256(hash) WHERE seq = 3`, 3},
+			"ReplacedLeaseID":     {`UPDATE lease_events SET lease_id = 'lease_other' WHERE seq = 5`, 5},
+			"MovedToAnotherChain": {`UPDATE lease_events SET chain = (chain + 1) % 16 WHERE seq = 4`, 4},
 		}
 		for name, tc := range cases {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				s, b := setup(t)
 				ctx := t.Context()
-				for i := range 6 {
+				// One lease's events share one chain.
+				for range 6 {
 					b.clock.Advance(time.Second)
-					if err := s.RecordEvent(ctx, Event{LeaseID: fmt.Sprintf("lease_%d", i), Kind: "denied", Actor: "a", Details: map[string]string{"role": "orders-admin"}}); err != nil {
+					if err := s.RecordEvent(ctx, Event{LeaseID: "lease_1", Kind: "denied", Actor: "a", Details: map[string]string{"role": "orders-admin"}}); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -207,4 +209,63 @@ func TestEvents(t *testing.T) {
 			})
 		}
 	})
+}
+
+func TestCheckpointCoversChainHeads(t *testing.T) {
+	t.Parallel()
+	s, b := setup(t)
+	ctx := t.Context()
+	record := func(lease string) {
+		t.Helper()
+		b.clock.Advance(time.Second)
+		if err := s.RecordEvent(ctx, Event{LeaseID: lease, Kind: "renewed", Actor: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		record(fmt.Sprintf("lease_%d", i)) // spread over the chains
+	}
+	var chains = map[int]bool{}
+	if err := s.Events(ctx, EventFilter{}, func(e Event) error { chains[e.Chain] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(chains) < 4 {
+		t.Fatalf("20 leases landed in %d chains; appends are not spread", len(chains))
+	}
+	wrote, err := s.Checkpoint(ctx)
+	if err != nil || !wrote {
+		t.Fatalf("Checkpoint = %v, %v", wrote, err)
+	}
+	if wrote, err := s.Checkpoint(ctx); err != nil || wrote {
+		t.Fatalf("a second Checkpoint with nothing new = %v, %v; want false", wrote, err)
+	}
+	record("lease_after")
+	if _, err := s.VerifyChain(ctx); err != nil {
+		t.Fatalf("VerifyChain: %v", err)
+	}
+
+	// The newest event of a chain nothing was appended to after the
+	// checkpoint is removed: its chain alone cannot tell, the checkpoint can.
+	var victim int64
+	if err := s.pool.QueryRow(ctx, `
+		WITH cp AS (SELECT seq FROM lease_events WHERE kind = 'checkpoint')
+		SELECT max(seq) FROM lease_events
+		WHERE chain NOT IN (SELECT chain FROM lease_events WHERE seq >= (SELECT seq FROM cp))
+		GROUP BY chain ORDER BY 1 LIMIT 1`).Scan(&victim); err != nil {
+		t.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM lease_events WHERE seq = $1`, victim)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.VerifyChain(ctx)
+	if !errors.Is(err, ErrChainBroken) || !strings.Contains(err.Error(), fmt.Sprintf("records seq %d", victim)) {
+		t.Fatalf("VerifyChain after removing a checkpointed head = %v; want ErrChainBroken naming seq %d", err, victim)
+	}
 }

@@ -3,6 +3,7 @@ package leases
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -183,12 +184,24 @@ func (s *Store) Activate(ctx context.Context, id, actor string, details map[stri
 		conflict State
 	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The common case in one statement: the lease is still PENDING.
+		active, err := scanLease(tx.QueryRow(ctx, `
+			UPDATE leases SET state = 'ACTIVE' WHERE id = $1 AND state = 'PENDING' RETURNING `+leaseColumns, id))
+		if err == nil {
+			out = active
+			_, err = appendEvent(ctx, tx, Event{LeaseID: id, Kind: "issued", Actor: actor, At: now, Details: leaseDetails(active, details)})
+			return err
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
 		l, err := lockLease(ctx, tx, id)
 		if err != nil {
 			return err
 		}
 		switch l.State {
 		case StatePending:
+			return fmt.Errorf("%w: the lease is PENDING but could not be activated", ErrConflict)
 		case StateActive:
 			conflict, out = l.State, l
 			return nil
@@ -198,13 +211,6 @@ func (s *Store) Activate(ctx context.Context, id, actor string, details map[stri
 				"the backend user was created after the reaper took the lease")
 			return err
 		}
-		out, err = scanLease(tx.QueryRow(ctx, `
-			UPDATE leases SET state = 'ACTIVE' WHERE id = $1 RETURNING `+leaseColumns, id))
-		if err != nil {
-			return err
-		}
-		_, err = appendEvent(ctx, tx, Event{LeaseID: id, Kind: "issued", Actor: actor, At: now, Details: leaseDetails(out, details)})
-		return err
 	})
 	if err != nil {
 		return Lease{}, fmt.Errorf("activate lease %s: %w", id, err)

@@ -145,6 +145,9 @@ func (r *Reaper) Run(ctx context.Context) error {
 	defer sweep.Stop()
 	for {
 		r.drain(ctx)
+		if _, err := r.store.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+			r.logger.Warn("cannot checkpoint the event chains", slog.String("error", plugins.SanitizeString(err.Error())))
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -133,6 +133,11 @@ func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins
 	if err == nil {
 		err = p.inTx(ctx, p.pool, steps)
 	}
+	if sqlState(err) == pgerrcode.ProgramLimitExceeded {
+		// "row is too big": a table's ACL is full of per-user grants. Every
+		// issue with explicit grants fails from here on.
+		err = fmt.Errorf("%w (a table's access list is full of per-user grants: PostgreSQL holds about 2 400 of them on a table; use member_of)", err)
+	}
 	if err != nil {
 		return plugins.Credential{}, p.sanitize(fmt.Errorf("create role %s: %w", ident(req.Username), err), req.Password)
 	}

@@ -97,10 +97,11 @@ policies:
 	brief := issue(t, b, token, map[string]any{"role": "brief"})
 	passwords = append(passwords, brief.Password)
 
-	// Failed creates: the backend refuses after the password was made.
+	// Failed creates: the backend refuses after the password was made. A
+	// refusal is not a reason to retry, so it is failed_precondition.
 	for _, role := range []string{"broken", "vault-broken"} {
 		status, r := b.Call(t, token, "IssueCredential", map[string]any{"role": role})
-		wantError(t, "issue "+role, status, r, http.StatusServiceUnavailable, "unavailable")
+		wantError(t, "issue "+role, status, r, http.StatusBadRequest, "failed_precondition")
 	}
 	eventually(t, 20*time.Second, "the brief lease was not reaped", func() bool {
 		return !be.RoleExists(t, brief.Username)

@@ -1,0 +1,2 @@
+DROP INDEX lease_events_chain_idx;
+ALTER TABLE lease_events DROP COLUMN chain;
