@@ -91,6 +91,10 @@ type BackendConfig struct {
 	Plugin      string `yaml:"plugin"`
 	Environment string `yaml:"environment"`
 	Owner       string `yaml:"owner"`
+	// Sweep is whether the reaper sweeps this backend for users no lease
+	// accounts for; default true. Turn it off where another credbroker
+	// deployment, with its own store, issues users on the same server.
+	Sweep *bool `yaml:"sweep"`
 	// Connection is decoded by the plugin.
 	Connection yaml.Node `yaml:"connection"`
 
@@ -172,8 +176,12 @@ func (c *Config) setDefaults() {
 	c.Limits.IssueBurst = cmp.Or(c.Limits.IssueBurst, 40)
 	for i := range c.Roles {
 		if c.Roles[i].Renewable == nil {
-			t := true
-			c.Roles[i].Renewable = &t
+			c.Roles[i].Renewable = new(true)
+		}
+	}
+	for i := range c.Backends {
+		if c.Backends[i].Sweep == nil {
+			c.Backends[i].Sweep = new(true)
 		}
 	}
 }

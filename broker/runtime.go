@@ -63,10 +63,13 @@ func (rt *runtime) close(log *slog.Logger) {
 	}
 }
 
-func (rt *runtime) backendNames() []string {
-	names := make([]string, len(rt.cfg.Backends))
-	for i, b := range rt.cfg.Backends {
-		names[i] = b.Name
+// swept returns the backends the reaper sweeps for orphans.
+func (rt *runtime) swept() []string {
+	var names []string
+	for _, b := range rt.cfg.Backends {
+		if *b.Sweep {
+			names = append(names, b.Name)
+		}
 	}
 	return names
 }

@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 			p, ok := s.rt.Load().plugins[backend]
 			return p, ok
 		},
-		Backends:      func() []string { return s.rt.Load().backendNames() },
+		Backends:      func() []string { return s.rt.Load().swept() },
 		Interval:      cfg.Reaper.Interval,
 		SweepInterval: cfg.Reaper.SweepInterval,
 		PendingGrace:  cfg.Reaper.PendingGrace,

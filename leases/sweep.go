@@ -27,6 +27,11 @@ const (
 // always has its PENDING lease already. Users the backend dates are spared
 // until they are older than PendingGrace.
 //
+// The markers plugins list by (a marker role, the cb_ prefix, a tag) are
+// shared by every credbroker deployment on a server: two deployments with
+// separate stores must not both sweep one backend server (turn the sweep off
+// for the backend in one of them).
+//
 // One replica sweeps a backend at a time (a transaction-scoped advisory
 // lock); the others skip it. Each orphan revoked is recorded as an
 // orphan_revoked event. Sweep returns how many orphans it revoked; a failing
@@ -80,13 +85,16 @@ func (r *Reaper) sweepBackend(ctx context.Context, backend string) (int, error) 
 		if len(names) == 0 {
 			return nil
 		}
+		// A lease of any backend accounts for a user: several backends of
+		// one broker may share a server (two databases of one PostgreSQL
+		// cluster share its roles), and usernames are unique across them.
 		rows, err := tx.Query(ctx, `
-			SELECT u FROM unnest($2::text[]) AS u
+			SELECT u FROM unnest($1::text[]) AS u
 			WHERE NOT EXISTS (
 				SELECT 1 FROM leases l
-				WHERE l.backend = $1 AND l.username = u
-				  AND (l.state <> 'REVOKED' OR l.revoked_at >= $3))`,
-			backend, names, started)
+				WHERE l.username = u
+				  AND (l.state <> 'REVOKED' OR l.revoked_at >= $2))`,
+			names, started)
 		if err != nil {
 			return err
 		}
@@ -119,7 +127,10 @@ func (r *Reaper) revokeOrphan(ctx context.Context, p plugins.Plugin, backend, us
 	r.metrics.countOrphan(backend)
 	r.logger.Warn("revoked a managed user no lease accounts for",
 		slog.String("backend", backend), slog.String("username", username))
-	return r.store.RecordEvent(ctx, Event{
+	// The user is gone: record it even if the reaper is stopping now.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	return r.store.RecordEvent(wctx, Event{
 		Kind:    EventOrphanRevoked,
 		Actor:   reaperActor,
 		Details: map[string]string{"backend": backend, "username": username},

@@ -41,11 +41,18 @@ func TestSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A user leased under another backend on the same server (two databases
+	// of one PostgreSQL cluster share its roles) is accounted for.
+	neighbour := newLease(b, time.Hour)
+	neighbour.Backend = "reports-pg"
+	createActive(t, s, neighbour)
+
 	fresh := b.clock.Now().Add(-time.Second)
 	p.managed = []plugins.ManagedUser{
 		{Username: active.Username},
 		{Username: pending.Username},
 		{Username: revoking.Username},
+		{Username: neighbour.Username},
 		{Username: revokedLong.Username},                    // lease REVOKED before the sweep began: an orphan
 		{Username: "cb_nolease_aaaaaaaaaa"},                 // no lease at all: an orphan
 		{Username: "cb_young_bbbbbbbbbb", CreatedAt: fresh}, // dated and younger than the grace: spared
@@ -61,7 +68,7 @@ func TestSweep(t *testing.T) {
 	for _, u := range p.managed {
 		left = append(left, u.Username)
 	}
-	want := []string{active.Username, pending.Username, revoking.Username, "cb_young_bbbbbbbbbb"}
+	want := []string{active.Username, pending.Username, revoking.Username, neighbour.Username, "cb_young_bbbbbbbbbb"}
 	slices.Sort(left)
 	slices.Sort(want)
 	if !slices.Equal(left, want) {

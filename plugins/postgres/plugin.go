@@ -176,13 +176,10 @@ func (p *Plugin) createSteps(req plugins.CreateRequest) ([]step, error) {
 				" VALID UNTIL " + timestampLiteral(req.ExpiresAt),
 		})
 	}
-	steps = append(steps, step{what: "grant " + markerRole, sql: "GRANT " + ident(markerRole) + " TO " + name})
-	if role.revocationKey != "" {
-		steps = append(steps, step{
-			what: "record revocation_statements",
-			sql:  "COMMENT ON ROLE " + name + " IS " + quoteLiteral(revocationComment+role.revocationKey),
-		})
-	}
+	steps = append(steps,
+		step{what: "grant " + markerRole, sql: "GRANT " + ident(markerRole) + " TO " + name},
+		step{what: "comment on role", sql: "COMMENT ON ROLE " + name + " IS " + quoteLiteral(roleComment(time.Now(), role.revocationKey))},
+	)
 	for _, group := range role.MemberOf {
 		steps = append(steps, step{what: "grant " + ident(group), sql: "GRANT " + ident(group) + " TO " + name})
 	}
@@ -328,24 +325,27 @@ func (p *Plugin) Renew(ctx context.Context, username string, expiresAt time.Time
 }
 
 // ListManaged returns the members of the marker role: every role this
-// plugin created that still exists. PostgreSQL does not record when a role
-// was made, so CreatedAt is zero.
+// plugin created that still exists, dated by the comment Create put on it
+// (PostgreSQL does not record when a role was made; CreatedAt is zero for a
+// member without that comment).
 func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error) {
 	rows, err := p.pool.Query(ctx, `
-		SELECT r.rolname FROM pg_auth_members m
+		SELECT r.rolname, COALESCE(shobj_description(r.oid, 'pg_authid'), '') FROM pg_auth_members m
 		JOIN pg_roles r ON r.oid = m.member
 		JOIN pg_roles g ON g.oid = m.roleid
 		WHERE g.rolname = $1 ORDER BY r.rolname`, markerRole)
 	if err != nil {
 		return nil, p.sanitize(fmt.Errorf("list managed roles: %w", classify(err)))
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (plugins.ManagedUser, error) {
+		var u plugins.ManagedUser
+		var comment string
+		err := row.Scan(&u.Username, &comment)
+		u.CreatedAt, _ = parseRoleComment(comment)
+		return u, err
+	})
 	if err != nil {
 		return nil, p.sanitize(fmt.Errorf("list managed roles: %w", classify(err)))
-	}
-	users := make([]plugins.ManagedUser, len(names))
-	for i, n := range names {
-		users[i] = plugins.ManagedUser{Username: n}
 	}
 	return users, nil
 }

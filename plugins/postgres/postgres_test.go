@@ -260,6 +260,34 @@ func TestRenewMovesValidUntil(t *testing.T) {
 	}
 }
 
+func TestListManagedDatesRoles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	username := plugins.NewUsername("dated", 63)
+	before := time.Now().Add(-time.Second)
+	if _, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
+		Role: parseRole(t, "member_of: [pg_read_all_data]"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	users, err := p.ListManaged(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if u.Username == username {
+			if u.CreatedAt.Before(before) || u.CreatedAt.After(time.Now().Add(time.Second)) {
+				t.Errorf("CreatedAt = %v, want about now", u.CreatedAt)
+			}
+			return
+		}
+	}
+	t.Fatalf("ListManaged does not list %s", username)
+}
+
 func TestRenewMissingRole(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

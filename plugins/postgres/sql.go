@@ -21,9 +21,11 @@ const markerRole = "credbroker_managed"
 // deadlock. It spells "credbrkr".
 const grantLockKey int64 = 0x637265646272_6b72
 
-// revocationComment prefixes the COMMENT ON ROLE that names a role's
-// revocation statements in the registry.
-const revocationComment = "credbroker:revocation_statements:"
+// commentPrefix starts the COMMENT ON ROLE of every role the plugin makes:
+// "credbroker:created=<RFC 3339>" and, where the role has
+// revocation_statements, ";revocation_statements=<key>". PostgreSQL does not
+// record when a role was made, so the sweep reads it from here.
+const commentPrefix = "credbroker:"
 
 // ident quotes one identifier.
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
@@ -98,11 +100,39 @@ func registerRevocation(statements []string) string {
 	return key
 }
 
+// roleComment is the comment Create puts on a role.
+func roleComment(created time.Time, revocationKey string) string {
+	c := commentPrefix + "created=" + created.UTC().Format(time.RFC3339)
+	if revocationKey != "" {
+		c += ";revocation_statements=" + revocationKey
+	}
+	return c
+}
+
+// parseRoleComment reads what [roleComment] wrote; zero values for what it
+// does not hold.
+func parseRoleComment(comment string) (created time.Time, revocationKey string) {
+	rest, ok := strings.CutPrefix(comment, commentPrefix)
+	if !ok {
+		return time.Time{}, ""
+	}
+	for field := range strings.SplitSeq(rest, ";") {
+		k, v, _ := strings.Cut(field, "=")
+		switch k {
+		case "created":
+			created, _ = time.Parse(time.RFC3339, v)
+		case "revocation_statements":
+			revocationKey = v
+		}
+	}
+	return created, revocationKey
+}
+
 // lookupRevocation returns the statements a role's comment names, if this
 // process knows them.
 func lookupRevocation(comment string) ([]string, bool) {
-	key, ok := strings.CutPrefix(comment, revocationComment)
-	if !ok {
+	_, key := parseRoleComment(comment)
+	if key == "" {
 		return nil, false
 	}
 	v, ok := revocations.Load(key)

@@ -446,8 +446,9 @@ func (b *Broker) CLI(t testing.TB, token string, args ...string) (stdout, stderr
 var cliSecrets = []*regexp.Regexp{
 	regexp.MustCompile(`"password":\s*"([^"]+)"`),
 	regexp.MustCompile(`"uri":\s*"([^"]+)"`),
-	regexp.MustCompile(`PGPASSWORD='([^']+)'`),
-	regexp.MustCompile(`(?m)^(postgres(?:ql)?://\S+)$`),
+	regexp.MustCompile(`(?:PGPASSWORD|REDISCLI_AUTH|MYSQL_PWD|RABBITMQ_PASSWORD)='([^']+)'`),
+	regexp.MustCompile(`(?:REDIS_URL|AMQP_URL)='([^']+)'`),
+	regexp.MustCompile(`(?m)^((?:postgres(?:ql)?|rediss?|mysql|amqps?)://\S+)$`),
 }
 
 // Track adds secrets to those the broker's logs must never contain; they are
