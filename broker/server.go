@@ -161,7 +161,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		srv.Protocols.SetHTTP2(true)
-		ln = tls.NewListener(ln, srv.TLSConfig)
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true) // h2c, loopback only (checked in config)
 	}
@@ -173,7 +172,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { s.checkBackends(ctx); done <- struct{}{} }()
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // negotiates h2 by ALPN
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
 	s.log.Info("serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", cfg.TLS != nil))
 
 	var err error
