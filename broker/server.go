@@ -131,8 +131,10 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 		connect.WithReadMaxBytes(maxRequestBytes),
 	}
 	mux.Handle(credbrokerv1connect.NewCredentialServiceHandler(s.svc, opts...))
+	mux.Handle(credbrokerv1connect.NewAdminServiceHandler(adminService{s.svc}, opts...))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{store: s.store}))
-	reflector := grpcreflect.NewStaticReflector(credbrokerv1connect.CredentialServiceName, grpchealth.HealthV1ServiceName)
+	reflector := grpcreflect.NewStaticReflector(credbrokerv1connect.CredentialServiceName,
+		credbrokerv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -16,16 +16,22 @@ import (
 // is unset.
 const DefaultAddr = "http://127.0.0.1:8420"
 
-// Client calls a credbroker server. Its methods are the CredentialService RPCs.
+// Client calls a credbroker server. Its methods are the CredentialService
+// RPCs; Admin holds the AdminService RPCs, for admin identities.
 type Client struct {
 	credbrokerv1connect.CredentialServiceClient
+	Admin credbrokerv1connect.AdminServiceClient
 }
 
 // New returns a client for the broker at addr that sends a token from tokens
 // with every call.
 func New(addr string, tokens TokenSource, opts ...connect.ClientOption) *Client {
 	opts = append([]connect.ClientOption{connect.WithInterceptors(bearer{tokens})}, opts...)
-	return &Client{credbrokerv1connect.NewCredentialServiceClient(httpClient, strings.TrimRight(addr, "/"), opts...)}
+	addr = strings.TrimRight(addr, "/")
+	return &Client{
+		CredentialServiceClient: credbrokerv1connect.NewCredentialServiceClient(httpClient, addr, opts...),
+		Admin:                   credbrokerv1connect.NewAdminServiceClient(httpClient, addr, opts...),
+	}
 }
 
 // httpClient keeps enough idle connections for a workload that calls from

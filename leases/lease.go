@@ -455,3 +455,25 @@ func decodePageToken(tok string) (time.Time, string, error) {
 	}
 	return t, parts[2], nil
 }
+
+// ActiveByRole returns how many ACTIVE leases each role has now.
+func (s *Store) ActiveByRole(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT role, count(*) FROM leases WHERE state = 'ACTIVE' GROUP BY role`)
+	if err != nil {
+		return nil, fmt.Errorf("count active leases: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]int64{}
+	for rows.Next() {
+		var role string
+		var n int64
+		if err := rows.Scan(&role, &n); err != nil {
+			return nil, fmt.Errorf("count active leases: %w", err)
+		}
+		counts[role] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count active leases: %w", err)
+	}
+	return counts, nil
+}

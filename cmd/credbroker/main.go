@@ -75,6 +75,8 @@ func newRoot() *cobra.Command {
 		newRolesCmd(),
 		newLeaseCmd(),
 		newConfigCmd(),
+		newExportCmd(),
+		newAdminCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

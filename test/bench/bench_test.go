@@ -26,6 +26,15 @@ func BenchmarkCredbroker(b *testing.B) {
 	if !*flagSkipGrants {
 		b.Run("grants", func(b *testing.B) { once(b, func() { benchGrants(b, rep) }) })
 	}
+	if !*flagSkipRedis {
+		b.Run("redis", func(b *testing.B) { once(b, func() { benchRedis(b, rep) }) })
+	}
+	if !*flagSkipRabbit {
+		b.Run("rabbitmq", func(b *testing.B) { once(b, func() { benchRabbitMQ(b, rep) }) })
+	}
+	if !*flagSkipMySQL {
+		b.Run("mysql", func(b *testing.B) { once(b, func() { benchMySQL(b, rep) }) })
+	}
 	rep.print(os.Stdout)
 }
 

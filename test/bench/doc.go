@@ -22,10 +22,26 @@
 // sampler of pg_stat_activity shows what PostgreSQL sessions wait on during
 // the fills.
 //
+// Then, for Redis, RabbitMQ and MySQL/MariaDB, each with a broker of its
+// own (fresh lease store, one backend with the sweep off, one role), issue
+// and revoke through the broker beside a raw baseline that sends what the
+// backend's plugin sends, with the client library the plugin uses (go-redis:
+// ACL SETUSER … #<sha256>, ACL DELUSER; rabbit-hole: PUT user with a
+// password hash, permissions, topic permissions, DELETE user, close its
+// connections; go-sql-driver/mysql: CREATE USER … IDENTIFIED BY PASSWORD,
+// GRANT, KILL, DROP USER), at concurrency 1 and 8 in the same alternating
+// rounds (section 6 of the report). The servers are shared: each scenario
+// has its own vhost or database and key patterns, and every user either
+// side makes starts with cb_cbbench_<run>_, which is what is counted and
+// deleted at the end, failure or not. A backend that does not answer is
+// skipped with a note, or fails under CREDBROKER_REQUIRE_SERVICES=1.
+//
 // Everything lives in Benchmark functions, so `go test ./...` (and so
 // `make test`) compiles and vets the package but never runs it. Knobs, given
 // as `make bench BENCH_FLAGS='-cb.ops=200'` or after the package on the go
 // test command line: -cb.ops, -cb.live, -cb.grants-ops,
 // -cb.grants-fill-budget, -cb.breakdown-ops, -cb.client-idle-conns,
-// -cb.skip-member-of, -cb.skip-grants, -cb.skip-breakdown.
+// -cb.skip-member-of, -cb.skip-grants, -cb.skip-breakdown, -cb.redis-ops,
+// -cb.rabbitmq-ops, -cb.mysql-ops, -cb.skip-redis, -cb.skip-rabbitmq,
+// -cb.skip-mysql.
 package bench

@@ -58,6 +58,7 @@ type report struct {
 	breakdown []breakdownRow
 	samplers  []*waitSampler
 	errors    []string
+	svc       svcReport // the Redis, RabbitMQ and MySQL scenarios
 	pgVersion string
 	loadStart string
 }
@@ -149,7 +150,8 @@ func (rep *report) print(w io.Writer) {
 	p("        pg_shdepend, [lock + REASSIGN/DROP OWNED], DROP ROLE, terminate; renew: ALTER ROLE VALID UNTIL).\n")
 	p("ops per measurement: member_of %d, explicit grants %d; live leases for the scale figures: %d\n",
 		*flagOps, *flagGrantsOps, *flagLive)
-	p("        (explicit grants: until the first failed issue or %s, whichever comes first).\n", *flagGrantsFill)
+	p("        (explicit grants: until the first failed issue or %s, whichever comes first);\n", *flagGrantsFill)
+	p("        Redis %d, RabbitMQ %d, MySQL/MariaDB %d (section 6).\n", *flagRedisOps, *flagRabbitOps, *flagMySQLOps)
 	p("Each scenario has fresh store and backend databases (backend: %d tables, a group role with SELECT on them).\n", benchTables)
 	p("Throughput = successful ops / wall time; latency per op, nearest-rank percentiles.\n")
 
@@ -275,6 +277,7 @@ func (rep *report) print(w io.Writer) {
 	for _, ws := range rep.samplers {
 		ws.print(w)
 	}
+	rep.printServices(w, map[string]bool{"redis": *flagSkipRedis, "rabbitmq": *flagSkipRabbit, "mysql": *flagSkipMySQL})
 
 	p("\nerrors: ")
 	if len(rep.errors) == 0 {

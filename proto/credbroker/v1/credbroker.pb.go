@@ -1010,6 +1010,629 @@ func (x *ListRolesResponse) GetRoles() []*Role {
 	return nil
 }
 
+type RevokeLeasesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Role    string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Backend string                 `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The holder's token `sub`.
+	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Recorded as the leases' revoke reason.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeLeasesRequest) Reset() {
+	*x = RevokeLeasesRequest{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeLeasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeLeasesRequest) ProtoMessage() {}
+
+func (x *RevokeLeasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeLeasesRequest.ProtoReflect.Descriptor instead.
+func (*RevokeLeasesRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevokeLeasesRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *RevokeLeasesRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *RevokeLeasesRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *RevokeLeasesRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokeLeasesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Leases whose backend user is gone.
+	Revoked int32 `protobuf:"varint,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// Leases whose backend revoke failed; they stay REVOKING and the reaper
+	// retries them until it succeeds.
+	Retrying      int32 `protobuf:"varint,2,opt,name=retrying,proto3" json:"retrying,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeLeasesResponse) Reset() {
+	*x = RevokeLeasesResponse{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeLeasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeLeasesResponse) ProtoMessage() {}
+
+func (x *RevokeLeasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeLeasesResponse.ProtoReflect.Descriptor instead.
+func (*RevokeLeasesResponse) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RevokeLeasesResponse) GetRevoked() int32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
+func (x *RevokeLeasesResponse) GetRetrying() int32 {
+	if x != nil {
+		return x.Retrying
+	}
+	return 0
+}
+
+type ExportLeaseHistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events at or after start_time; from the beginning when unset.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Events before end_time; up to now when unset.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Only this lease's events.
+	LeaseId string `protobuf:"bytes,3,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// Only events of this kind (issued, renewed, revoked, denied …).
+	Kind          string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportLeaseHistoryRequest) Reset() {
+	*x = ExportLeaseHistoryRequest{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportLeaseHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportLeaseHistoryRequest) ProtoMessage() {}
+
+func (x *ExportLeaseHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportLeaseHistoryRequest.ProtoReflect.Descriptor instead.
+func (*ExportLeaseHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ExportLeaseHistoryRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ExportLeaseHistoryRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ExportLeaseHistoryRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *ExportLeaseHistoryRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+// LeaseEvent is one entry of the append-only lease history.
+type LeaseEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The hash chain the event belongs to.
+	Chain   int32  `protobuf:"varint,2,opt,name=chain,proto3" json:"chain,omitempty"`
+	LeaseId string `protobuf:"bytes,3,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Kind    string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Who did it: issuer:subject, reaper, checkpoint.
+	Actor   string                 `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	At      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	Details map[string]string      `protobuf:"bytes,7,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The hash of the previous event of the same chain.
+	PrevHash []byte `protobuf:"bytes,8,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	// SHA-256 over prev_hash and the event (see the leases package docs).
+	Hash          []byte `protobuf:"bytes,9,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseEvent) Reset() {
+	*x = LeaseEvent{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseEvent) ProtoMessage() {}
+
+func (x *LeaseEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseEvent.ProtoReflect.Descriptor instead.
+func (*LeaseEvent) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *LeaseEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LeaseEvent) GetChain() int32 {
+	if x != nil {
+		return x.Chain
+	}
+	return 0
+}
+
+func (x *LeaseEvent) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *LeaseEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *LeaseEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *LeaseEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *LeaseEvent) GetDetails() map[string]string {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *LeaseEvent) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
+}
+
+func (x *LeaseEvent) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+type ExportLeaseHistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *LeaseEvent            `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportLeaseHistoryResponse) Reset() {
+	*x = ExportLeaseHistoryResponse{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportLeaseHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportLeaseHistoryResponse) ProtoMessage() {}
+
+func (x *ExportLeaseHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportLeaseHistoryResponse.ProtoReflect.Descriptor instead.
+func (*ExportLeaseHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ExportLeaseHistoryResponse) GetEvent() *LeaseEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+type GetInventoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInventoryRequest) Reset() {
+	*x = GetInventoryRequest{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInventoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInventoryRequest) ProtoMessage() {}
+
+func (x *GetInventoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInventoryRequest.ProtoReflect.Descriptor instead.
+func (*GetInventoryRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{20}
+}
+
+// InventoryBackend is one configured backend.
+type InventoryBackend struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Plugin      string                 `protobuf:"bytes,2,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	Environment string                 `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
+	Owner       string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Whether the reaper sweeps it for users no lease accounts for.
+	Sweep         bool `protobuf:"varint,5,opt,name=sweep,proto3" json:"sweep,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InventoryBackend) Reset() {
+	*x = InventoryBackend{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InventoryBackend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InventoryBackend) ProtoMessage() {}
+
+func (x *InventoryBackend) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InventoryBackend.ProtoReflect.Descriptor instead.
+func (*InventoryBackend) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *InventoryBackend) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *InventoryBackend) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+func (x *InventoryBackend) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *InventoryBackend) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *InventoryBackend) GetSweep() bool {
+	if x != nil {
+		return x.Sweep
+	}
+	return false
+}
+
+// InventoryRole is one configured role.
+type InventoryRole struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Backend     string                 `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
+	Owner       string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Environment string                 `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
+	DefaultTtl  *durationpb.Duration   `protobuf:"bytes,5,opt,name=default_ttl,json=defaultTtl,proto3" json:"default_ttl,omitempty"`
+	MaxTtl      *durationpb.Duration   `protobuf:"bytes,6,opt,name=max_ttl,json=maxTtl,proto3" json:"max_ttl,omitempty"`
+	// The policies that grant the role.
+	Policies []string `protobuf:"bytes,7,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Leases of the role that are ACTIVE now.
+	ActiveLeases  int64 `protobuf:"varint,8,opt,name=active_leases,json=activeLeases,proto3" json:"active_leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InventoryRole) Reset() {
+	*x = InventoryRole{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InventoryRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InventoryRole) ProtoMessage() {}
+
+func (x *InventoryRole) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InventoryRole.ProtoReflect.Descriptor instead.
+func (*InventoryRole) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *InventoryRole) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *InventoryRole) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *InventoryRole) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *InventoryRole) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *InventoryRole) GetDefaultTtl() *durationpb.Duration {
+	if x != nil {
+		return x.DefaultTtl
+	}
+	return nil
+}
+
+func (x *InventoryRole) GetMaxTtl() *durationpb.Duration {
+	if x != nil {
+		return x.MaxTtl
+	}
+	return nil
+}
+
+func (x *InventoryRole) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *InventoryRole) GetActiveLeases() int64 {
+	if x != nil {
+		return x.ActiveLeases
+	}
+	return 0
+}
+
+type GetInventoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backends      []*InventoryBackend    `protobuf:"bytes,1,rep,name=backends,proto3" json:"backends,omitempty"`
+	Roles         []*InventoryRole       `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInventoryResponse) Reset() {
+	*x = GetInventoryResponse{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInventoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInventoryResponse) ProtoMessage() {}
+
+func (x *GetInventoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInventoryResponse.ProtoReflect.Descriptor instead.
+func (*GetInventoryResponse) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetInventoryResponse) GetBackends() []*InventoryBackend {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+func (x *GetInventoryResponse) GetRoles() []*InventoryRole {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
 var File_credbroker_v1_credbroker_proto protoreflect.FileDescriptor
 
 const file_credbroker_v1_credbroker_proto_rawDesc = "" +
@@ -1093,7 +1716,57 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x12 \n" +
 	"\venvironment\x18\a \x01(\tR\venvironment\">\n" +
 	"\x11ListRolesResponse\x12)\n" +
-	"\x05roles\x18\x01 \x03(\v2\x13.credbroker.v1.RoleR\x05roles*\x8d\x01\n" +
+	"\x05roles\x18\x01 \x03(\v2\x13.credbroker.v1.RoleR\x05roles\"u\n" +
+	"\x13RevokeLeasesRequest\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
+	"\abackend\x18\x02 \x01(\tR\abackend\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"L\n" +
+	"\x14RevokeLeasesResponse\x12\x18\n" +
+	"\arevoked\x18\x01 \x01(\x05R\arevoked\x12\x1a\n" +
+	"\bretrying\x18\x02 \x01(\x05R\bretrying\"\xbc\x01\n" +
+	"\x19ExportLeaseHistoryRequest\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x19\n" +
+	"\blease_id\x18\x03 \x01(\tR\aleaseId\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\"\xd4\x02\n" +
+	"\n" +
+	"LeaseEvent\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x14\n" +
+	"\x05chain\x18\x02 \x01(\x05R\x05chain\x12\x19\n" +
+	"\blease_id\x18\x03 \x01(\tR\aleaseId\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12@\n" +
+	"\adetails\x18\a \x03(\v2&.credbroker.v1.LeaseEvent.DetailsEntryR\adetails\x12\x1b\n" +
+	"\tprev_hash\x18\b \x01(\fR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\t \x01(\fR\x04hash\x1a:\n" +
+	"\fDetailsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\x1aExportLeaseHistoryResponse\x12/\n" +
+	"\x05event\x18\x01 \x01(\v2\x19.credbroker.v1.LeaseEventR\x05event\"\x15\n" +
+	"\x13GetInventoryRequest\"\x8c\x01\n" +
+	"\x10InventoryBackend\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06plugin\x18\x02 \x01(\tR\x06plugin\x12 \n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05sweep\x18\x05 \x01(\bR\x05sweep\"\xa6\x02\n" +
+	"\rInventoryRole\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\abackend\x18\x02 \x01(\tR\abackend\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12 \n" +
+	"\venvironment\x18\x04 \x01(\tR\venvironment\x12:\n" +
+	"\vdefault_ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"defaultTtl\x122\n" +
+	"\amax_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06maxTtl\x12\x1a\n" +
+	"\bpolicies\x18\a \x03(\tR\bpolicies\x12#\n" +
+	"\ractive_leases\x18\b \x01(\x03R\factiveLeases\"\x87\x01\n" +
+	"\x14GetInventoryResponse\x12;\n" +
+	"\bbackends\x18\x01 \x03(\v2\x1f.credbroker.v1.InventoryBackendR\bbackends\x122\n" +
+	"\x05roles\x18\x02 \x03(\v2\x1c.credbroker.v1.InventoryRoleR\x05roles*\x8d\x01\n" +
 	"\n" +
 	"LeaseState\x12\x1b\n" +
 	"\x17LEASE_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1109,7 +1782,11 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\bGetLease\x12\x1e.credbroker.v1.GetLeaseRequest\x1a\x1f.credbroker.v1.GetLeaseResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\n" +
 	"ListLeases\x12 .credbroker.v1.ListLeasesRequest\x1a!.credbroker.v1.ListLeasesResponse\"\x03\x90\x02\x01\x12S\n" +
-	"\tListRoles\x12\x1f.credbroker.v1.ListRolesRequest\x1a .credbroker.v1.ListRolesResponse\"\x03\x90\x02\x01BCZAgithub.com/credbroker/credbroker/proto/credbroker/v1;credbrokerv1b\x06proto3"
+	"\tListRoles\x12\x1f.credbroker.v1.ListRolesRequest\x1a .credbroker.v1.ListRolesResponse\"\x03\x90\x02\x012\xb6\x02\n" +
+	"\fAdminService\x12Y\n" +
+	"\fRevokeLeases\x12\".credbroker.v1.RevokeLeasesRequest\x1a#.credbroker.v1.RevokeLeasesResponse\"\x00\x12m\n" +
+	"\x12ExportLeaseHistory\x12(.credbroker.v1.ExportLeaseHistoryRequest\x1a).credbroker.v1.ExportLeaseHistoryResponse\"\x000\x01\x12\\\n" +
+	"\fGetInventory\x12\".credbroker.v1.GetInventoryRequest\x1a#.credbroker.v1.GetInventoryResponse\"\x03\x90\x02\x01BCZAgithub.com/credbroker/credbroker/proto/credbroker/v1;credbrokerv1b\x06proto3"
 
 var (
 	file_credbroker_v1_credbroker_proto_rawDescOnce sync.Once
@@ -1124,66 +1801,91 @@ func file_credbroker_v1_credbroker_proto_rawDescGZIP() []byte {
 }
 
 var file_credbroker_v1_credbroker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_credbroker_v1_credbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_credbroker_v1_credbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_credbroker_v1_credbroker_proto_goTypes = []any{
-	(LeaseState)(0),                 // 0: credbroker.v1.LeaseState
-	(*Lease)(nil),                   // 1: credbroker.v1.Lease
-	(*Credential)(nil),              // 2: credbroker.v1.Credential
-	(*IssueCredentialRequest)(nil),  // 3: credbroker.v1.IssueCredentialRequest
-	(*IssueCredentialResponse)(nil), // 4: credbroker.v1.IssueCredentialResponse
-	(*RenewLeaseRequest)(nil),       // 5: credbroker.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),      // 6: credbroker.v1.RenewLeaseResponse
-	(*RevokeLeaseRequest)(nil),      // 7: credbroker.v1.RevokeLeaseRequest
-	(*RevokeLeaseResponse)(nil),     // 8: credbroker.v1.RevokeLeaseResponse
-	(*GetLeaseRequest)(nil),         // 9: credbroker.v1.GetLeaseRequest
-	(*GetLeaseResponse)(nil),        // 10: credbroker.v1.GetLeaseResponse
-	(*ListLeasesRequest)(nil),       // 11: credbroker.v1.ListLeasesRequest
-	(*ListLeasesResponse)(nil),      // 12: credbroker.v1.ListLeasesResponse
-	(*ListRolesRequest)(nil),        // 13: credbroker.v1.ListRolesRequest
-	(*Role)(nil),                    // 14: credbroker.v1.Role
-	(*ListRolesResponse)(nil),       // 15: credbroker.v1.ListRolesResponse
-	nil,                             // 16: credbroker.v1.Credential.EnvEntry
-	nil,                             // 17: credbroker.v1.Credential.FieldsEntry
-	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 19: google.protobuf.Duration
+	(LeaseState)(0),                    // 0: credbroker.v1.LeaseState
+	(*Lease)(nil),                      // 1: credbroker.v1.Lease
+	(*Credential)(nil),                 // 2: credbroker.v1.Credential
+	(*IssueCredentialRequest)(nil),     // 3: credbroker.v1.IssueCredentialRequest
+	(*IssueCredentialResponse)(nil),    // 4: credbroker.v1.IssueCredentialResponse
+	(*RenewLeaseRequest)(nil),          // 5: credbroker.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),         // 6: credbroker.v1.RenewLeaseResponse
+	(*RevokeLeaseRequest)(nil),         // 7: credbroker.v1.RevokeLeaseRequest
+	(*RevokeLeaseResponse)(nil),        // 8: credbroker.v1.RevokeLeaseResponse
+	(*GetLeaseRequest)(nil),            // 9: credbroker.v1.GetLeaseRequest
+	(*GetLeaseResponse)(nil),           // 10: credbroker.v1.GetLeaseResponse
+	(*ListLeasesRequest)(nil),          // 11: credbroker.v1.ListLeasesRequest
+	(*ListLeasesResponse)(nil),         // 12: credbroker.v1.ListLeasesResponse
+	(*ListRolesRequest)(nil),           // 13: credbroker.v1.ListRolesRequest
+	(*Role)(nil),                       // 14: credbroker.v1.Role
+	(*ListRolesResponse)(nil),          // 15: credbroker.v1.ListRolesResponse
+	(*RevokeLeasesRequest)(nil),        // 16: credbroker.v1.RevokeLeasesRequest
+	(*RevokeLeasesResponse)(nil),       // 17: credbroker.v1.RevokeLeasesResponse
+	(*ExportLeaseHistoryRequest)(nil),  // 18: credbroker.v1.ExportLeaseHistoryRequest
+	(*LeaseEvent)(nil),                 // 19: credbroker.v1.LeaseEvent
+	(*ExportLeaseHistoryResponse)(nil), // 20: credbroker.v1.ExportLeaseHistoryResponse
+	(*GetInventoryRequest)(nil),        // 21: credbroker.v1.GetInventoryRequest
+	(*InventoryBackend)(nil),           // 22: credbroker.v1.InventoryBackend
+	(*InventoryRole)(nil),              // 23: credbroker.v1.InventoryRole
+	(*GetInventoryResponse)(nil),       // 24: credbroker.v1.GetInventoryResponse
+	nil,                                // 25: credbroker.v1.Credential.EnvEntry
+	nil,                                // 26: credbroker.v1.Credential.FieldsEntry
+	nil,                                // 27: credbroker.v1.LeaseEvent.DetailsEntry
+	(*timestamppb.Timestamp)(nil),      // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
 }
 var file_credbroker_v1_credbroker_proto_depIdxs = []int32{
 	0,  // 0: credbroker.v1.Lease.state:type_name -> credbroker.v1.LeaseState
-	18, // 1: credbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
-	18, // 2: credbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 3: credbroker.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
-	18, // 4: credbroker.v1.Lease.revoked_at:type_name -> google.protobuf.Timestamp
-	16, // 5: credbroker.v1.Credential.env:type_name -> credbroker.v1.Credential.EnvEntry
-	17, // 6: credbroker.v1.Credential.fields:type_name -> credbroker.v1.Credential.FieldsEntry
-	19, // 7: credbroker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	28, // 1: credbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
+	28, // 2: credbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 3: credbroker.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
+	28, // 4: credbroker.v1.Lease.revoked_at:type_name -> google.protobuf.Timestamp
+	25, // 5: credbroker.v1.Credential.env:type_name -> credbroker.v1.Credential.EnvEntry
+	26, // 6: credbroker.v1.Credential.fields:type_name -> credbroker.v1.Credential.FieldsEntry
+	29, // 7: credbroker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 8: credbroker.v1.IssueCredentialResponse.lease:type_name -> credbroker.v1.Lease
 	2,  // 9: credbroker.v1.IssueCredentialResponse.credential:type_name -> credbroker.v1.Credential
-	19, // 10: credbroker.v1.RenewLeaseRequest.increment:type_name -> google.protobuf.Duration
+	29, // 10: credbroker.v1.RenewLeaseRequest.increment:type_name -> google.protobuf.Duration
 	1,  // 11: credbroker.v1.RenewLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	1,  // 12: credbroker.v1.RevokeLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	1,  // 13: credbroker.v1.GetLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	0,  // 14: credbroker.v1.ListLeasesRequest.state:type_name -> credbroker.v1.LeaseState
 	1,  // 15: credbroker.v1.ListLeasesResponse.leases:type_name -> credbroker.v1.Lease
-	19, // 16: credbroker.v1.Role.default_ttl:type_name -> google.protobuf.Duration
-	19, // 17: credbroker.v1.Role.max_ttl:type_name -> google.protobuf.Duration
+	29, // 16: credbroker.v1.Role.default_ttl:type_name -> google.protobuf.Duration
+	29, // 17: credbroker.v1.Role.max_ttl:type_name -> google.protobuf.Duration
 	14, // 18: credbroker.v1.ListRolesResponse.roles:type_name -> credbroker.v1.Role
-	3,  // 19: credbroker.v1.CredentialService.IssueCredential:input_type -> credbroker.v1.IssueCredentialRequest
-	5,  // 20: credbroker.v1.CredentialService.RenewLease:input_type -> credbroker.v1.RenewLeaseRequest
-	7,  // 21: credbroker.v1.CredentialService.RevokeLease:input_type -> credbroker.v1.RevokeLeaseRequest
-	9,  // 22: credbroker.v1.CredentialService.GetLease:input_type -> credbroker.v1.GetLeaseRequest
-	11, // 23: credbroker.v1.CredentialService.ListLeases:input_type -> credbroker.v1.ListLeasesRequest
-	13, // 24: credbroker.v1.CredentialService.ListRoles:input_type -> credbroker.v1.ListRolesRequest
-	4,  // 25: credbroker.v1.CredentialService.IssueCredential:output_type -> credbroker.v1.IssueCredentialResponse
-	6,  // 26: credbroker.v1.CredentialService.RenewLease:output_type -> credbroker.v1.RenewLeaseResponse
-	8,  // 27: credbroker.v1.CredentialService.RevokeLease:output_type -> credbroker.v1.RevokeLeaseResponse
-	10, // 28: credbroker.v1.CredentialService.GetLease:output_type -> credbroker.v1.GetLeaseResponse
-	12, // 29: credbroker.v1.CredentialService.ListLeases:output_type -> credbroker.v1.ListLeasesResponse
-	15, // 30: credbroker.v1.CredentialService.ListRoles:output_type -> credbroker.v1.ListRolesResponse
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	28, // 19: credbroker.v1.ExportLeaseHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
+	28, // 20: credbroker.v1.ExportLeaseHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
+	28, // 21: credbroker.v1.LeaseEvent.at:type_name -> google.protobuf.Timestamp
+	27, // 22: credbroker.v1.LeaseEvent.details:type_name -> credbroker.v1.LeaseEvent.DetailsEntry
+	19, // 23: credbroker.v1.ExportLeaseHistoryResponse.event:type_name -> credbroker.v1.LeaseEvent
+	29, // 24: credbroker.v1.InventoryRole.default_ttl:type_name -> google.protobuf.Duration
+	29, // 25: credbroker.v1.InventoryRole.max_ttl:type_name -> google.protobuf.Duration
+	22, // 26: credbroker.v1.GetInventoryResponse.backends:type_name -> credbroker.v1.InventoryBackend
+	23, // 27: credbroker.v1.GetInventoryResponse.roles:type_name -> credbroker.v1.InventoryRole
+	3,  // 28: credbroker.v1.CredentialService.IssueCredential:input_type -> credbroker.v1.IssueCredentialRequest
+	5,  // 29: credbroker.v1.CredentialService.RenewLease:input_type -> credbroker.v1.RenewLeaseRequest
+	7,  // 30: credbroker.v1.CredentialService.RevokeLease:input_type -> credbroker.v1.RevokeLeaseRequest
+	9,  // 31: credbroker.v1.CredentialService.GetLease:input_type -> credbroker.v1.GetLeaseRequest
+	11, // 32: credbroker.v1.CredentialService.ListLeases:input_type -> credbroker.v1.ListLeasesRequest
+	13, // 33: credbroker.v1.CredentialService.ListRoles:input_type -> credbroker.v1.ListRolesRequest
+	16, // 34: credbroker.v1.AdminService.RevokeLeases:input_type -> credbroker.v1.RevokeLeasesRequest
+	18, // 35: credbroker.v1.AdminService.ExportLeaseHistory:input_type -> credbroker.v1.ExportLeaseHistoryRequest
+	21, // 36: credbroker.v1.AdminService.GetInventory:input_type -> credbroker.v1.GetInventoryRequest
+	4,  // 37: credbroker.v1.CredentialService.IssueCredential:output_type -> credbroker.v1.IssueCredentialResponse
+	6,  // 38: credbroker.v1.CredentialService.RenewLease:output_type -> credbroker.v1.RenewLeaseResponse
+	8,  // 39: credbroker.v1.CredentialService.RevokeLease:output_type -> credbroker.v1.RevokeLeaseResponse
+	10, // 40: credbroker.v1.CredentialService.GetLease:output_type -> credbroker.v1.GetLeaseResponse
+	12, // 41: credbroker.v1.CredentialService.ListLeases:output_type -> credbroker.v1.ListLeasesResponse
+	15, // 42: credbroker.v1.CredentialService.ListRoles:output_type -> credbroker.v1.ListRolesResponse
+	17, // 43: credbroker.v1.AdminService.RevokeLeases:output_type -> credbroker.v1.RevokeLeasesResponse
+	20, // 44: credbroker.v1.AdminService.ExportLeaseHistory:output_type -> credbroker.v1.ExportLeaseHistoryResponse
+	24, // 45: credbroker.v1.AdminService.GetInventory:output_type -> credbroker.v1.GetInventoryResponse
+	37, // [37:46] is the sub-list for method output_type
+	28, // [28:37] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_credbroker_v1_credbroker_proto_init() }
@@ -1197,9 +1899,9 @@ func file_credbroker_v1_credbroker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_credbroker_v1_credbroker_proto_rawDesc), len(file_credbroker_v1_credbroker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   27,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_credbroker_v1_credbroker_proto_goTypes,
 		DependencyIndexes: file_credbroker_v1_credbroker_proto_depIdxs,

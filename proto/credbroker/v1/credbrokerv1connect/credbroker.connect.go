@@ -23,6 +23,8 @@ const _ = connect.IsAtLeastVersion1_13_0
 const (
 	// CredentialServiceName is the fully-qualified name of the CredentialService service.
 	CredentialServiceName = "credbroker.v1.CredentialService"
+	// AdminServiceName is the fully-qualified name of the AdminService service.
+	AdminServiceName = "credbroker.v1.AdminService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -51,6 +53,15 @@ const (
 	// CredentialServiceListRolesProcedure is the fully-qualified name of the CredentialService's
 	// ListRoles RPC.
 	CredentialServiceListRolesProcedure = "/credbroker.v1.CredentialService/ListRoles"
+	// AdminServiceRevokeLeasesProcedure is the fully-qualified name of the AdminService's RevokeLeases
+	// RPC.
+	AdminServiceRevokeLeasesProcedure = "/credbroker.v1.AdminService/RevokeLeases"
+	// AdminServiceExportLeaseHistoryProcedure is the fully-qualified name of the AdminService's
+	// ExportLeaseHistory RPC.
+	AdminServiceExportLeaseHistoryProcedure = "/credbroker.v1.AdminService/ExportLeaseHistory"
+	// AdminServiceGetInventoryProcedure is the fully-qualified name of the AdminService's GetInventory
+	// RPC.
+	AdminServiceGetInventoryProcedure = "/credbroker.v1.AdminService/GetInventory"
 )
 
 // CredentialServiceClient is a client for the credbroker.v1.CredentialService service.
@@ -273,4 +284,142 @@ func (UnimplementedCredentialServiceHandler) ListLeases(context.Context, *connec
 
 func (UnimplementedCredentialServiceHandler) ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.CredentialService.ListRoles is not implemented"))
+}
+
+// AdminServiceClient is a client for the credbroker.v1.AdminService service.
+type AdminServiceClient interface {
+	// RevokeLeases revokes every ACTIVE lease matching the filter now (at
+	// least one of role, backend, subject is required) and says how many.
+	RevokeLeases(context.Context, *connect.Request[v1.RevokeLeasesRequest]) (*connect.Response[v1.RevokeLeasesResponse], error)
+	// ExportLeaseHistory streams the lease events of a time range, oldest
+	// first, with the hashes that chain them, for a compliance export. The
+	// export itself is recorded as an `exported` event.
+	ExportLeaseHistory(context.Context, *connect.Request[v1.ExportLeaseHistoryRequest]) (*connect.ServerStreamForClient[v1.ExportLeaseHistoryResponse], error)
+	// GetInventory lists every backend and role with its owner, environment,
+	// TTLs, the policies that may request it and its live lease count.
+	GetInventory(context.Context, *connect.Request[v1.GetInventoryRequest]) (*connect.Response[v1.GetInventoryResponse], error)
+}
+
+// NewAdminServiceClient constructs a client for the credbroker.v1.AdminService service. By default,
+// it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses, and
+// sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the connect.WithGRPC()
+// or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) AdminServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	adminServiceMethods := v1.File_credbroker_v1_credbroker_proto.Services().ByName("AdminService").Methods()
+	return &adminServiceClient{
+		revokeLeases: connect.NewClient[v1.RevokeLeasesRequest, v1.RevokeLeasesResponse](
+			httpClient,
+			baseURL+AdminServiceRevokeLeasesProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("RevokeLeases")),
+			connect.WithClientOptions(opts...),
+		),
+		exportLeaseHistory: connect.NewClient[v1.ExportLeaseHistoryRequest, v1.ExportLeaseHistoryResponse](
+			httpClient,
+			baseURL+AdminServiceExportLeaseHistoryProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ExportLeaseHistory")),
+			connect.WithClientOptions(opts...),
+		),
+		getInventory: connect.NewClient[v1.GetInventoryRequest, v1.GetInventoryResponse](
+			httpClient,
+			baseURL+AdminServiceGetInventoryProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetInventory")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// adminServiceClient implements AdminServiceClient.
+type adminServiceClient struct {
+	revokeLeases       *connect.Client[v1.RevokeLeasesRequest, v1.RevokeLeasesResponse]
+	exportLeaseHistory *connect.Client[v1.ExportLeaseHistoryRequest, v1.ExportLeaseHistoryResponse]
+	getInventory       *connect.Client[v1.GetInventoryRequest, v1.GetInventoryResponse]
+}
+
+// RevokeLeases calls credbroker.v1.AdminService.RevokeLeases.
+func (c *adminServiceClient) RevokeLeases(ctx context.Context, req *connect.Request[v1.RevokeLeasesRequest]) (*connect.Response[v1.RevokeLeasesResponse], error) {
+	return c.revokeLeases.CallUnary(ctx, req)
+}
+
+// ExportLeaseHistory calls credbroker.v1.AdminService.ExportLeaseHistory.
+func (c *adminServiceClient) ExportLeaseHistory(ctx context.Context, req *connect.Request[v1.ExportLeaseHistoryRequest]) (*connect.ServerStreamForClient[v1.ExportLeaseHistoryResponse], error) {
+	return c.exportLeaseHistory.CallServerStream(ctx, req)
+}
+
+// GetInventory calls credbroker.v1.AdminService.GetInventory.
+func (c *adminServiceClient) GetInventory(ctx context.Context, req *connect.Request[v1.GetInventoryRequest]) (*connect.Response[v1.GetInventoryResponse], error) {
+	return c.getInventory.CallUnary(ctx, req)
+}
+
+// AdminServiceHandler is an implementation of the credbroker.v1.AdminService service.
+type AdminServiceHandler interface {
+	// RevokeLeases revokes every ACTIVE lease matching the filter now (at
+	// least one of role, backend, subject is required) and says how many.
+	RevokeLeases(context.Context, *connect.Request[v1.RevokeLeasesRequest]) (*connect.Response[v1.RevokeLeasesResponse], error)
+	// ExportLeaseHistory streams the lease events of a time range, oldest
+	// first, with the hashes that chain them, for a compliance export. The
+	// export itself is recorded as an `exported` event.
+	ExportLeaseHistory(context.Context, *connect.Request[v1.ExportLeaseHistoryRequest], *connect.ServerStream[v1.ExportLeaseHistoryResponse]) error
+	// GetInventory lists every backend and role with its owner, environment,
+	// TTLs, the policies that may request it and its live lease count.
+	GetInventory(context.Context, *connect.Request[v1.GetInventoryRequest]) (*connect.Response[v1.GetInventoryResponse], error)
+}
+
+// NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	adminServiceMethods := v1.File_credbroker_v1_credbroker_proto.Services().ByName("AdminService").Methods()
+	adminServiceRevokeLeasesHandler := connect.NewUnaryHandler(
+		AdminServiceRevokeLeasesProcedure,
+		svc.RevokeLeases,
+		connect.WithSchema(adminServiceMethods.ByName("RevokeLeases")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceExportLeaseHistoryHandler := connect.NewServerStreamHandler(
+		AdminServiceExportLeaseHistoryProcedure,
+		svc.ExportLeaseHistory,
+		connect.WithSchema(adminServiceMethods.ByName("ExportLeaseHistory")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceGetInventoryHandler := connect.NewUnaryHandler(
+		AdminServiceGetInventoryProcedure,
+		svc.GetInventory,
+		connect.WithSchema(adminServiceMethods.ByName("GetInventory")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/credbroker.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case AdminServiceRevokeLeasesProcedure:
+			adminServiceRevokeLeasesHandler.ServeHTTP(w, r)
+		case AdminServiceExportLeaseHistoryProcedure:
+			adminServiceExportLeaseHistoryHandler.ServeHTTP(w, r)
+		case AdminServiceGetInventoryProcedure:
+			adminServiceGetInventoryHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedAdminServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedAdminServiceHandler struct{}
+
+func (UnimplementedAdminServiceHandler) RevokeLeases(context.Context, *connect.Request[v1.RevokeLeasesRequest]) (*connect.Response[v1.RevokeLeasesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.AdminService.RevokeLeases is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ExportLeaseHistory(context.Context, *connect.Request[v1.ExportLeaseHistoryRequest], *connect.ServerStream[v1.ExportLeaseHistoryResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.AdminService.ExportLeaseHistory is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetInventory(context.Context, *connect.Request[v1.GetInventoryRequest]) (*connect.Response[v1.GetInventoryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.AdminService.GetInventory is not implemented"))
 }
