@@ -43,8 +43,11 @@ func run(ctx context.Context, args []string) int {
 	}
 	var ce *connect.Error
 	var ue usageError
+	var xe exitCodeError
 	var opErr *net.OpError
 	switch {
+	case errors.As(err, &xe):
+		return xe.code // the command run by exec/connect said why
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		fmt.Fprintf(os.Stderr, "credbroker: cannot reach the broker at %s: %v\nIs it running? Set CREDBROKER_ADDR or --addr to where it listens.\n", clientAddr(), opErr.Err)
 	case errors.As(err, &ce):
@@ -76,6 +79,8 @@ func newRoot() *cobra.Command {
 		newLeaseCmd(),
 		newConfigCmd(),
 		newExportCmd(),
+		newConnectCmd(),
+		newExecCmd(),
 		newAdminCmd(),
 		&cobra.Command{
 			Use:   "version",

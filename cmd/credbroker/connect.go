@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/credbroker/credbroker/client"
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+)
+
+// backendTools are the programs `credbroker connect` opens, by plugin, with
+// the arguments that point them at the issued credential. Each reads the rest
+// of the credential from the environment `exec` sets.
+var backendTools = map[string]func(env map[string]string) []string{
+	"postgres": func(map[string]string) []string { return []string{"psql"} },
+	"mysql": func(env map[string]string) []string {
+		return []string{"mysql", "--user=" + env["MYSQL_USER"], env["MYSQL_DATABASE"]}
+	},
+	"redis": func(env map[string]string) []string {
+		return []string{"redis-cli", "-h", env["REDIS_HOST"], "-p", env["REDIS_PORT"], "--user", env["REDIS_USERNAME"]}
+	},
+}
+
+func newExecCmd() *cobra.Command {
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "exec ROLE -- COMMAND [ARGS…]",
+		Short: "Run a command with a fresh credential in its environment; revoke it when the command ends",
+		Long: `Issue a credential for ROLE, run COMMAND with the credential's variables
+(PGHOST … PGPASSWORD, REDISCLI_AUTH, MYSQL_PWD …) and CREDBROKER_LEASE_ID added to
+its environment, renew the lease while it runs, and revoke it when the command
+exits. The exit status is the command's.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 || cmd.ArgsLenAtDash() != 1 {
+				return usageError{errors.New("usage: credbroker exec ROLE -- COMMAND [ARGS…]")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWithCredential(cmd, args[0], ttl, func(map[string]string, string) []string { return args[1:] })
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "lease lifetime between renewals (default: the role's default_ttl)")
+	return cmd
+}
+
+func newConnectCmd() *cobra.Command {
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "connect ROLE [-- TOOL-ARGS…]",
+		Short: "Open the backend's own client (psql, mysql, redis-cli) with a temporary login, revoked when you quit",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 || (cmd.ArgsLenAtDash() != -1 && cmd.ArgsLenAtDash() != 1) {
+				return usageError{errors.New("usage: credbroker connect ROLE [-- TOOL-ARGS…]")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWithCredential(cmd, args[0], ttl, func(env map[string]string, plugin string) []string {
+				tool, ok := backendTools[plugin]
+				if !ok {
+					return nil
+				}
+				return append(tool(env), args[1:]...)
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "lease lifetime between renewals (default: the role's default_ttl)")
+	return cmd
+}
+
+// exitCodeError carries a child's exit status out of a command.
+type exitCodeError struct{ code int }
+
+func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// runWithCredential issues a credential for role, runs the command argv
+// returns with the credential in its environment, keeps the lease renewed
+// while it runs and revokes the lease when it ends, however it ends.
+func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv func(env map[string]string, plugin string) []string) error {
+	ctx := cmd.Context()
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	req := &credbrokerv1.IssueCredentialRequest{Role: role}
+	if ttl != 0 {
+		req.Ttl = durationpb.New(ttl)
+	}
+	resp, err := c.IssueCredential(ctx, connect.NewRequest(req))
+	if err != nil {
+		return err
+	}
+	lease := resp.Msg.GetLease()
+	// From here on the lease is revoked whatever happens, even on Ctrl-C.
+	defer revokeQuietly(context.WithoutCancel(ctx), c, lease.GetId(), cmd.ErrOrStderr())
+
+	env := resp.Msg.GetCredential().GetEnv()
+	plugin := pluginOf(ctx, c, role)
+	args := argv(env, plugin)
+	if len(args) == 0 {
+		return fmt.Errorf("no client to open for plugin %q: use credbroker exec %s -- COMMAND", plugin, role)
+	}
+	child := exec.Command(args[0], args[1:]...)
+	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	child.Env = os.Environ()
+	for k, v := range env {
+		child.Env = append(child.Env, k+"="+v)
+	}
+	child.Env = append(child.Env, "CREDBROKER_LEASE_ID="+lease.GetId())
+
+	// Ctrl-C reaches the child from the terminal (psql cancels its query);
+	// here it only cancels ctx (main's signal.NotifyContext), so this process
+	// keeps waiting for the child and then revokes.
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", args[0], err)
+	}
+	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		keepRenewed(renewCtx, c, lease, cmd.ErrOrStderr())
+	}()
+	err = child.Wait()
+	stopRenew()
+	<-renewed
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitCodeError{exitErr.ExitCode()}
+	}
+	return err
+}
+
+// pluginOf returns the plugin behind role, from the roles the caller may use.
+func pluginOf(ctx context.Context, c *client.Client, role string) string {
+	roles, err := c.ListRoles(ctx, connect.NewRequest(&credbrokerv1.ListRolesRequest{}))
+	if err != nil {
+		return ""
+	}
+	for _, r := range roles.Msg.GetRoles() {
+		if r.GetName() == role {
+			return r.GetPlugin()
+		}
+	}
+	return ""
+}
+
+// keepRenewed renews the lease when half of its remaining time has passed,
+// until ctx ends or the lease reaches its max expiry.
+func keepRenewed(ctx context.Context, c *client.Client, lease *credbrokerv1.Lease, errOut io.Writer) {
+	for {
+		expires := lease.GetExpiresAt().AsTime()
+		if !lease.GetRenewable() || !expires.Before(lease.GetMaxExpiresAt().AsTime()) {
+			return
+		}
+		t := time.NewTimer(time.Until(expires) / 2)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		resp, err := c.RenewLease(ctx, connect.NewRequest(&credbrokerv1.RenewLeaseRequest{LeaseId: lease.GetId()}))
+		if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintf(errOut, "credbroker: renewing the lease failed: %v (the login ends at %s)\n", err, expires.Local().Format(time.Kitchen))
+			}
+			return
+		}
+		lease = resp.Msg.GetLease()
+	}
+}
+
+func revokeQuietly(ctx context.Context, c *client.Client, leaseID string, errOut io.Writer) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := c.RevokeLease(ctx, connect.NewRequest(&credbrokerv1.RevokeLeaseRequest{LeaseId: leaseID})); err != nil {
+		fmt.Fprintf(errOut, "credbroker: could not revoke lease %s: %v (the reaper revokes it when it expires)\n", leaseID, err)
+	}
+}
