@@ -128,7 +128,10 @@ func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv 
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		keepRenewed(renewCtx, c, lease, cmd.ErrOrStderr())
+		if last, err := c.KeepRenewed(renewCtx, lease); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "credbroker: renewing the lease failed: %v (the login ends at %s)\n",
+				err, last.GetExpiresAt().AsTime().Local().Format(time.Kitchen))
+		}
 	}()
 	err = child.Wait()
 	stopRenew()
@@ -152,32 +155,6 @@ func pluginOf(ctx context.Context, c *client.Client, role string) string {
 		}
 	}
 	return ""
-}
-
-// keepRenewed renews the lease when half of its remaining time has passed,
-// until ctx ends or the lease reaches its max expiry.
-func keepRenewed(ctx context.Context, c *client.Client, lease *credbrokerv1.Lease, errOut io.Writer) {
-	for {
-		expires := lease.GetExpiresAt().AsTime()
-		if !lease.GetRenewable() || !expires.Before(lease.GetMaxExpiresAt().AsTime()) {
-			return
-		}
-		t := time.NewTimer(time.Until(expires) / 2)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		resp, err := c.RenewLease(ctx, connect.NewRequest(&credbrokerv1.RenewLeaseRequest{LeaseId: lease.GetId()}))
-		if err != nil {
-			if ctx.Err() == nil {
-				fmt.Fprintf(errOut, "credbroker: renewing the lease failed: %v (the login ends at %s)\n", err, expires.Local().Format(time.Kitchen))
-			}
-			return
-		}
-		lease = resp.Msg.GetLease()
-	}
 }
 
 func revokeQuietly(ctx context.Context, c *client.Client, leaseID string, errOut io.Writer) {

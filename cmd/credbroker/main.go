@@ -81,6 +81,7 @@ func newRoot() *cobra.Command {
 		newExportCmd(),
 		newConnectCmd(),
 		newExecCmd(),
+		newAgentCmd(),
 		newAdminCmd(),
 		&cobra.Command{
 			Use:   "version",
