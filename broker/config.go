@@ -110,6 +110,9 @@ type RoleConfig struct {
 	MaxTTL     time.Duration `yaml:"max_ttl"`
 	// Renewable is whether leases of the role may be renewed; default true.
 	Renewable *bool `yaml:"renewable"`
+	// BreakGlassMaxTTL caps a break-glass lease of the role, renewals
+	// included; default 15m (and never more than max_ttl).
+	BreakGlassMaxTTL time.Duration `yaml:"break_glass_max_ttl"`
 	// Sections holds the plugin section (`postgres:` …), decoded by the plugin.
 	Sections map[string]yaml.Node `yaml:",inline"`
 
@@ -127,6 +130,10 @@ type PolicyConfig struct {
 	// the claim is a list.
 	Claims map[string]string `yaml:"claims"`
 	Roles  []string          `yaml:"roles"`
+	// BreakGlassRoles may be requested only with a break-glass reason, which
+	// is recorded and audited; such leases end after the role's
+	// break_glass_max_ttl.
+	BreakGlassRoles []string `yaml:"break_glass_roles"`
 	// Admin may see and revoke every lease.
 	Admin bool `yaml:"admin"`
 
@@ -178,6 +185,7 @@ func (c *Config) setDefaults() {
 		if c.Roles[i].Renewable == nil {
 			c.Roles[i].Renewable = new(true)
 		}
+		c.Roles[i].BreakGlassMaxTTL = cmp.Or(c.Roles[i].BreakGlassMaxTTL, 15*time.Minute)
 	}
 	for i := range c.Backends {
 		if c.Backends[i].Sweep == nil {
@@ -286,6 +294,9 @@ func (c *Config) validate(found []error) []error {
 		case r.DefaultTTL > r.MaxTTL:
 			add(path+".default_ttl", "%s is longer than max_ttl %s", r.DefaultTTL, r.MaxTTL)
 		}
+		if r.BreakGlassMaxTTL < 0 {
+			add(path+".break_glass_max_ttl", "must be positive, e.g. 15m")
+		}
 		b := backends[r.Backend]
 		if b == nil {
 			add(path+".backend", "unknown backend %q", r.Backend)
@@ -324,12 +335,17 @@ func (c *Config) validate(found []error) []error {
 		if !issuers[p.Issuer] {
 			add(path+".issuer", "unknown issuer %q", p.Issuer)
 		}
-		if len(p.Roles) == 0 && !p.Admin {
-			add(path, "grants nothing: list roles or set admin: true")
+		if len(p.Roles) == 0 && len(p.BreakGlassRoles) == 0 && !p.Admin {
+			add(path, "grants nothing: list roles or break_glass_roles, or set admin: true")
 		}
 		for j, role := range p.Roles {
 			if !roles[role] {
 				add(fmt.Sprintf("%s.roles[%d]", path, j), "unknown role %q", role)
+			}
+		}
+		for j, role := range p.BreakGlassRoles {
+			if !roles[role] {
+				add(fmt.Sprintf("%s.break_glass_roles[%d]", path, j), "unknown role %q", role)
 			}
 		}
 		if p.Subject == "" && len(p.Claims) == 0 {

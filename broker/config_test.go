@@ -126,6 +126,12 @@ func TestParseConfigErrors(t *testing.T) {
 			},
 			want: []string{`policies[0].issuer: unknown issuer "k8s-staging"`},
 		},
+		"BreakGlassToUnknownRole": {
+			edit: func(s string) string {
+				return s + "  - {name: on-call, issuer: k8s-prod, subject: x, break_glass_roles: [nope]}\n"
+			},
+			want: []string{`policies[2].break_glass_roles[0]: unknown role "nope"`},
+		},
 		"PolicyToUnknownRole": {
 			edit: func(s string) string {
 				return strings.Replace(s, "roles: [orders-readonly]", "roles: [orders-admin]", 1)

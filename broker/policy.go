@@ -69,6 +69,18 @@ func (c *Config) Allowed(id authn.Identity, role string) bool {
 	return false
 }
 
+// BreakGlassAllowed reports whether some policy lets id request role with a
+// break-glass reason.
+func (c *Config) BreakGlassAllowed(id authn.Identity, role string) bool {
+	for i := range c.Policies {
+		p := &c.Policies[i]
+		if slices.Contains(p.BreakGlassRoles, role) && p.matches(id) {
+			return true
+		}
+	}
+	return false
+}
+
 // IsAdmin reports whether an admin policy matches id.
 func (c *Config) IsAdmin(id authn.Identity) bool {
 	for i := range c.Policies {
@@ -77,15 +89,4 @@ func (c *Config) IsAdmin(id authn.Identity) bool {
 		}
 	}
 	return false
-}
-
-// RolesFor returns the roles id may request, in config order.
-func (c *Config) RolesFor(id authn.Identity) []*RoleConfig {
-	var out []*RoleConfig
-	for i := range c.Roles {
-		if c.Allowed(id, c.Roles[i].Name) {
-			out = append(out, &c.Roles[i])
-		}
-	}
-	return out
 }

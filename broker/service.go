@@ -54,18 +54,35 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	if !ok {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("role %q not found: `credbroker roles` lists the roles you may request", msg.GetRole()))
 	}
+	reason := msg.GetBreakGlassReason()
+	breakGlass := reason != ""
 	if !rt.cfg.Allowed(id, role.Name) {
-		s.metrics.issued.WithLabelValues(role.Name, "denied").Inc()
-		s.log.InfoContext(ctx, "issue denied", slog.String("role", role.Name), slog.String("issuer", id.Issuer), slog.String("subject", id.Subject))
-		if err := s.store.RecordEvent(ctx, leases.Event{Kind: "denied", Actor: actor(id), Details: map[string]string{"role": role.Name}}); err != nil {
-			return nil, toConnect(ctx, s.log, "record denial", err)
+		deny := fmt.Errorf("no policy grants role %q to %s from issuer %s", role.Name, id.Subject, id.Issuer)
+		if rt.cfg.BreakGlassAllowed(id, role.Name) {
+			if breakGlass {
+				deny = nil
+			} else {
+				deny = fmt.Errorf("role %q is break-glass only for %s: give a break_glass_reason (credbroker creds %s --break-glass \"why\"); it is recorded, and the lease ends within %s",
+					role.Name, id.Subject, role.Name, min(role.MaxTTL, role.BreakGlassMaxTTL))
+			}
 		}
-		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("no policy grants role %q to %s from issuer %s", role.Name, id.Subject, id.Issuer))
+		if deny != nil {
+			s.metrics.issued.WithLabelValues(role.Name, "denied").Inc()
+			s.log.InfoContext(ctx, "issue denied", slog.String("role", role.Name), slog.String("issuer", id.Issuer), slog.String("subject", id.Subject))
+			if err := s.store.RecordEvent(ctx, leases.Event{Kind: "denied", Actor: actor(id), Details: map[string]string{"role": role.Name}}); err != nil {
+				return nil, toConnect(ctx, s.log, "record denial", err)
+			}
+			return nil, connect.NewError(connect.CodePermissionDenied, deny)
+		}
 	}
 	if !s.limits.allow(actor(id)) {
 		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("too many credentials issued to this identity: slow down and reuse (renew) the ones you have"))
 	}
-	ttl, clamped, err := leaseTTL(role, msg.GetTtl(), "ttl")
+	maxTTL := role.MaxTTL
+	if breakGlass {
+		maxTTL = min(maxTTL, role.BreakGlassMaxTTL) // the time limit of emergency access
+	}
+	ttl, clamped, err := leaseTTL(role, maxTTL, msg.GetTtl(), "ttl")
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +99,10 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 		Username:     plugins.NewUsername(role.Name, driver.UsernameLimit()),
 		Subject:      id.Subject,
 		Issuer:       id.Issuer,
-		BreakGlass:   msg.GetBreakGlassReason() != "",
+		BreakGlass:   breakGlass,
 		Renewable:    *role.Renewable,
 		ExpiresAt:    now.Add(ttl),
-		MaxExpiresAt: now.Add(role.MaxTTL),
+		MaxExpiresAt: now.Add(maxTTL),
 	})
 	if err != nil {
 		return nil, toConnect(ctx, s.log, "issue", err)
@@ -117,8 +134,8 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("backend %s refused to create the user; nothing was issued: %v", backend.Name, err))
 	}
 	details := map[string]string{"role": role.Name, "ttl": ttl.String()}
-	if r := msg.GetBreakGlassReason(); r != "" {
-		details["break_glass_reason"] = r
+	if breakGlass {
+		details["break_glass_reason"] = reason
 	}
 	lease, err = s.store.Activate(work, lease.ID, actor(id), details)
 	if err != nil {
@@ -127,7 +144,7 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 		return nil, toConnect(ctx, s.log, "issue", err)
 	}
 	if lease.BreakGlass {
-		s.log.WarnContext(ctx, "break-glass credential issued", slog.String("lease_id", lease.ID), slog.String("role", role.Name), slog.String("subject", id.Subject), slog.String("reason", msg.GetBreakGlassReason()))
+		s.log.WarnContext(ctx, "break-glass credential issued", slog.String("lease_id", lease.ID), slog.String("role", role.Name), slog.String("subject", id.Subject), slog.String("reason", reason), slog.Time("max_expires_at", lease.MaxExpiresAt))
 		if err := s.store.RecordEvent(work, leases.Event{LeaseID: lease.ID, Kind: "break_glass", Actor: actor(id), Details: details}); err != nil {
 			s.log.ErrorContext(ctx, "record break-glass event", slog.String("error", plugins.SanitizeString(err.Error())))
 		}
@@ -143,17 +160,17 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 }
 
 // leaseTTL returns the TTL to use for a request: the role's default when the
-// request has none, clamped to max_ttl.
-func leaseTTL(role *RoleConfig, d *durationpb.Duration, field string) (time.Duration, bool, error) {
-	ttl := role.DefaultTTL
+// request has none, clamped to maxTTL.
+func leaseTTL(role *RoleConfig, maxTTL time.Duration, d *durationpb.Duration, field string) (time.Duration, bool, error) {
+	ttl := min(role.DefaultTTL, maxTTL)
 	if d != nil {
 		if !d.IsValid() || d.AsDuration() < minTTL {
 			return 0, false, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s must be at least %s", field, minTTL))
 		}
 		ttl = d.AsDuration()
 	}
-	if ttl > role.MaxTTL {
-		return role.MaxTTL, true, nil
+	if ttl > maxTTL {
+		return maxTTL, true, nil
 	}
 	return ttl, false, nil
 }
@@ -188,7 +205,7 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 	if !ok {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("role %q is no longer configured: the lease cannot be renewed", l.Role))
 	}
-	inc, _, err := leaseTTL(role, req.Msg.GetIncrement(), "increment")
+	inc, _, err := leaseTTL(role, role.MaxTTL, req.Msg.GetIncrement(), "increment")
 	if err != nil {
 		return nil, err
 	}
@@ -270,16 +287,24 @@ func (s *credentialService) ListLeases(ctx context.Context, req *connect.Request
 func (s *credentialService) ListRoles(ctx context.Context, _ *connect.Request[credbrokerv1.ListRolesRequest]) (*connect.Response[credbrokerv1.ListRolesResponse], error) {
 	out := &credbrokerv1.ListRolesResponse{}
 	cfg := s.rt().cfg
-	for _, r := range cfg.RolesFor(caller(ctx)) {
+	id := caller(ctx)
+	for i := range cfg.Roles {
+		r := &cfg.Roles[i]
+		allowed := cfg.Allowed(id, r.Name)
+		if !allowed && !cfg.BreakGlassAllowed(id, r.Name) {
+			continue
+		}
 		b, _ := cfg.Backend(r.Backend)
 		out.Roles = append(out.Roles, &credbrokerv1.Role{
-			Name:        r.Name,
-			Backend:     r.Backend,
-			Plugin:      b.Plugin,
-			DefaultTtl:  durationpb.New(r.DefaultTTL),
-			MaxTtl:      durationpb.New(r.MaxTTL),
-			Owner:       r.Owner,
-			Environment: b.Environment,
+			Name:             r.Name,
+			Backend:          r.Backend,
+			Plugin:           b.Plugin,
+			DefaultTtl:       durationpb.New(r.DefaultTTL),
+			MaxTtl:           durationpb.New(r.MaxTTL),
+			Owner:            r.Owner,
+			Environment:      b.Environment,
+			BreakGlassOnly:   !allowed,
+			BreakGlassMaxTtl: durationpb.New(min(r.MaxTTL, r.BreakGlassMaxTTL)),
 		})
 	}
 	return connect.NewResponse(out), nil

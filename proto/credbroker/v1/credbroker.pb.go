@@ -878,13 +878,17 @@ type Role struct {
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Backend string                 `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
 	// The backend's plugin: postgres, redis, rabbitmq, mysql.
-	Plugin        string               `protobuf:"bytes,3,opt,name=plugin,proto3" json:"plugin,omitempty"`
-	DefaultTtl    *durationpb.Duration `protobuf:"bytes,4,opt,name=default_ttl,json=defaultTtl,proto3" json:"default_ttl,omitempty"`
-	MaxTtl        *durationpb.Duration `protobuf:"bytes,5,opt,name=max_ttl,json=maxTtl,proto3" json:"max_ttl,omitempty"`
-	Owner         string               `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
-	Environment   string               `protobuf:"bytes,7,opt,name=environment,proto3" json:"environment,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Plugin      string               `protobuf:"bytes,3,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	DefaultTtl  *durationpb.Duration `protobuf:"bytes,4,opt,name=default_ttl,json=defaultTtl,proto3" json:"default_ttl,omitempty"`
+	MaxTtl      *durationpb.Duration `protobuf:"bytes,5,opt,name=max_ttl,json=maxTtl,proto3" json:"max_ttl,omitempty"`
+	Owner       string               `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	Environment string               `protobuf:"bytes,7,opt,name=environment,proto3" json:"environment,omitempty"`
+	// The caller may request the role only with a break_glass_reason; such
+	// leases end within break_glass_max_ttl.
+	BreakGlassOnly   bool                 `protobuf:"varint,8,opt,name=break_glass_only,json=breakGlassOnly,proto3" json:"break_glass_only,omitempty"`
+	BreakGlassMaxTtl *durationpb.Duration `protobuf:"bytes,9,opt,name=break_glass_max_ttl,json=breakGlassMaxTtl,proto3" json:"break_glass_max_ttl,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Role) Reset() {
@@ -964,6 +968,20 @@ func (x *Role) GetEnvironment() string {
 		return x.Environment
 	}
 	return ""
+}
+
+func (x *Role) GetBreakGlassOnly() bool {
+	if x != nil {
+		return x.BreakGlassOnly
+	}
+	return false
+}
+
+func (x *Role) GetBreakGlassMaxTtl() *durationpb.Duration {
+	if x != nil {
+		return x.BreakGlassMaxTtl
+	}
+	return nil
 }
 
 type ListRolesResponse struct {
@@ -1705,7 +1723,7 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\x12ListLeasesResponse\x12,\n" +
 	"\x06leases\x18\x01 \x03(\v2\x14.credbroker.v1.LeaseR\x06leases\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x12\n" +
-	"\x10ListRolesRequest\"\xf4\x01\n" +
+	"\x10ListRolesRequest\"\xe8\x02\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\abackend\x18\x02 \x01(\tR\abackend\x12\x16\n" +
@@ -1714,7 +1732,9 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"defaultTtl\x122\n" +
 	"\amax_ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06maxTtl\x12\x14\n" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x12 \n" +
-	"\venvironment\x18\a \x01(\tR\venvironment\">\n" +
+	"\venvironment\x18\a \x01(\tR\venvironment\x12(\n" +
+	"\x10break_glass_only\x18\b \x01(\bR\x0ebreakGlassOnly\x12H\n" +
+	"\x13break_glass_max_ttl\x18\t \x01(\v2\x19.google.protobuf.DurationR\x10breakGlassMaxTtl\">\n" +
 	"\x11ListRolesResponse\x12)\n" +
 	"\x05roles\x18\x01 \x03(\v2\x13.credbroker.v1.RoleR\x05roles\"u\n" +
 	"\x13RevokeLeasesRequest\x12\x12\n" +
@@ -1853,39 +1873,40 @@ var file_credbroker_v1_credbroker_proto_depIdxs = []int32{
 	1,  // 15: credbroker.v1.ListLeasesResponse.leases:type_name -> credbroker.v1.Lease
 	29, // 16: credbroker.v1.Role.default_ttl:type_name -> google.protobuf.Duration
 	29, // 17: credbroker.v1.Role.max_ttl:type_name -> google.protobuf.Duration
-	14, // 18: credbroker.v1.ListRolesResponse.roles:type_name -> credbroker.v1.Role
-	28, // 19: credbroker.v1.ExportLeaseHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
-	28, // 20: credbroker.v1.ExportLeaseHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
-	28, // 21: credbroker.v1.LeaseEvent.at:type_name -> google.protobuf.Timestamp
-	27, // 22: credbroker.v1.LeaseEvent.details:type_name -> credbroker.v1.LeaseEvent.DetailsEntry
-	19, // 23: credbroker.v1.ExportLeaseHistoryResponse.event:type_name -> credbroker.v1.LeaseEvent
-	29, // 24: credbroker.v1.InventoryRole.default_ttl:type_name -> google.protobuf.Duration
-	29, // 25: credbroker.v1.InventoryRole.max_ttl:type_name -> google.protobuf.Duration
-	22, // 26: credbroker.v1.GetInventoryResponse.backends:type_name -> credbroker.v1.InventoryBackend
-	23, // 27: credbroker.v1.GetInventoryResponse.roles:type_name -> credbroker.v1.InventoryRole
-	3,  // 28: credbroker.v1.CredentialService.IssueCredential:input_type -> credbroker.v1.IssueCredentialRequest
-	5,  // 29: credbroker.v1.CredentialService.RenewLease:input_type -> credbroker.v1.RenewLeaseRequest
-	7,  // 30: credbroker.v1.CredentialService.RevokeLease:input_type -> credbroker.v1.RevokeLeaseRequest
-	9,  // 31: credbroker.v1.CredentialService.GetLease:input_type -> credbroker.v1.GetLeaseRequest
-	11, // 32: credbroker.v1.CredentialService.ListLeases:input_type -> credbroker.v1.ListLeasesRequest
-	13, // 33: credbroker.v1.CredentialService.ListRoles:input_type -> credbroker.v1.ListRolesRequest
-	16, // 34: credbroker.v1.AdminService.RevokeLeases:input_type -> credbroker.v1.RevokeLeasesRequest
-	18, // 35: credbroker.v1.AdminService.ExportLeaseHistory:input_type -> credbroker.v1.ExportLeaseHistoryRequest
-	21, // 36: credbroker.v1.AdminService.GetInventory:input_type -> credbroker.v1.GetInventoryRequest
-	4,  // 37: credbroker.v1.CredentialService.IssueCredential:output_type -> credbroker.v1.IssueCredentialResponse
-	6,  // 38: credbroker.v1.CredentialService.RenewLease:output_type -> credbroker.v1.RenewLeaseResponse
-	8,  // 39: credbroker.v1.CredentialService.RevokeLease:output_type -> credbroker.v1.RevokeLeaseResponse
-	10, // 40: credbroker.v1.CredentialService.GetLease:output_type -> credbroker.v1.GetLeaseResponse
-	12, // 41: credbroker.v1.CredentialService.ListLeases:output_type -> credbroker.v1.ListLeasesResponse
-	15, // 42: credbroker.v1.CredentialService.ListRoles:output_type -> credbroker.v1.ListRolesResponse
-	17, // 43: credbroker.v1.AdminService.RevokeLeases:output_type -> credbroker.v1.RevokeLeasesResponse
-	20, // 44: credbroker.v1.AdminService.ExportLeaseHistory:output_type -> credbroker.v1.ExportLeaseHistoryResponse
-	24, // 45: credbroker.v1.AdminService.GetInventory:output_type -> credbroker.v1.GetInventoryResponse
-	37, // [37:46] is the sub-list for method output_type
-	28, // [28:37] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	29, // 18: credbroker.v1.Role.break_glass_max_ttl:type_name -> google.protobuf.Duration
+	14, // 19: credbroker.v1.ListRolesResponse.roles:type_name -> credbroker.v1.Role
+	28, // 20: credbroker.v1.ExportLeaseHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
+	28, // 21: credbroker.v1.ExportLeaseHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
+	28, // 22: credbroker.v1.LeaseEvent.at:type_name -> google.protobuf.Timestamp
+	27, // 23: credbroker.v1.LeaseEvent.details:type_name -> credbroker.v1.LeaseEvent.DetailsEntry
+	19, // 24: credbroker.v1.ExportLeaseHistoryResponse.event:type_name -> credbroker.v1.LeaseEvent
+	29, // 25: credbroker.v1.InventoryRole.default_ttl:type_name -> google.protobuf.Duration
+	29, // 26: credbroker.v1.InventoryRole.max_ttl:type_name -> google.protobuf.Duration
+	22, // 27: credbroker.v1.GetInventoryResponse.backends:type_name -> credbroker.v1.InventoryBackend
+	23, // 28: credbroker.v1.GetInventoryResponse.roles:type_name -> credbroker.v1.InventoryRole
+	3,  // 29: credbroker.v1.CredentialService.IssueCredential:input_type -> credbroker.v1.IssueCredentialRequest
+	5,  // 30: credbroker.v1.CredentialService.RenewLease:input_type -> credbroker.v1.RenewLeaseRequest
+	7,  // 31: credbroker.v1.CredentialService.RevokeLease:input_type -> credbroker.v1.RevokeLeaseRequest
+	9,  // 32: credbroker.v1.CredentialService.GetLease:input_type -> credbroker.v1.GetLeaseRequest
+	11, // 33: credbroker.v1.CredentialService.ListLeases:input_type -> credbroker.v1.ListLeasesRequest
+	13, // 34: credbroker.v1.CredentialService.ListRoles:input_type -> credbroker.v1.ListRolesRequest
+	16, // 35: credbroker.v1.AdminService.RevokeLeases:input_type -> credbroker.v1.RevokeLeasesRequest
+	18, // 36: credbroker.v1.AdminService.ExportLeaseHistory:input_type -> credbroker.v1.ExportLeaseHistoryRequest
+	21, // 37: credbroker.v1.AdminService.GetInventory:input_type -> credbroker.v1.GetInventoryRequest
+	4,  // 38: credbroker.v1.CredentialService.IssueCredential:output_type -> credbroker.v1.IssueCredentialResponse
+	6,  // 39: credbroker.v1.CredentialService.RenewLease:output_type -> credbroker.v1.RenewLeaseResponse
+	8,  // 40: credbroker.v1.CredentialService.RevokeLease:output_type -> credbroker.v1.RevokeLeaseResponse
+	10, // 41: credbroker.v1.CredentialService.GetLease:output_type -> credbroker.v1.GetLeaseResponse
+	12, // 42: credbroker.v1.CredentialService.ListLeases:output_type -> credbroker.v1.ListLeasesResponse
+	15, // 43: credbroker.v1.CredentialService.ListRoles:output_type -> credbroker.v1.ListRolesResponse
+	17, // 44: credbroker.v1.AdminService.RevokeLeases:output_type -> credbroker.v1.RevokeLeasesResponse
+	20, // 45: credbroker.v1.AdminService.ExportLeaseHistory:output_type -> credbroker.v1.ExportLeaseHistoryResponse
+	24, // 46: credbroker.v1.AdminService.GetInventory:output_type -> credbroker.v1.GetInventoryResponse
+	38, // [38:47] is the sub-list for method output_type
+	29, // [29:38] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_credbroker_v1_credbroker_proto_init() }
