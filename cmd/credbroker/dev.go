@@ -303,6 +303,7 @@ In another terminal, try:
   ./bin/credbroker lease list --state active
   ./bin/credbroker lease revoke "$CREDBROKER_LEASE_ID"
   psql -c 'SELECT 1'                        # the login is gone
+  ./bin/credbroker connect demo-readonly    # psql with a login revoked when you quit
 %[5]s
 Press Ctrl-C to stop.
 `
