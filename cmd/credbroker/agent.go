@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -139,15 +137,8 @@ func writeCredential(path, format string, resp *credbrokerv1.IssueCredentialResp
 		}
 		data = b
 	default:
-		env := maps.Clone(resp.GetCredential().GetEnv())
-		if env == nil {
-			env = map[string]string{}
-		}
-		env["CREDBROKER_LEASE_ID"] = resp.GetLease().GetId()
 		var b strings.Builder
-		for _, k := range slices.Sorted(maps.Keys(env)) {
-			fmt.Fprintf(&b, "%s=%s\n", k, shellQuote(env[k]))
-		}
+		writeEnv(&b, resp, "")
 		data = []byte(b.String())
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")

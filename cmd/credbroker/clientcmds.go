@@ -82,7 +82,7 @@ func newCredsCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			switch format {
 			case "env":
-				writeEnv(out, resp.Msg)
+				writeEnv(out, resp.Msg, "export ")
 			case "uri":
 				fmt.Fprintln(out, resp.Msg.GetCredential().GetUri())
 			default:
@@ -97,16 +97,17 @@ func newCredsCmd() *cobra.Command {
 	return cmd
 }
 
-// writeEnv prints shell exports of the credential's environment and the
-// lease id, single-quoted so any value is safe to eval.
-func writeEnv(w io.Writer, resp *credbrokerv1.IssueCredentialResponse) {
+// writeEnv prints the credential's environment and the lease id as shell
+// assignments, one a line, each starting with prefix ("export " for eval,
+// "" for a file sourced with set -a); values are single-quoted so any is safe.
+func writeEnv(w io.Writer, resp *credbrokerv1.IssueCredentialResponse, prefix string) {
 	env := maps.Clone(resp.GetCredential().GetEnv())
 	if env == nil {
 		env = map[string]string{}
 	}
 	env["CREDBROKER_LEASE_ID"] = resp.GetLease().GetId()
 	for _, k := range slices.Sorted(maps.Keys(env)) {
-		fmt.Fprintf(w, "export %s=%s\n", k, shellQuote(env[k]))
+		fmt.Fprintf(w, "%s%s=%s\n", prefix, k, shellQuote(env[k]))
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 	"go.uber.org/goleak"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/plugins/mysql"
@@ -27,13 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 // decoder decodes a YAML section strictly, as the broker does.
-func decoder(src string) plugins.Decoder {
-	return func(v any) error {
-		dec := yaml.NewDecoder(strings.NewReader(src))
-		dec.KnownFields(true)
-		return dec.Decode(v)
-	}
-}
+var decoder = plugintest.Decoder
 
 // Server error numbers the tests expect.
 const (

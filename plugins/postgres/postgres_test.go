@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/plugins/plugintest"
@@ -29,13 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 // decoder decodes a YAML section strictly, as the broker does.
-func decoder(src string) plugins.Decoder {
-	return func(v any) error {
-		dec := yaml.NewDecoder(strings.NewReader(src))
-		dec.KnownFields(true)
-		return dec.Decode(v)
-	}
-}
+var decoder = plugintest.Decoder
 
 // bundle is what setup gives a test.
 type bundle struct {

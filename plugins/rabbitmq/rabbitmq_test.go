@@ -18,7 +18,6 @@ import (
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/plugins/plugintest"
@@ -31,13 +30,7 @@ func TestMain(m *testing.M) {
 }
 
 // decoder decodes a YAML section strictly, as the broker does.
-func decoder(src string) plugins.Decoder {
-	return func(v any) error {
-		dec := yaml.NewDecoder(strings.NewReader(src))
-		dec.KnownFields(true)
-		return dec.Decode(v)
-	}
-}
+var decoder = plugintest.Decoder
 
 // admin is the management API as the tests' administrator.
 type admin struct {

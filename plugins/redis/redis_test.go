@@ -15,7 +15,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/goleak"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/plugins/plugintest"
@@ -28,13 +27,7 @@ func TestMain(m *testing.M) {
 }
 
 // decoder decodes a YAML section strictly, as the broker does.
-func decoder(src string) plugins.Decoder {
-	return func(v any) error {
-		dec := yaml.NewDecoder(strings.NewReader(src))
-		dec.KnownFields(true)
-		return dec.Decode(v)
-	}
-}
+var decoder = plugintest.Decoder
 
 // sharedRedis returns the test server's URL and a connection section for
 // it, with the admin password (if the URL has one) in a file.
