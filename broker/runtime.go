@@ -36,6 +36,11 @@ func openRuntime(ctx context.Context, cfg *Config, log *slog.Logger, now func() 
 			return nil, fmt.Errorf("backend %s (%s): %w", b.Name, b.Plugin, plugins.Sanitize(err))
 		}
 		rt.plugins[b.Name] = p
+		if w, ok := p.(plugins.Warner); ok {
+			for _, msg := range w.Warnings(ctx) {
+				log.Warn("backend warning", slog.String("backend", b.Name), slog.String("plugin", b.Plugin), slog.String("warning", plugins.SanitizeString(msg)))
+			}
+		}
 	}
 	for i := range cfg.Roles {
 		r := &cfg.Roles[i]

@@ -68,6 +68,15 @@ type RoleChecker interface {
 	CheckRole(ctx context.Context, role any) error
 }
 
+// Warner is implemented by a Plugin that can tell, once it is open, what
+// works but is riskier than it needs to be: an admin that is a superuser, an
+// admin connection in plain text off loopback. The broker logs every warning,
+// naming the backend, at start and on every reload. Warnings never hold a
+// secret.
+type Warner interface {
+	Warnings(ctx context.Context) []string
+}
+
 // ManagedUser is a user a Plugin created, as ListManaged reports it.
 type ManagedUser struct {
 	Username string
