@@ -32,8 +32,13 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	// Reaper tunes revocation of expired and abandoned leases.
 	Reaper ReaperConfig `yaml:"reaper"`
-	// Limits protects the backends from a single noisy identity.
+	// Limits protects the backends and the store from a single noisy
+	// identity or connection.
 	Limits LimitsConfig `yaml:"limits"`
+	// MetricsListen is host:port of a separate listener that serves only
+	// Prometheus /metrics. Default "": metrics are not served. Without tls it
+	// must be a loopback address.
+	MetricsListen string `yaml:"metrics_listen"`
 	// Issuers are the identity-token issuers the broker trusts.
 	Issuers []authn.IssuerConfig `yaml:"issuers"`
 	// Backends are the databases and queues credentials are issued for.
@@ -50,10 +55,18 @@ type Config struct {
 	drivers map[string]plugins.Driver
 }
 
-// TLSConfig names the server certificate and key files.
+// TLSConfig names the server certificate and key files, and optionally the
+// certificate authorities of client certificates (mTLS).
 type TLSConfig struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile is a PEM file of the certificate authorities whose client
+	// certificates are accepted. Default "": no client certificates.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is "require" (every connection presents a valid client
+	// certificate) or "verify_if_given"; default "require" when
+	// client_ca_file is set.
+	ClientAuth string `yaml:"client_auth"`
 }
 
 // StoreConfig locates the lease store.
@@ -83,6 +96,22 @@ type LimitsConfig struct {
 	IssueRate float64 `yaml:"issue_rate"`
 	// IssueBurst is how many it may be issued at once; default 40.
 	IssueBurst int `yaml:"issue_burst"`
+	// RequestRate is how many calls of any kind (issue, renew, revoke, get,
+	// list …) one identity may make per second, checked before policy and
+	// before anything is written; default 50.
+	RequestRate float64 `yaml:"request_rate"`
+	// RequestBurst is how many calls it may make at once; default 100.
+	RequestBurst int `yaml:"request_burst"`
+	// MaxConnections caps the open client connections of the API listener;
+	// default 1024.
+	MaxConnections int `yaml:"max_connections"`
+	// ReadTimeout bounds reading a whole request, body included; default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long; default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConcurrentStreams caps the HTTP/2 streams of one connection;
+	// default 100.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
 }
 
 // BackendConfig is one database or queue.
@@ -181,6 +210,12 @@ func (c *Config) setDefaults() {
 	c.Reaper.SweepInterval = cmp.Or(c.Reaper.SweepInterval, 10*time.Minute)
 	c.Limits.IssueRate = cmp.Or(c.Limits.IssueRate, 20)
 	c.Limits.IssueBurst = cmp.Or(c.Limits.IssueBurst, 40)
+	c.Limits.RequestRate = cmp.Or(c.Limits.RequestRate, 50)
+	c.Limits.RequestBurst = cmp.Or(c.Limits.RequestBurst, 100)
+	c.Limits.MaxConnections = cmp.Or(c.Limits.MaxConnections, 1024)
+	c.Limits.ReadTimeout = cmp.Or(c.Limits.ReadTimeout, 30*time.Second)
+	c.Limits.IdleTimeout = cmp.Or(c.Limits.IdleTimeout, 2*time.Minute)
+	c.Limits.MaxConcurrentStreams = cmp.Or(c.Limits.MaxConcurrentStreams, 100)
 	for i := range c.Roles {
 		if c.Roles[i].Renewable == nil {
 			c.Roles[i].Renewable = new(true)
@@ -235,6 +270,18 @@ func (c *Config) validate(found []error) []error {
 	}
 	if c.Limits.IssueRate < 0 || c.Limits.IssueBurst < 1 {
 		add("limits", "issue_rate must be positive and issue_burst at least 1")
+	}
+	if c.Limits.RequestRate < 0 || c.Limits.RequestBurst < 1 {
+		add("limits", "request_rate must be positive and request_burst at least 1")
+	}
+	if c.Limits.MaxConnections < 0 {
+		add("limits.max_connections", "must be positive")
+	}
+	if c.Limits.ReadTimeout < 0 || c.Limits.IdleTimeout < 0 {
+		add("limits", "read_timeout and idle_timeout must be positive durations")
+	}
+	if c.Limits.MaxConcurrentStreams < 0 {
+		add("limits.max_concurrent_streams", "must be positive")
 	}
 
 	issuers := map[string]bool{}
