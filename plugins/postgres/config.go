@@ -66,6 +66,16 @@ type Role struct {
 	// {{name}} placeholder. Optional; the built-in revocation removes the user
 	// completely without them.
 	RevocationStatements []string `yaml:"revocation_statements"`
+	// ReassignOwnedTo names a role that receives what an issued user owns
+	// when the user is revoked, instead of it being dropped (the default). It
+	// must be a NOLOGIN role without SUPERUSER, CREATEROLE, CREATEDB,
+	// BYPASSRLS or REPLICATION, that administers no role and is no member of
+	// a dangerous role; the broker checks this at start and again at every
+	// revoke. Unless the admin is a superuser, the role also needs CREATE on
+	// the schemas users create objects in (PostgreSQL checks that of every
+	// new owner), and on PostgreSQL 16+ the admin needs ADMIN OPTION on it.
+	// Optional.
+	ReassignOwnedTo string `yaml:"reassign_owned_to"`
 
 	// revocationKey names RevocationStatements in the registry shared by every
 	// Plugin of this process; see registerRevocation.
@@ -106,8 +116,27 @@ func (r *Role) validate() (warnings []string, err error) {
 			"put the grants in the statements"))
 	}
 	for i, m := range r.MemberOf {
-		if strings.TrimSpace(m) == "" {
+		switch {
+		case strings.TrimSpace(m) == "":
 			errs = append(errs, fmt.Errorf("member_of[%d]: empty role name", i))
+		case m == markerRole:
+			errs = append(errs, fmt.Errorf("member_of[%d]: %q is the marker role credbroker manages itself: "+
+				"name a group role that holds the grants", i, m))
+		}
+	}
+	if r.ReassignOwnedTo != "" {
+		switch t := r.ReassignOwnedTo; {
+		case strings.TrimSpace(t) == "" || strings.ContainsRune(t, 0):
+			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is not a role name: name a NOLOGIN role, or leave it out to drop what users own", t))
+		case len(t) > 63:
+			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is %d bytes: PostgreSQL role names hold 63", t, len(t)))
+		case t == markerRole:
+			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is the marker role: name a NOLOGIN role of your own", t))
+		case strings.HasPrefix(t, "pg_"):
+			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is a predefined role: name a NOLOGIN role of your own", t))
+		case slices.Contains(r.MemberOf, t):
+			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is also in member_of: every holder could use what revoked users leave; "+
+				"name a NOLOGIN role no issued user is a member of", t))
 		}
 	}
 	for i := range r.Grants {

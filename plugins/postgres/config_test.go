@@ -124,6 +124,20 @@ func TestParseRole(t *testing.T) {
 			wantErr: `revocation_statements[0]: unknown placeholder "{{password}}"`,
 		},
 		"UnknownKey": {yaml: "memberof: [r]", wantErr: "memberof"},
+		"ReassignOwnedTo": {
+			yaml: "member_of: [r]\nreassign_owned_to: attic",
+			check: func(t *testing.T, r *postgres.Role) {
+				if r.ReassignOwnedTo != "attic" {
+					t.Errorf("ReassignOwnedTo = %q", r.ReassignOwnedTo)
+				}
+			},
+		},
+		"MemberOfMarker":     {yaml: "member_of: [credbroker_managed]", wantErr: `member_of[0]: "credbroker_managed" is the marker role`},
+		"ReassignBlank":      {yaml: "member_of: [r]\nreassign_owned_to: ' '", wantErr: "reassign_owned_to"},
+		"ReassignMarker":     {yaml: "member_of: [r]\nreassign_owned_to: credbroker_managed", wantErr: "reassign_owned_to: \"credbroker_managed\" is the marker role"},
+		"ReassignPredefined": {yaml: "member_of: [r]\nreassign_owned_to: pg_write_server_files", wantErr: "predefined role"},
+		"ReassignToGroup":    {yaml: "member_of: [r]\nreassign_owned_to: r", wantErr: "also in member_of"},
+		"ReassignTooLong":    {yaml: "member_of: [r]\nreassign_owned_to: " + strings.Repeat("a", 64), wantErr: "63"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -152,13 +166,24 @@ func TestParseRole(t *testing.T) {
 }
 
 // FuzzParseRole feeds arbitrary YAML to ParseRole: it never panics, and a role
-// it accepts names only known privileges.
+// it accepts has exactly one form, names only known privileges (upper case,
+// ALL alone), no empty or marker group role, and a reassign_owned_to that is
+// empty or a plausible role of the operator's own.
 func FuzzParseRole(f *testing.F) {
 	for _, s := range []string{
 		"member_of: [a]",
 		`grants: [{privileges: [SELECT], schema: public, tables: ["*"]}]`,
+		`grants: [{privileges: [select, all privileges], schema: s, tables: [a, b]}]`,
 		`creation_statements: ["CREATE ROLE {{name}} PASSWORD {{password}}"]`,
 		"revocation_statements: ['{{name}}']\nmember_of: [x]",
+		"member_of: [a]\nreassign_owned_to: attic",
+		"member_of: [a]\nreassign_owned_to: ''",
+		"member_of: [credbroker_managed]",
+		"member_of: [a]\nreassign_owned_to: credbroker_managed",
+		"member_of: [a]\nreassign_owned_to: pg_read_server_files",
+		"member_of: [a]\nreassign_owned_to: a",
+		"member_of: [a]\nreassign_owned_to: \"\\0\"",
+		"creation_statements: ['CREATE ROLE {{name}} PASSWORD {{password}}']\nreassign_owned_to: attic",
 	} {
 		f.Add(s)
 	}
@@ -169,11 +194,32 @@ func FuzzParseRole(f *testing.F) {
 			return
 		}
 		r := got.(*postgres.Role)
+		direct := len(r.MemberOf) > 0 || len(r.Grants) > 0
+		if direct == (len(r.CreationStatements) > 0) {
+			t.Errorf("accepted a role with member_of/grants %t and creation_statements %d", direct, len(r.CreationStatements))
+		}
 		for _, g := range r.Grants {
 			for _, p := range g.Privileges {
 				if !slices.Contains(known, p) {
 					t.Errorf("accepted privilege %q", p)
 				}
+			}
+			if slices.Contains(g.Privileges, "ALL") && len(g.Privileges) > 1 {
+				t.Errorf("accepted ALL with other privileges: %q", g.Privileges)
+			}
+			if strings.TrimSpace(g.Schema) == "" || len(g.Tables) == 0 {
+				t.Errorf("accepted a grant without schema or tables: %+v", g)
+			}
+		}
+		for _, m := range r.MemberOf {
+			if strings.TrimSpace(m) == "" || m == "credbroker_managed" {
+				t.Errorf("accepted member_of %q", m)
+			}
+		}
+		if to := r.ReassignOwnedTo; to != "" {
+			if strings.TrimSpace(to) == "" || strings.ContainsRune(to, 0) || len(to) > 63 ||
+				to == "credbroker_managed" || strings.HasPrefix(to, "pg_") || slices.Contains(r.MemberOf, to) {
+				t.Errorf("accepted reassign_owned_to %q", to)
 			}
 		}
 	})

@@ -33,15 +33,61 @@
 //
 // Create runs one transaction: CREATE ROLE … LOGIN PASSWORD with a SCRAM-SHA-256
 // verifier computed in the broker, so the plaintext password never travels to
-// the server; VALID UNTIL the lease's expiry; membership of the marker role
-// credbroker_managed; then the role's grants. Explicit grants rewrite every
-// covered table's ACL, which PostgreSQL does not let two transactions do at
-// once, so they are serialized with a transaction-scoped advisory lock that
-// holds across broker replicas.
+// the server; VALID UNTIL the lease's expiry; the role comment that marks it
+// as the broker's ("credbroker:created=…"); on PostgreSQL 16 and later
+// membership of the marker role credbroker_managed WITH INHERIT FALSE, SET
+// FALSE; then the role's grants. Explicit grants rewrite every covered
+// table's ACL, which PostgreSQL does not let two transactions do at once, so
+// they are serialized with a transaction-scoped advisory lock that holds
+// across broker replicas. Before the transaction commits, the new user and
+// every role it is a member of are checked (see "Too strong" below), so free
+// creation_statements cannot make a user stronger than an issued user may be.
 //
-// Revoke disables login, terminates the user's sessions, reassigns and drops
-// what the user owns in every database where it owns or was granted anything,
-// and drops the role. It refuses to drop a role that is not a member of
-// credbroker_managed, so a wrong username can never remove a role the broker
-// did not make.
+// Revoke disables login, terminates the user's sessions, drops what the user
+// owns and the privileges it holds in every database where pg_shdepend shows
+// any, and drops the role. What the user owns is never handed to the admin:
+// a SECURITY DEFINER function or a view a holder made would then run as the
+// admin for anyone. A role may name reassign_owned_to: a NOLOGIN role that
+// receives what its users owned instead; it is checked at start and again at
+// every revoke, and a revoke fails (the user stays unable to log in, the
+// reaper retries) rather than hand objects to a role that has become able to
+// log in or too strong. Revoke refuses to drop a role without the broker's
+// comment, so a wrong username can never remove a role the broker did not
+// make.
+//
+// # Which roles are the broker's
+//
+// The role comment, not a membership, is what marks a role as the broker's:
+// only a superuser or a role with CREATEROLE may comment on a role, so a
+// holder cannot forge or remove it. ListManaged (the sweep) and Revoke read
+// it on every version. Issued users used to be members of credbroker_managed,
+// and on PostgreSQL 15 and older every membership lets the member SET ROLE:
+// holders could create objects owned by the marker (a large object, a table
+// in a schema where PUBLIC has CREATE) that every holder shares and no revoke
+// removes. So on 15 and older issued users are not members of it; on 16 and
+// later they are, with INHERIT FALSE and SET FALSE, so operators can still
+// write +credbroker_managed in pg_hba.conf. When the plugin opens it takes
+// the membership back from users an older release issued (15) or re-grants
+// it with those options (16+); users keep their comment, so their leases stay
+// revocable. If the marker owns anything, [Plugin.Warnings] says so, with the
+// command that cleans it up.
+//
+// # Too strong
+//
+// A member_of group role gives every holder what it can do. [Plugin.CheckRole]
+// (run at start) refuses a group role that, itself or through any role it is
+// a member of, recursively: is SUPERUSER, CREATEROLE, CREATEDB, BYPASSRLS or
+// REPLICATION; holds ADMIN OPTION on any role (so holders could grant roles);
+// or is a member of pg_execute_server_program (runs programs as the server's
+// OS user), pg_read_server_files or pg_write_server_files (any file that user
+// can reach), pg_signal_backend (ends other sessions, the broker's own
+// included), pg_checkpoint (forced checkpoints, an I/O denial of service) or
+// pg_create_subscription (16+: makes the server connect out). Data roles such
+// as pg_read_all_data are the operator's choice. The same rules, plus
+// NOLOGIN, apply to reassign_owned_to, and Create applies them to each new
+// user before commit.
+//
+// The admin needs CREATEROLE, not SUPERUSER (on PostgreSQL 16+ also ADMIN
+// OPTION on each group role); [Plugin.Warnings] says so when it is a
+// superuser.
 package postgres

@@ -28,6 +28,7 @@ type Plugin struct {
 	pool    *pgxpool.Pool
 	base    *pgxpool.Config // copied for the per-database pools of Revoke
 	adminDB string          // the admin connection's current_database()
+	version int             // the server's server_version_num
 	target  target
 	secrets []secret.Value // the admin DSN and its password, redacted from every error
 
@@ -37,7 +38,11 @@ type Plugin struct {
 	closeOnce sync.Once
 }
 
-var _ plugins.Plugin = (*Plugin)(nil)
+var (
+	_ plugins.Plugin      = (*Plugin)(nil)
+	_ plugins.RoleChecker = (*Plugin)(nil)
+	_ plugins.Warner      = (*Plugin)(nil)
+)
 
 // target is where issued credentials point.
 type target struct {
@@ -90,25 +95,28 @@ func open(ctx context.Context, c *Connection, configure func(*pgxpool.Config)) (
 	return p, nil
 }
 
-// setup learns the admin database and creates the marker role if it is
-// missing, tolerating another replica creating it at the same time.
+// setup learns the admin database and the server version, creates the
+// marker role if it is missing (tolerating another replica creating it at the
+// same time), and takes back from users an older release issued the power
+// their marker membership gave them (see upgradeMarker).
 func (p *Plugin) setup(ctx context.Context) error {
 	var exists bool
 	err := p.pool.QueryRow(ctx,
-		`SELECT current_database(), EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, markerRole,
-	).Scan(&p.adminDB, &exists)
-	if err != nil || exists {
+		`SELECT current_database(), current_setting('server_version_num')::int,
+		        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, markerRole,
+	).Scan(&p.adminDB, &p.version, &exists)
+	if err != nil {
 		return err
 	}
-	_, err = p.pool.Exec(ctx, "CREATE ROLE "+ident(markerRole)+" NOLOGIN")
-	switch sqlState(err) {
-	case pgerrcode.DuplicateObject, pgerrcode.UniqueViolation:
-		return nil
+	if !exists {
+		_, err = p.pool.Exec(ctx, "CREATE ROLE "+ident(markerRole)+" NOLOGIN")
+		switch sqlState(err) {
+		case "", pgerrcode.DuplicateObject, pgerrcode.UniqueViolation:
+		default:
+			return fmt.Errorf("create marker role %s: %w", markerRole, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("create marker role %s: %w", markerRole, err)
-	}
-	return nil
+	return p.upgradeMarker(ctx)
 }
 
 // sanitize redacts the admin DSN, its password and extra from err.
@@ -125,13 +133,17 @@ type step struct {
 }
 
 // Create makes the user in one transaction: the role with a SCRAM verifier
-// and VALID UNTIL req.ExpiresAt, membership of credbroker_managed, then the
-// role's grants or creation statements. The plaintext password is never sent
-// to the server. req.Role must be a *Role from [Driver.ParseRole].
+// and VALID UNTIL req.ExpiresAt, the comment that marks it as the plugin's,
+// on PostgreSQL 16+ membership of credbroker_managed WITH INHERIT FALSE, SET
+// FALSE, then the role's grants or creation statements. Before the
+// transaction commits it checks the new user, and every role it is a member
+// of, against the rules of [Plugin.CheckRole], and rolls back when one is too
+// strong (creation statements are free SQL). The plaintext password is never
+// sent to the server. req.Role must be a *Role from [Driver.ParseRole].
 func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins.Credential, error) {
 	steps, err := p.createSteps(req)
 	if err == nil {
-		err = p.inTx(ctx, p.pool, steps)
+		err = p.inTx(ctx, p.pool, steps, func(tx pgx.Tx) error { return checkNewUser(ctx, tx, req.Username) })
 	}
 	if sqlState(err) == pgerrcode.ProgramLimitExceeded {
 		// "row is too big": a table's ACL is full of per-user grants. Every
@@ -176,10 +188,11 @@ func (p *Plugin) createSteps(req plugins.CreateRequest) ([]step, error) {
 				" VALID UNTIL " + timestampLiteral(req.ExpiresAt),
 		})
 	}
-	steps = append(steps,
-		step{what: "grant " + markerRole, sql: "GRANT " + ident(markerRole) + " TO " + name},
-		step{what: "comment on role", sql: "COMMENT ON ROLE " + name + " IS " + quoteLiteral(roleComment(time.Now(), role.revocationKey))},
-	)
+	comment := roleComment(roleInfo{created: time.Now(), revocationKey: role.revocationKey, reassignOwnedTo: role.ReassignOwnedTo})
+	steps = append(steps, step{what: "comment on role", sql: "COMMENT ON ROLE " + name + " IS " + quoteLiteral(comment)})
+	if sql := markerGrant(p.version, name); sql != "" {
+		steps = append(steps, step{what: "grant " + markerRole, sql: sql})
+	}
 	for _, group := range role.MemberOf {
 		steps = append(steps, step{what: "grant " + ident(group), sql: "GRANT " + ident(group) + " TO " + name})
 	}
@@ -234,16 +247,48 @@ func grantSteps(grants []Grant, name string) ([]step, error) {
 	return steps, nil
 }
 
-// inTx runs steps in one transaction on pool.
-func (p *Plugin) inTx(ctx context.Context, pool *pgxpool.Pool, steps []step) error {
+// inTx runs steps in one transaction on pool, then each of before, which
+// rolls the transaction back by returning an error.
+func (p *Plugin) inTx(ctx context.Context, pool *pgxpool.Pool, steps []step, before ...func(pgx.Tx) error) error {
 	return classify(pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		for _, s := range steps {
 			if _, err := tx.Exec(ctx, s.sql, s.args...); err != nil {
 				return fmt.Errorf("%s: %w", s.what, err)
 			}
 		}
+		for _, f := range before {
+			if err := f(tx); err != nil {
+				return err
+			}
+		}
 		return nil
 	}))
+}
+
+// ErrTooStrong matches the error of a Create that rolled back because the
+// user it made could do more than an issued user may, and of a CheckRole
+// that refuses a role for the same reason.
+var ErrTooStrong = errors.New("role too strong")
+
+// checkNewUser fails when the user just made in tx, or a role it is a member
+// of, is too strong (see [tooStrong]), or when the statements did not make it.
+func checkNewUser(ctx context.Context, tx pgx.Tx, username string) error {
+	var login bool
+	err := tx.QueryRow(ctx, "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", username).Scan(&login)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errors.New("the statements did not create the role: they must CREATE ROLE {{name}}")
+	}
+	if err != nil {
+		return fmt.Errorf("check the new role: %w", err)
+	}
+	found, err := tooStrong(ctx, tx, username)
+	if err != nil {
+		return fmt.Errorf("check the new role: %w", err)
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("%w for an issued user, rolled back: %s", ErrTooStrong, strings.Join(found, "; "))
+	}
+	return nil
 }
 
 func checkUsername(name string) error {
@@ -324,16 +369,15 @@ func (p *Plugin) Renew(ctx context.Context, username string, expiresAt time.Time
 	return nil
 }
 
-// ListManaged returns the members of the marker role: every role this
-// plugin created that still exists, dated by the comment Create put on it
-// (PostgreSQL does not record when a role was made; CreatedAt is zero for a
-// member without that comment).
+// ListManaged returns every role this plugin created that still exists: the
+// roles whose comment Create wrote, dated by it (PostgreSQL does not record
+// when a role was made; CreatedAt is zero where the comment holds no date).
 func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error) {
 	rows, err := p.pool.Query(ctx, `
-		SELECT r.rolname, COALESCE(shobj_description(r.oid, 'pg_authid'), '') FROM pg_auth_members m
-		JOIN pg_roles r ON r.oid = m.member
-		JOIN pg_roles g ON g.oid = m.roleid
-		WHERE g.rolname = $1 ORDER BY r.rolname`, markerRole)
+		SELECT r.rolname, d.description FROM pg_shdescription d
+		JOIN pg_roles r ON r.oid = d.objoid
+		WHERE d.classoid = 'pg_authid'::regclass AND starts_with(d.description, $1)
+		ORDER BY r.rolname`, commentPrefix)
 	if err != nil {
 		return nil, p.sanitize(fmt.Errorf("list managed roles: %w", classify(err)))
 	}
@@ -341,7 +385,8 @@ func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error)
 		var u plugins.ManagedUser
 		var comment string
 		err := row.Scan(&u.Username, &comment)
-		u.CreatedAt, _ = parseRoleComment(comment)
+		info, _ := parseRoleComment(comment)
+		u.CreatedAt = info.created
 		return u, err
 	})
 	if err != nil {
@@ -363,6 +408,108 @@ func (p *Plugin) Check(ctx context.Context) error {
 	}
 	if !canCreate {
 		return fmt.Errorf("check: admin role %s has neither CREATEROLE nor SUPERUSER: it cannot issue users", ident(user))
+	}
+	return nil
+}
+
+// Warnings reports what works but is riskier than it needs to be: an admin
+// that is a superuser (it needs only CREATEROLE, and on PostgreSQL 16+ ADMIN
+// OPTION on each member_of group role), and a marker role that owns objects.
+// A query that fails is reported as a warning too.
+func (p *Plugin) Warnings(ctx context.Context) []string {
+	var out []string
+	var user string
+	var super bool
+	err := p.pool.QueryRow(ctx, `SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&user, &super)
+	switch {
+	case err != nil:
+		out = append(out, p.sanitize(fmt.Errorf("could not read the admin role's attributes: %w", err)).Error())
+	case super:
+		out = append(out, superuserWarning(user, p.version))
+	}
+	marker, err := p.markerWarnings(ctx)
+	if err != nil {
+		out = append(out, p.sanitize(fmt.Errorf("could not read what %s owns: %w", markerRole, err)).Error())
+	}
+	return append(out, marker...)
+}
+
+// superuserWarning names the least the admin needs instead of superuser.
+func superuserWarning(user string, version int) string {
+	need := "CREATEROLE: give credbroker an admin role of its own " +
+		"(CREATE ROLE credbroker_admin LOGIN CREATEROLE PASSWORD '…') instead of " + ident(user)
+	if version >= memberOptionsVersion {
+		need += ", and membership WITH ADMIN OPTION of each group role a role's member_of names, " +
+			"and of each reassign_owned_to role (GRANT <role> TO " + ident(user) + " WITH ADMIN OPTION)"
+	}
+	return "admin role " + ident(user) + " is a superuser: a mistake in a role, or a flaw in credbroker, " +
+		"acts with every power over the server; it needs only " + need
+}
+
+// CheckRole checks role (a *Role from [Driver.ParseRole]) against the
+// server: each member_of group role must exist and be no stronger than an
+// issued user may be, and reassign_owned_to must name an existing NOLOGIN
+// role that is not too strong either. Too strong means SUPERUSER,
+// CREATEROLE, CREATEDB, BYPASSRLS, REPLICATION, ADMIN OPTION on any role, or
+// membership of a dangerous predefined role (see dangerousPredefinedRoles),
+// on the role itself or any role it is a member of, recursively. Such errors
+// match [ErrTooStrong].
+func (p *Plugin) CheckRole(ctx context.Context, v any) error {
+	role, err := asRole(v)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, group := range role.MemberOf {
+		field := fmt.Sprintf("member_of[%d]", i)
+		var exists bool
+		if err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, group).Scan(&exists); err != nil {
+			return p.sanitize(fmt.Errorf("%s: %w", field, classify(err)))
+		}
+		if !exists {
+			errs = append(errs, fmt.Errorf("%s: role %s does not exist: create it (CREATE ROLE %s NOLOGIN) or fix the name", field, ident(group), ident(group)))
+			continue
+		}
+		found, err := tooStrong(ctx, p.pool, group)
+		if err != nil {
+			return p.sanitize(fmt.Errorf("%s: %w", field, classify(err)))
+		}
+		if len(found) > 0 {
+			errs = append(errs, fmt.Errorf("%s: %w: every issued user could use what %s can: %s; "+
+				"name a group role that holds only grants on data", field, ErrTooStrong, ident(group), strings.Join(found, "; ")))
+		}
+	}
+	if role.ReassignOwnedTo != "" {
+		if err := p.checkReassignTarget(ctx, role.ReassignOwnedTo); err != nil {
+			errs = append(errs, fmt.Errorf("reassign_owned_to: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkReassignTarget fails unless target exists, cannot log in, and is not
+// too strong: what revoked users owned goes to it.
+func (p *Plugin) checkReassignTarget(ctx context.Context, target string) error {
+	var login bool
+	err := p.pool.QueryRow(ctx, `SELECT rolcanlogin FROM pg_roles WHERE rolname = $1`, target).Scan(&login)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("role %s does not exist: create it (CREATE ROLE %s NOLOGIN) or leave reassign_owned_to out to drop what users own",
+			ident(target), ident(target))
+	}
+	if err != nil {
+		return p.sanitize(classify(err))
+	}
+	var problems []string
+	if login {
+		problems = append(problems, ident(target)+" can log in (ALTER ROLE "+ident(target)+" NOLOGIN)")
+	}
+	found, err := tooStrong(ctx, p.pool, target)
+	if err != nil {
+		return p.sanitize(classify(err))
+	}
+	problems = append(problems, found...)
+	if len(problems) > 0 {
+		return fmt.Errorf("%w to receive what revoked users owned: %s", ErrTooStrong, strings.Join(problems, "; "))
 	}
 	return nil
 }

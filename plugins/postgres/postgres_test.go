@@ -208,6 +208,21 @@ func TestConformance(t *testing.T) {
 			BackendExpiry: validUntil(b.adminURL),
 		})
 	})
+	t.Run("MemberOfCreateRoleAdmin", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		group := newRole(t, b.adminURL, "cbtest_readers", "NOLOGIN")
+		exec(t, b.adminURL, "GRANT USAGE ON SCHEMA public TO "+group, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+group)
+		pw := plugins.NewPassword()
+		admin := newRole(t, b.adminURL, "cbtest_admin", "LOGIN CREATEROLE PASSWORD '"+postgres.SCRAMVerifier(pw.Reveal())+"'")
+		plugintest.Run(t, plugintest.Harness{
+			Driver:        postgres.Driver{},
+			Connection:    connection(t, withUser(t, b.adminURL, admin, pw).Reveal(), ""),
+			Role:          parseRole(t, "member_of: ["+group+"]"),
+			Login:         login,
+			BackendExpiry: validUntil(b.adminURL),
+		})
+	})
 	t.Run("CreationStatements", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -402,12 +417,12 @@ func TestRevokeOwnerInOtherDatabase(t *testing.T) {
 	if roleExists(t, b.adminURL, username) {
 		t.Error("the role still exists after Revoke")
 	}
-	var owner string
-	if err := queryRow(t, otherURL, "SELECT tableowner FROM pg_tables WHERE tablename = 'owned'", nil, &owner); err != nil {
+	var n int
+	if err := queryRow(t, otherURL, "SELECT count(*) FROM pg_tables WHERE tablename = 'owned'", nil, &n); err != nil {
 		t.Fatal(err)
 	}
-	if owner != "postgres" {
-		t.Errorf("the table the user owned belongs to %q after Revoke, want the admin, postgres", owner)
+	if n != 0 {
+		t.Error("the table the user owned survived Revoke, want it dropped")
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -470,7 +485,7 @@ func TestRevokeRefusesUnmanagedRole(t *testing.T) {
 	exec(t, b.adminURL, "CREATE ROLE "+name+" LOGIN")
 	t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+name) })
 	err := p.Revoke(t.Context(), name)
-	if err == nil || !strings.Contains(err.Error(), "credbroker_managed") {
+	if err == nil || !strings.Contains(err.Error(), "credbroker did not create it") {
 		t.Errorf("Revoke of a role credbroker did not make = %v, want a refusal", err)
 	}
 	if !roleExists(t, b.adminURL, name) {
@@ -552,13 +567,14 @@ func TestCheck(t *testing.T) {
 	}
 
 	weak := plugins.NewUsername("weak", 63)
-	exec(t, b.adminURL, "CREATE ROLE "+weak+" LOGIN")
+	weakPassword := plugins.NewPassword()
+	exec(t, b.adminURL, "CREATE ROLE "+weak+" LOGIN PASSWORD '"+postgres.SCRAMVerifier(weakPassword.Reveal())+"'")
 	t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+weak) })
 	u, err := url.Parse(b.adminURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.User = url.User(weak)
+	u.User = url.UserPassword(weak, weakPassword.Reveal())
 	err = open(t, connection(t, u.String(), "")).Check(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "CREATEROLE") {
 		t.Errorf("Check as a role without CREATEROLE = %v, want an error naming CREATEROLE", err)

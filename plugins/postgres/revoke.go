@@ -14,10 +14,16 @@ import (
 const terminateWait = 5000
 
 // Revoke removes the user: it disables login, terminates every session of the
-// user, runs the role's revocation_statements, reassigns to the admin what the
-// user owns and drops its privileges in every database where it has any, and
-// drops the role. A user that does not exist is success. A role that is not a
-// member of credbroker_managed is refused: the broker did not make it.
+// user, runs the role's revocation_statements, drops what the user owns and
+// its privileges in every database where it has any, and drops the role. A
+// user that does not exist is success. A role whose comment is not one Create
+// writes is refused: the broker did not make it.
+//
+// What the user owns is dropped, never handed to the admin: a SECURITY
+// DEFINER function the user made would otherwise run as the admin. Where the
+// role has reassign_owned_to, it goes to that role instead, after checking
+// again that the role cannot log in and is not too strong; if it now is, the
+// revoke fails (the user stays unable to log in) and the reaper retries.
 //
 // The revocation_statements run when this process has parsed the role that
 // issued the user (every broker replica has); otherwise only the built-in
@@ -32,24 +38,23 @@ func (p *Plugin) Revoke(ctx context.Context, username string) error {
 func (p *Plugin) revoke(ctx context.Context, username string) error {
 	name := ident(username)
 	var (
-		oid     uint32
-		managed bool
-		comment *string
+		oid        uint32
+		comment    string
+		adminSuper bool
 	)
 	err := p.pool.QueryRow(ctx, `
-		SELECT r.oid,
-		       EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-		               WHERE m.member = r.oid AND g.rolname = $2),
-		       shobj_description(r.oid, 'pg_authid')
-		FROM pg_roles r WHERE r.rolname = $1`, username, markerRole).Scan(&oid, &managed, &comment)
+		SELECT r.oid, COALESCE(shobj_description(r.oid, 'pg_authid'), ''),
+		       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+		FROM pg_roles r WHERE r.rolname = $1`, username).Scan(&oid, &comment, &adminSuper)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("look up the role: %w", err)
 	}
+	info, managed := parseRoleComment(comment)
 	if !managed {
-		return fmt.Errorf("refusing to drop a role that is not a member of %s: credbroker did not create it", markerRole)
+		return fmt.Errorf("refusing to drop a role whose comment does not start with %q: credbroker did not create it", commentPrefix)
 	}
 
 	// No new sessions, then end the open ones.
@@ -59,23 +64,31 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 		}
 		return fmt.Errorf("disable login: %w", err)
 	}
+	if !adminSuper {
+		// Ending the user's sessions, and REASSIGN/DROP OWNED, need the
+		// privileges of the user, which CREATEROLE alone does not give.
+		if _, err := p.pool.Exec(ctx, adminMembership(p.version, name)); err != nil {
+			if sqlState(err) == pgerrcode.UndefinedObject {
+				return nil // dropped meanwhile, by another replica
+			}
+			return fmt.Errorf("take the privileges of the user to end its sessions and drop what it owns: %w", err)
+		}
+	}
 	if err := p.terminate(ctx, oid); err != nil {
 		return err
 	}
 
-	if comment != nil {
-		if statements, ok := lookupRevocation(*comment); ok {
-			steps := []step{{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}}}
-			for i, s := range statements {
-				steps = append(steps, step{what: fmt.Sprintf("revocation_statements[%d]", i), sql: render(s, templateValues{name: username})})
-			}
-			if err := p.inTx(ctx, p.pool, steps); err != nil {
-				return err
-			}
+	if statements, ok := lookupRevocation(comment); ok {
+		steps := []step{{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}}}
+		for i, s := range statements {
+			steps = append(steps, step{what: fmt.Sprintf("revocation_statements[%d]", i), sql: render(s, templateValues{name: username})})
+		}
+		if err := p.inTx(ctx, p.pool, steps); err != nil {
+			return err
 		}
 	}
 
-	if err := p.dropOwned(ctx, oid, name); err != nil {
+	if err := p.dropOwned(ctx, oid, name, info.reassignOwnedTo, adminSuper); err != nil {
 		return err
 	}
 	if _, err := p.pool.Exec(ctx, "DROP ROLE IF EXISTS "+name); err != nil {
@@ -100,9 +113,10 @@ func (p *Plugin) terminate(ctx context.Context, oid uint32) error {
 
 // dropOwned finds the databases where the role owns objects or holds
 // privileges (shared objects such as databases count for the admin's own)
-// and, in each, reassigns what it owns to the admin and drops its privileges.
+// and, in each, drops what it owns and its privileges — first reassigning
+// what it owns to reassignTo, when that is set and still fit to receive it.
 // Where it holds privileges, that takes the grant lock, as Create does.
-func (p *Plugin) dropOwned(ctx context.Context, oid uint32, name string) error {
+func (p *Plugin) dropOwned(ctx context.Context, oid uint32, name, reassignTo string, adminSuper bool) error {
 	rows, err := p.pool.Query(ctx, `
 		SELECT coalesce(d.datname, current_database()), bool_or(s.deptype = 'a')
 		FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid
@@ -122,22 +136,59 @@ func (p *Plugin) dropOwned(ctx context.Context, oid uint32, name string) error {
 	if err != nil {
 		return fmt.Errorf("find dependent objects: %w", err)
 	}
+	if len(deps) == 0 {
+		return nil
+	}
+	if reassignTo != "" {
+		if err := p.checkReassignTarget(ctx, reassignTo); err != nil {
+			return fmt.Errorf("not reassigning what the user owns to %s (reassign_owned_to): %w; "+
+				"the user cannot log in meanwhile, and the revoke is retried until that role is fit again",
+				ident(reassignTo), err)
+		}
+	}
+	if reassignTo != "" && !adminSuper {
+		// REASSIGN OWNED needs the privileges of the role it gives to.
+		if _, err := p.pool.Exec(ctx, adminMembership(p.version, ident(reassignTo))); err != nil {
+			return fmt.Errorf("take the privileges of %s to reassign to it: %w", ident(reassignTo), err)
+		}
+	}
 	for _, d := range deps {
 		pool, err := p.poolFor(ctx, d.database)
 		if err != nil {
 			return fmt.Errorf("connect to database %s: %w", ident(d.database), err)
 		}
-		var steps []step
-		if d.acl {
-			steps = append(steps, step{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}})
-		}
-		steps = append(steps,
-			step{what: "reassign owned objects", sql: "REASSIGN OWNED BY " + name + " TO CURRENT_USER"},
-			step{what: "drop owned objects and privileges", sql: "DROP OWNED BY " + name},
-		)
-		if err := p.inTx(ctx, pool, steps); err != nil {
+		if err := p.inTx(ctx, pool, dropOwnedSteps(name, reassignTo, d.acl)); err != nil {
 			return fmt.Errorf("in database %s: %w", ident(d.database), err)
 		}
 	}
 	return nil
+}
+
+// dropOwnedSteps are the statements that remove what the quoted user name
+// owns in one database: REASSIGN OWNED to reassignTo (unquoted) when it is
+// set, then DROP OWNED; after the grant lock when the user holds privileges.
+// Nothing is ever reassigned to the admin.
+func dropOwnedSteps(name, reassignTo string, acl bool) []step {
+	var steps []step
+	if acl {
+		steps = append(steps, step{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}})
+	}
+	if reassignTo != "" {
+		steps = append(steps, step{what: "reassign owned objects to " + ident(reassignTo),
+			sql: "REASSIGN OWNED BY " + name + " TO " + ident(reassignTo)})
+	}
+	return append(steps, step{what: "drop owned objects and privileges", sql: "DROP OWNED BY " + name})
+}
+
+// adminMembership returns the statement that gives an admin that is not a
+// superuser the privileges of the quoted role name: pg_terminate_backend,
+// REASSIGN OWNED and DROP OWNED require them, and CREATEROLE alone does not
+// give them. On PostgreSQL 16+ a CREATEROLE admin already holds ADMIN OPTION
+// on the roles it made, but without INHERIT, so it grants them again WITH
+// INHERIT TRUE.
+func adminMembership(version int, name string) string {
+	if version >= memberOptionsVersion {
+		return "GRANT " + name + " TO CURRENT_USER WITH INHERIT TRUE"
+	}
+	return "GRANT " + name + " TO CURRENT_USER"
 }

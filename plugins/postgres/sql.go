@@ -3,6 +3,7 @@ package postgres
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -10,8 +11,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// markerRole is the NOLOGIN role every issued user is a member of. It marks
-// the roles the broker made, so Revoke never drops anything else.
+// markerRole is the NOLOGIN role that marks, for operators, the roles the
+// broker made. On PostgreSQL 16 and later issued users are members of it
+// WITH INHERIT FALSE, SET FALSE, so pg_hba.conf can name +credbroker_managed
+// while no holder can act as it; on 15 and older, where every membership
+// lets the member SET ROLE, they are not members at all. What tells the
+// plugin a role is its own is the role's comment (see [roleComment]).
 const markerRole = "credbroker_managed"
 
 // grantLockKey is the pg_advisory_xact_lock key that serializes ACL changes
@@ -22,9 +27,13 @@ const markerRole = "credbroker_managed"
 const grantLockKey int64 = 0x637265646272_6b72
 
 // commentPrefix starts the COMMENT ON ROLE of every role the plugin makes:
-// "credbroker:created=<RFC 3339>" and, where the role has
-// revocation_statements, ";revocation_statements=<key>". PostgreSQL does not
-// record when a role was made, so the sweep reads it from here.
+// "credbroker:created=<RFC 3339>", then ";revocation_statements=<key>" where
+// the role has revocation_statements and ";reassign_owned_to=<role>" (the
+// name percent-encoded) where it has reassign_owned_to. PostgreSQL does not
+// record when a role was made, so the sweep reads it from here; and since
+// only a superuser or a role with CREATEROLE may comment on a role, a role
+// whose comment starts with it is one the plugin made, whatever else the
+// role's holder did.
 const commentPrefix = "credbroker:"
 
 // ident quotes one identifier.
@@ -100,38 +109,51 @@ func registerRevocation(statements []string) string {
 	return key
 }
 
+// roleInfo is what the comment on a role the plugin made records.
+type roleInfo struct {
+	created         time.Time
+	revocationKey   string // names revocation_statements; see registerRevocation
+	reassignOwnedTo string // the role's reassign_owned_to, unquoted
+}
+
 // roleComment is the comment Create puts on a role.
-func roleComment(created time.Time, revocationKey string) string {
-	c := commentPrefix + "created=" + created.UTC().Format(time.RFC3339)
-	if revocationKey != "" {
-		c += ";revocation_statements=" + revocationKey
+func roleComment(info roleInfo) string {
+	c := commentPrefix + "created=" + info.created.UTC().Format(time.RFC3339)
+	if info.revocationKey != "" {
+		c += ";revocation_statements=" + info.revocationKey
+	}
+	if info.reassignOwnedTo != "" {
+		c += ";reassign_owned_to=" + url.QueryEscape(info.reassignOwnedTo)
 	}
 	return c
 }
 
-// parseRoleComment reads what [roleComment] wrote; zero values for what it
-// does not hold.
-func parseRoleComment(comment string) (created time.Time, revocationKey string) {
+// parseRoleComment reads what [roleComment] wrote; ours is false when the
+// comment is not one the plugin writes. Fields it cannot read are zero.
+func parseRoleComment(comment string) (info roleInfo, ours bool) {
 	rest, ok := strings.CutPrefix(comment, commentPrefix)
 	if !ok {
-		return time.Time{}, ""
+		return roleInfo{}, false
 	}
 	for field := range strings.SplitSeq(rest, ";") {
 		k, v, _ := strings.Cut(field, "=")
 		switch k {
 		case "created":
-			created, _ = time.Parse(time.RFC3339, v)
+			info.created, _ = time.Parse(time.RFC3339, v)
 		case "revocation_statements":
-			revocationKey = v
+			info.revocationKey = v
+		case "reassign_owned_to":
+			info.reassignOwnedTo, _ = url.QueryUnescape(v)
 		}
 	}
-	return created, revocationKey
+	return info, true
 }
 
 // lookupRevocation returns the statements a role's comment names, if this
 // process knows them.
 func lookupRevocation(comment string) ([]string, bool) {
-	_, key := parseRoleComment(comment)
+	info, _ := parseRoleComment(comment)
+	key := info.revocationKey
 	if key == "" {
 		return nil, false
 	}

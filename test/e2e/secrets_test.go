@@ -22,6 +22,11 @@ func TestNoSecretInLogs(t *testing.T) {
 	t.Parallel()
 	d := harness.NewDeployment(t)
 	be := d.Backend
+	// "broken" names a group role that exists at start (a missing one is a
+	// start error) and is dropped once the broker runs, so its creates fail.
+	doomed := be.ReadGroup + "_doomed"
+	be.Exec(t, "CREATE ROLE "+doomed+" NOLOGIN")
+	t.Cleanup(func() { be.Exec(t, "DROP ROLE IF EXISTS "+doomed) })
 	b := harness.StartBroker(t, d.Config(fmt.Sprintf(`reaper: {interval: 500ms, pending_grace: 2s}
 roles:
   - name: readonly
@@ -38,7 +43,7 @@ roles:
     backend: %[1]s
     default_ttl: 10m
     max_ttl: 1h
-    postgres: {member_of: [%[2]s_missing]}
+    postgres: {member_of: [%[2]s_doomed]}
   - name: vault-style
     backend: %[1]s
     default_ttl: 10m
@@ -61,6 +66,7 @@ policies:
     subject: %[3]q
     roles: [readonly, brief, broken, vault-style, vault-broken]
 `, harness.BackendName, be.ReadGroup, appSubject)), d.Env()...)
+	be.Exec(t, "DROP ROLE "+doomed)
 	token := d.Issuer.Token(t, appSubject, nil, time.Hour)
 	b.Track(token)
 

@@ -14,7 +14,7 @@ const sweepReaper = "reaper: {interval: 1s, pending_grace: 3s, sweep_interval: 2
 
 // postgresSweepReaper spares dated users for 5m: the PostgreSQL plugin dates
 // every role it makes, so the users other packages' tests issue meanwhile on
-// the shared cluster (credbroker_managed is cluster-wide) are never swept by
+// the shared cluster (roles are cluster-wide) are never swept by
 // this broker, while the orphan this test makes by hand, undated, is.
 const postgresSweepReaper = "reaper: {interval: 1s, pending_grace: 5m, sweep_interval: 2s}\n"
 
@@ -35,8 +35,8 @@ func TestSweepRevokesPostgresOrphan(t *testing.T) {
 	seen := &secrets{b: b}
 	seen.addIssued(cred)
 
-	// The broker made the marker role when it opened the backend.
-	d.Backend.Exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN; GRANT %s TO %s", orphan, harness.ManagedRole, orphan))
+	// The plugin takes a role carrying its comment for its own.
+	d.Backend.Exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN; COMMENT ON ROLE %s IS '%s'", orphan, orphan, harness.ManagedComment))
 	made := time.Now()
 	// The event is recorded after the revoke: wait for both before stopping
 	// the broker, which would cancel a recording under way.

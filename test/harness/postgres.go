@@ -13,9 +13,15 @@ import (
 	"github.com/credbroker/credbroker/plugins/plugintest"
 )
 
-// ManagedRole is the group role the postgres plugin makes every issued user
-// a member of.
+// ManagedRole is the postgres plugin's marker role. On PostgreSQL 16+ issued
+// users are members of it (WITH INHERIT FALSE, SET FALSE); on 15 and older
+// they are not, and only ManagedComment tells them apart.
 const ManagedRole = "credbroker_managed"
+
+// ManagedComment starts the role comment the postgres plugin writes on every
+// user it makes, and is what it recognises its users by. A role commented
+// exactly ManagedComment is one the plugin takes for its own, undated.
+const ManagedComment = "credbroker:"
 
 // dbTimeout bounds each helper query.
 const dbTimeout = 30 * time.Second
@@ -87,7 +93,8 @@ type Backend struct {
 
 // NewBackend creates the backend database and its group role. When the test
 // ends the database is dropped, then the group role and every user still a
-// member of both it and credbroker_managed (whatever the broker left behind).
+// member of it that carries the plugin's comment (whatever the broker left
+// behind).
 func NewBackend(t testing.TB) *Backend {
 	t.Helper()
 	admin := plugintest.PostgresURL(t)
@@ -115,8 +122,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO `+g+`;
 	return be
 }
 
-// dropGroup drops group and every user that is a member of both it and
-// credbroker_managed.
+// dropGroup drops group and every member of it the plugin made.
 func dropGroup(t testing.TB, adminURL, group string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -142,9 +148,8 @@ func managedMembers(ctx context.Context, conn *pgx.Conn, group string) ([]string
 		SELECT u.rolname FROM pg_roles u
 		WHERE EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
 		              WHERE m.member = u.oid AND g.rolname = $1)
-		  AND EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-		              WHERE m.member = u.oid AND g.rolname = $2)
-		ORDER BY 1`, group, ManagedRole)
+		  AND starts_with(COALESCE(shobj_description(u.oid, 'pg_authid'), ''), $2)
+		ORDER BY 1`, group, ManagedComment)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +166,7 @@ func (be *Backend) Exec(t testing.TB, sql string) {
 }
 
 // ManagedUsers returns the users issued for this backend that still exist:
-// members of both credbroker_managed and ReadGroup.
+// members of ReadGroup that carry the plugin's comment.
 func (be *Backend) ManagedUsers(t testing.TB) []string {
 	t.Helper()
 	var out []string
