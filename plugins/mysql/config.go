@@ -23,9 +23,12 @@ type Connection struct {
 	// DSN references (env:NAME or file:/path) the admin DSN in
 	// go-sql-driver/mysql form, such as root:pw@tcp(127.0.0.1:3306)/. The
 	// admin needs CREATE USER, PROCESS, CONNECTION ADMIN (or SUPER), SELECT
-	// on the mysql database, and every privilege the roles grant, with GRANT
-	// OPTION. Required; resolved when the backend is opened, never when
-	// parsed.
+	// on the mysql database, on MySQL 8 SET_ANY_DEFINER or SET_USER_ID, and
+	// every privilege the roles grant, with GRANT OPTION; where a role grants
+	// CREATE ROUTINE, CREATE VIEW, TRIGGER or EVENT, also ALTER ROUTINE,
+	// DROP, TRIGGER or EVENT there, to drop what holders leave. Off loopback,
+	// give it tls=true. Required; resolved when the backend is opened, never
+	// when parsed.
 	DSN secret.Ref `yaml:"dsn"`
 	// Host and Port are what issued credentials point at, for when workloads
 	// reach the server by another address than the broker does. Default: the
@@ -65,7 +68,13 @@ type Role struct {
 	Grants []Grant `yaml:"grants"`
 	// CreationStatements are Vault-style statements that create the account,
 	// with {{name}} (alias {{username}}) and {{password}} placeholders. An
-	// entry may hold several statements separated by semicolons. {{password}}
+	// entry may hold several statements separated by semicolons. GRANT
+	// statements are held to the rules of Grants (nothing on the system
+	// schemas, only SHOW DATABASES, SHOW VIEW and USAGE on *.*, no administrative
+	// privilege, no WITH GRANT OPTION, no roles or PROXY); CREATE, ALTER and
+	// DROP USER, REVOKE and SET PASSWORD may name only '{{name}}'; RENAME
+	// USER and role statements are refused. Other statements are not
+	// checked, and ParseRole warns about each. {{password}}
 	// is accepted only in IDENTIFIED BY '{{password}}' and its
 	// mysql_native_password variants, which are rewritten to send a hash of
 	// the password instead of the password (see the package documentation).
@@ -73,12 +82,17 @@ type Role struct {
 	CreationStatements []string `yaml:"creation_statements"`
 	// RevocationStatements run before the built-in revocation, with the
 	// {{name}} placeholder. Optional: DROP USER removes every privilege of the
-	// account without them.
+	// account without them. Their GRANT and account statements are held to
+	// the rules of CreationStatements.
 	RevocationStatements []string `yaml:"revocation_statements"`
 	// Host is the host part of the issued account ('name'@'host'), a host
 	// name, IP address or pattern. Default "%", any host. Only with Grants:
 	// creation statements name the host themselves.
 	Host string `yaml:"host"`
+
+	// statementGrants are the grants the GRANT statements of
+	// CreationStatements give on databases and tables, for CheckRole.
+	statementGrants []Grant
 
 	// revocationKey names RevocationStatements in the registry shared by every
 	// Plugin of this process; see registerRevocation.
@@ -88,13 +102,18 @@ type Role struct {
 // Grant is one GRANT of privileges on a database, a table or everything.
 type Grant struct {
 	// Privileges are MySQL privilege names such as SELECT or INSERT, or ALL
-	// alone; case does not matter. Global privileges (PROCESS, SHOW
-	// DATABASES, REPLICATION CLIENT, REPLICATION SLAVE) need on "*.*", and
-	// database privileges (EXECUTE, LOCK TABLES …) a database or "*.*".
-	// GRANT OPTION and administrative privileges are not accepted: use
-	// creation_statements if an issued user really needs them.
+	// alone; case does not matter. SHOW DATABASES, the one global privilege
+	// accepted, needs on "*.*", and database privileges (EXECUTE, LOCK
+	// TABLES …) a database. Refused everywhere: GRANT OPTION, SUPER, FILE,
+	// PROCESS, SHUTDOWN, CREATE USER, RELOAD, PROXY, the replication and
+	// binary log privileges and MariaDB's other administrative ones, since
+	// each lets a holder make accounts, read other accounts' secrets or
+	// reach the server itself.
 	Privileges []string `yaml:"privileges"`
-	// On is what the privileges apply to: "db.table", "db.*" or "*.*". A name
+	// On is what the privileges apply to: "db.table", "db.*" or "*.*". No
+	// privilege is accepted on the system schemas (mysql, sys,
+	// performance_schema, information_schema, in any case), and on "*.*"
+	// only SHOW DATABASES, SHOW VIEW and USAGE. A name
 	// holding a dot or a backtick is written in backticks ("`my.db`.*").
 	// Names are always quoted when rendered, and the wildcards _ and % in a
 	// database name are escaped, so "orders_db.*" never matches ordersXdb.
@@ -103,6 +122,8 @@ type Grant struct {
 
 	// db and table are On parsed; "*" is the wildcard.
 	db, table string
+	// source names a grant read from creation_statements in errors.
+	source string
 }
 
 // level is how wide a privilege's scope may be.
@@ -115,7 +136,8 @@ const (
 )
 
 // privileges are the privileges a grant may name, by the narrowest object
-// they can be granted on.
+// they can be granted on: an allow-list. refusedPrivileges (refuse.go) says
+// why the administrative ones are not here.
 var privileges = map[string]level{
 	"ALL":                     tableLevel,
 	"ALTER":                   tableLevel,
@@ -131,15 +153,13 @@ var privileges = map[string]level{
 	"SHOW VIEW":               tableLevel,
 	"TRIGGER":                 tableLevel,
 	"UPDATE":                  tableLevel,
+	"USAGE":                   tableLevel, // no privilege at all: GRANT USAGE ON *.* … REQUIRE SSL
 	"ALTER ROUTINE":           databaseLevel,
 	"CREATE ROUTINE":          databaseLevel,
 	"CREATE TEMPORARY TABLES": databaseLevel,
 	"EVENT":                   databaseLevel,
 	"EXECUTE":                 databaseLevel,
 	"LOCK TABLES":             databaseLevel,
-	"PROCESS":                 globalLevel,
-	"REPLICATION CLIENT":      globalLevel,
-	"REPLICATION SLAVE":       globalLevel,
 	"SHOW DATABASES":          globalLevel,
 }
 
@@ -185,7 +205,12 @@ func (r *Role) validate() (warnings []string, err error) {
 		}
 	}
 	errs = append(errs, validateCreation(r.CreationStatements))
+	statementGrants, unchecked, err := checkCreationStatements(r.CreationStatements)
+	r.statementGrants = statementGrants
+	errs = append(errs, err)
+	warnings = append(warnings, unchecked...)
 	errs = append(errs, validateStatements("revocation_statements", r.RevocationStatements, []string{"name", "username"}))
+	errs = append(errs, checkRevocationStatements(r.RevocationStatements))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -227,20 +252,22 @@ func (g *Grant) validate(field string) error {
 	seen := map[string]bool{}
 	for i, p := range g.Privileges {
 		norm := normalizePrivilege(p)
-		lvl, ok := privileges[norm]
+		path := fmt.Sprintf("%s.privileges[%d]", field, i)
 		switch {
-		case !ok:
-			errs = append(errs, fmt.Errorf("%s.privileges[%d]: unknown privilege %q (known: %s)", field, i, p, knownPrivileges()))
-			continue
 		case norm == "ALL" && len(g.Privileges) > 1:
-			errs = append(errs, fmt.Errorf("%s.privileges[%d]: ALL cannot be combined with other privileges", field, i))
+			errs = append(errs, fmt.Errorf("%s: ALL cannot be combined with other privileges", path))
 		case seen[norm]:
-			errs = append(errs, fmt.Errorf("%s.privileges[%d]: %s is listed twice", field, i, norm))
-		case g.db == "": // on is invalid: reported above
-		case lvl == globalLevel && g.db != "*":
-			errs = append(errs, fmt.Errorf(`%s.privileges[%d]: %s is a global privilege: it needs on: "*.*"`, field, i, norm))
-		case lvl == databaseLevel && g.table != "*":
-			errs = append(errs, fmt.Errorf(`%s.privileges[%d]: %s is granted on databases, not tables: use on: "%s.*"`, field, i, norm, g.db))
+			errs = append(errs, fmt.Errorf("%s: %s is listed twice", path, norm))
+		case g.db == "": // on is invalid: reported above, but a refused privilege is refused anywhere
+			if why, ok := refusedPrivileges[norm]; ok {
+				errs = append(errs, fmt.Errorf("%s: %s is refused: %s", path, norm, why))
+			} else if _, ok := privileges[norm]; !ok {
+				errs = append(errs, fmt.Errorf("%s: unknown privilege %q (known: %s)", path, p, knownPrivileges()))
+			}
+		default:
+			if err := checkPrivilege(norm, g.db, g.table, false); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", path, err))
+			}
 		}
 		seen[norm] = true
 		g.Privileges[i] = norm

@@ -27,11 +27,36 @@
 //	  revocation_statements:
 //	    - INSERT INTO audit.revoked (user) VALUES ('{{name}}')
 //
-// Privileges are checked against a list of known names; `on` is "db.table",
-// "db.*" or "*.*" and is always rendered with backtick-quoted names, the
-// wildcards _ and % of a database name escaped. The admin needs CREATE USER,
-// PROCESS, CONNECTION ADMIN (MySQL: CONNECTION_ADMIN) or SUPER, SELECT on
-// the mysql database, and the privileges it grants WITH GRANT OPTION.
+// Privileges are checked against an allow-list of application privileges;
+// `on` is "db.table", "db.*" or "*.*" and is always rendered with
+// backtick-quoted names, the wildcards _ and % of a database name escaped.
+//
+// # What no role may grant
+//
+// Holders are untrusted, so ParseRole (and `credbroker config check`)
+// refuses what would let one reach past its role: any privilege on the
+// system schemas mysql, sys, performance_schema and information_schema (in
+// any case; in creation statements also GRANT patterns that match them);
+// anything but SHOW DATABASES, SHOW VIEW and USAGE on "*.*", which includes the
+// mysql schema (SELECT there reads every account's password hash); GRANT
+// OPTION, SUPER, FILE, PROCESS, SHUTDOWN, CREATE USER, RELOAD, PROXY, the
+// replication and binary log privileges (the binary log holds new accounts'
+// password hashes; on MariaDB 10.5+ REPLICATION CLIENT is BINLOG MONITOR,
+// which reads it) and MariaDB's other administrative privileges. In
+// creation statements, GRANTs are tokenised and held to the same rules,
+// WITH GRANT OPTION and role and PROXY grants are refused, account
+// statements may name only '{{name}}', and RENAME USER and role statements
+// are refused; a statement of another kind is not checked, and ParseRole
+// warns about it by index ("NOT CHECKED").
+//
+// The admin needs CREATE USER, PROCESS, CONNECTION ADMIN (MySQL:
+// CONNECTION_ADMIN) or SUPER, SELECT on the mysql database, on MySQL 8
+// SET_ANY_DEFINER (8.2+) or SET_USER_ID, and the privileges it grants WITH
+// GRANT OPTION; where a role grants CREATE ROUTINE, CREATE VIEW, TRIGGER or
+// EVENT, also ALTER ROUTINE, DROP, TRIGGER or EVENT there (CheckRole checks
+// it), to drop what holders leave. Warnings names an admin holding far more
+// (SUPER, FILE …) and an admin DSN to a host off loopback without verified
+// TLS.
 //
 // # What happens on the server
 //
@@ -57,14 +82,20 @@
 // GRANT … ON db.* reads _ and % in the database name as wildcards, so write
 // `orders\_db`.* there (grants: escape them for you).
 //
-// Revoke kills the user's connections, runs the role's revocation
-// statements, drops every account of that name, and kills any connection
-// that authenticated meanwhile. It refuses names without the managed prefix
-// (cb_), so a wrong username can never remove an account the broker did not
-// make. Revoke is given only the username, so Create records a role's
-// revocation statements by granting the user an empty marker role named
-// credbroker_rv_<hash of the statements>; Revoke reads it back from SHOW
-// GRANTS (roles need MariaDB 10.0.5 or MySQL 8.0).
+// Revoke first locks every account of the user (ALTER USER … ACCOUNT
+// LOCK, MariaDB 10.4+ and MySQL 5.7.6+) and kills its connections, so a
+// revoke that cannot finish still keeps the holder out. It then runs the
+// role's revocation statements, drops every event, routine, trigger and
+// view whose DEFINER is the user (they would run with its rights after the
+// lease; MySQL 8.0.22+ refuses DROP USER while they exist, MariaDB would
+// orphan them), drops every account of that name, and kills any connection
+// that authenticated meanwhile. If the objects cannot be dropped, the
+// account stays, locked, and Revoke fails to be retried. It refuses names
+// without the managed prefix (cb_), so a wrong username can never remove
+// an account the broker did not make. Revoke is given only the username,
+// so Create records a role's revocation statements by granting the user an
+// empty marker role named credbroker_rv_<hash of the statements>; Revoke
+// reads it back from SHOW GRANTS (roles need MariaDB 10.0.5 or MySQL 8.0).
 //
 // MySQL has no account expiry finer than days, so Create ignores the
 // lease's expiry and Renew only checks that the user exists: the broker's

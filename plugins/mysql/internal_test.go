@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -322,4 +323,115 @@ func openDB(t *testing.T, dsn string) *sql.DB {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// TestRevokeSQL pins the SQL Revoke builds for locking and for dropping
+// definer objects; it is the same on MySQL and MariaDB, and MySQL does not
+// run here, so this is what checks the MySQL side.
+func TestRevokeSQL(t *testing.T) {
+	t.Parallel()
+	if got, want := lockSQL([]string{account("cb_x_1", "%"), account("cb_x_1", "local`host")}),
+		"ALTER USER IF EXISTS `cb_x_1`@`%`, `cb_x_1`@`local``host` ACCOUNT LOCK"; got != want {
+		t.Errorf("lockSQL = %s, want %s", got, want)
+	}
+	for _, tt := range []struct {
+		o    definerObject
+		want string
+	}{
+		{definerObject{"EVENT", "app", "tick"}, "DROP EVENT IF EXISTS `app`.`tick`"},
+		{definerObject{"PROCEDURE", "app", "p`q"}, "DROP PROCEDURE IF EXISTS `app`.`p``q`"},
+		{definerObject{"FUNCTION", "my.db", "f"}, "DROP FUNCTION IF EXISTS `my.db`.`f`"},
+		{definerObject{"PACKAGE BODY", "app", "pkg"}, "DROP PACKAGE BODY IF EXISTS `app`.`pkg`"},
+		{definerObject{"TRIGGER", "app", "spy"}, "DROP TRIGGER IF EXISTS `app`.`spy`"},
+		{definerObject{"VIEW", "app", "peek"}, "DROP VIEW IF EXISTS `app`.`peek`"},
+	} {
+		if got, err := dropDefinerSQL(tt.o); err != nil || got != tt.want {
+			t.Errorf("dropDefinerSQL(%v) = %q, %v; want %q", tt.o, got, err, tt.want)
+		}
+	}
+	if _, err := dropDefinerSQL(definerObject{"TABLE; DROP", "a", "b"}); err == nil {
+		t.Error("dropDefinerSQL accepted an unknown kind")
+	}
+}
+
+func TestCanLock(t *testing.T) {
+	t.Parallel()
+	for version, want := range map[string]bool{
+		"10.11.19-MariaDB-0+deb12u1": true, "10.4.0-MariaDB": true, "10.3.39-MariaDB": false, "11.4.2-MariaDB": true,
+		"8.0.36": true, "8.4.0": true, "5.7.6-log": true, "5.7.5": false, "5.6.51": false,
+	} {
+		if got := canLock(version); got != want {
+			t.Errorf("canLock(%q) = %v, want %v", version, got, want)
+		}
+	}
+}
+
+// TestMissingAdminPrivileges: MySQL 8 also needs SET_ANY_DEFINER or
+// SET_USER_ID; MariaDB and MySQL 5.7 do not.
+func TestMissingAdminPrivileges(t *testing.T) {
+	t.Parallel()
+	base := map[string]bool{"CREATE USER": true, "PROCESS": true, "CONNECTION_ADMIN": true}
+	with := func(extra string) map[string]bool {
+		m := maps.Clone(base)
+		m[extra] = true
+		return m
+	}
+	tests := map[string]struct {
+		held    map[string]bool
+		version string
+		want    string // in the missing list; "" for none missing
+	}{
+		"MariaDB":          {map[string]bool{"CREATE USER": true, "PROCESS": true, "CONNECTION ADMIN": true}, "10.11.19-MariaDB", ""},
+		"MySQL57":          {map[string]bool{"CREATE USER": true, "PROCESS": true, "SUPER": true}, "5.7.44", ""},
+		"MySQL80Missing":   {base, "8.0.36", "SET_ANY_DEFINER (MySQL 8.2+) or SET_USER_ID"},
+		"MySQL80SetUserID": {with("SET_USER_ID"), "8.0.36", ""},
+		"MySQL84Definer":   {with("SET_ANY_DEFINER"), "8.4.3", ""},
+		"NoCreateUser":     {map[string]bool{"PROCESS": true, "SUPER": true}, "10.6.1-MariaDB", "CREATE USER (to create, lock and drop users)"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := strings.Join(missingAdminPrivileges(tt.held, tt.version), "; ")
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+				t.Errorf("missing = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTransportWarning(t *testing.T) {
+	t.Parallel()
+	for name, tt := range map[string]struct {
+		network, addr, tls, want string
+	}{
+		"Loopback":      {"tcp", "127.0.0.1:3306", "", ""},
+		"Localhost":     {"tcp", "localhost:3306", "", ""},
+		"Socket":        {"unix", "/run/mysqld/mysqld.sock", "", ""},
+		"RemotePlain":   {"tcp", "db.internal:3306", "", "db.internal without TLS"},
+		"RemoteFalse":   {"tcp", "10.0.0.5:3306", "false", "without TLS"},
+		"RemoteSkip":    {"tcp", "db.internal:3306", "skip-verify", "does not verify"},
+		"RemotePreferr": {"tcp", "db.internal:3306", "preferred", "does not verify"},
+		"RemoteTLS":     {"tcp", "db.internal:3306", "true", ""},
+		"RemoteCustom":  {"tcp", "db.internal:3306", "corp-ca", ""},
+	} {
+		got := transportWarning(tt.network, tt.addr, tt.tls)
+		if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+			t.Errorf("%s: transportWarning = %q, want %q", name, got, tt.want)
+		}
+	}
+}
+
+func TestLikeMatch(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		p, s string
+		want bool
+	}{
+		{"mysql", "mysql", true}, {"mysq_", "mysql", true}, {"%", "mysql", true}, {"m%l", "mysql", true},
+		{`mysq\_`, "mysql", false}, {`my\%`, "my%", true}, {"sys_", "sys", false}, {"%_schema", "performance_schema", true},
+		{"orders", "mysql", false}, {"", "", true}, {"_", "", false},
+	} {
+		if got := likeMatch(tt.p, tt.s); got != tt.want {
+			t.Errorf("likeMatch(%q, %q) = %v, want %v", tt.p, tt.s, got, tt.want)
+		}
+	}
 }

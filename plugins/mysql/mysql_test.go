@@ -189,10 +189,12 @@ func (b bundle) login(ctx context.Context, c plugins.Credential) (plugintest.Ses
 	cfg.Net, cfg.Addr = "tcp", u.Host
 	cfg.DBName = strings.TrimPrefix(u.Path, "/")
 	cfg.Timeout = 5 * time.Second
-	db, err := sql.Open("mysql", cfg.FormatDSN())
+	cfg.Logger = &gomysql.NopLogger{} // a session Revoke kills is expected to end
+	connector, err := gomysql.NewConnector(cfg)
 	if err != nil {
 		return nil, plugins.Sanitize(err, c.Password)
 	}
+	db := sql.OpenDB(connector)
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		_ = db.Close()
@@ -568,7 +570,7 @@ func TestCredential(t *testing.T) {
 		}
 	})
 	t.Run("NoSingleDatabase", func(t *testing.T) {
-		cred := create(t, open(t, b.conn), parseRole(t, `grants: [{privileges: [SELECT], on: "*.*"}]`))
+		cred := create(t, open(t, b.conn), parseRole(t, `grants: [{privileges: [SHOW DATABASES], on: "*.*"}]`))
 		if u, err := url.Parse(cred.URI.Reveal()); err != nil || u.Path != "/" || cred.Fields["database"] != "" {
 			t.Errorf("a grant on *.* names database %q (path %q), want none", cred.Fields["database"], u.Path)
 		}
@@ -616,7 +618,7 @@ func TestCheckRole(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	p := open(t, b.conn).(plugins.RoleChecker)
-	good := parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.*"}, {privileges: [SELECT], on: "`+b.database+`.items"}, {privileges: [PROCESS], on: "*.*"}]`)
+	good := parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.*"}, {privileges: [SELECT], on: "`+b.database+`.items"}, {privileges: [SHOW DATABASES], on: "*.*"}]`)
 	if err := p.CheckRole(t.Context(), good); err != nil {
 		t.Errorf("CheckRole of a good role: %v", err)
 	}
@@ -777,5 +779,182 @@ func TestErrorsHideDSNPassword(t *testing.T) {
 		if strings.Contains(err.Error(), password) {
 			t.Errorf("error %d quotes the DSN password: %v", i, err)
 		}
+	}
+}
+
+// definerObjects counts the objects in database whose DEFINER is an account
+// of username, as the admin of dsn sees them.
+func definerObjects(t *testing.T, dsn, database, username string) int {
+	t.Helper()
+	var n int
+	err := queryRow(t, dsn, `SELECT
+		(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND DEFINER LIKE CONCAT(?, '@%')) +
+		(SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? AND DEFINER LIKE CONCAT(?, '@%')) +
+		(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND DEFINER LIKE CONCAT(?, '@%')) +
+		(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? AND DEFINER LIKE CONCAT(?, '@%'))`,
+		[]any{database, username, database, username, database, username, database, username}, &n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// holderSession logs in as cred and runs statements, as the holder would.
+func holderSession(t *testing.T, b bundle, cred plugins.Credential, statements ...string) plugintest.Session {
+	t.Helper()
+	s, err := b.login(t.Context(), cred)
+	if err != nil {
+		t.Fatalf("login as the holder: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	for _, stmt := range statements {
+		if _, err := s.(*session).conn.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("as the holder: %s: %v", stmt, err)
+		}
+	}
+	return s
+}
+
+// TestRevokeDropsDefinerObjects plays a holder with CREATE ROUTINE, CREATE
+// VIEW, TRIGGER and EVENT that leaves a SQL SECURITY DEFINER procedure, a
+// view, a trigger and an event, all running with its rights, hoping they
+// outlive its lease. After Revoke they are gone, and so is the login.
+func TestRevokeDropsDefinerObjects(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	db := "`" + b.database + "`"
+	cred := create(t, p, parseRole(t, `grants: [{privileges: [SELECT, INSERT, CREATE ROUTINE, CREATE VIEW, TRIGGER, EVENT], on: "`+b.database+`.*"}]`))
+	s := holderSession(t, b, cred,
+		"CREATE PROCEDURE "+db+".backdoor() SQL SECURITY DEFINER INSERT INTO "+db+".items VALUES (99, 'pwned')",
+		"CREATE SQL SECURITY DEFINER VIEW "+db+".peek AS SELECT * FROM "+db+".items",
+		"CREATE TRIGGER "+db+".spy BEFORE INSERT ON "+db+".items FOR EACH ROW SET NEW.name = NEW.name",
+		"CREATE EVENT "+db+".tick ON SCHEDULE EVERY 1 DAY DO DELETE FROM "+db+".items WHERE id = 99",
+	)
+	if n := definerObjects(t, b.adminDSN, b.database, cred.Username); n != 4 {
+		t.Fatalf("the holder made %d objects, want 4", n)
+	}
+	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if n := definerObjects(t, b.adminDSN, b.database, cred.Username); n != 0 {
+		t.Errorf("%d objects whose definer is the revoked user are left", n)
+	}
+	if accounts(t, b.adminDSN, cred.Username) != 0 {
+		t.Error("the user exists after Revoke")
+	}
+	if err := s.Ping(t.Context()); err == nil {
+		t.Error("the holder's session survived Revoke")
+	}
+	if _, err := b.login(t.Context(), cred); err == nil {
+		t.Error("the holder logged in after Revoke")
+	}
+}
+
+// TestRevokeThatCannotFinishLocksFirst revokes through an admin that cannot
+// drop the view a holder made: Revoke fails, but the account is locked and
+// the holder's session is gone, so the credential is dead while Revoke is
+// retried. Once the admin may drop the view, the retry finishes the job.
+func TestRevokeThatCannotFinishLocksFirst(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	db := "`" + b.database + "`"
+	weak := adminUser(t, b, "weak-admin-pw",
+		"GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO {user}",
+		"GRANT SELECT ON mysql.* TO {user}",
+		"GRANT SELECT, CREATE VIEW, SHOW VIEW ON "+db+".* TO {user} WITH GRANT OPTION")
+	p := open(t, connection(t, weak, ""))
+	role := parseRole(t, `grants: [{privileges: [SELECT, CREATE VIEW], on: "`+b.database+`.*"}]`)
+	// The start check names what is missing.
+	err := p.(plugins.RoleChecker).CheckRole(t.Context(), role)
+	if err == nil || !strings.Contains(err.Error(), "grants[0]: CREATE VIEW") || !strings.Contains(err.Error(), "lacks DROP on `"+b.database+"`") {
+		t.Errorf("CheckRole with an admin that cannot drop views = %v, want the missing DROP named", err)
+	}
+	statements := parseRole(t, `
+creation_statements:
+  - CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'; GRANT SELECT, CREATE ROUTINE ON `+escaped(b.database)+`.* TO '{{name}}'@'%'
+`)
+	err = p.(plugins.RoleChecker).CheckRole(t.Context(), statements)
+	if err == nil || !strings.Contains(err.Error(), "creation_statements[0]#2: CREATE ROUTINE") || !strings.Contains(err.Error(), "lacks ALTER ROUTINE on `"+b.database+"`") {
+		t.Errorf("CheckRole of creation statements granting CREATE ROUTINE, with an admin that cannot drop routines = %v, want the missing ALTER ROUTINE named", err)
+	}
+	cred := create(t, p, role)
+	s := holderSession(t, b, cred, "CREATE SQL SECURITY DEFINER VIEW "+db+".peek AS SELECT * FROM "+db+".items")
+
+	err = p.Revoke(t.Context(), cred.Username)
+	if err == nil || !strings.Contains(err.Error(), "drop VIEW `"+b.database+"`.`peek`") {
+		t.Fatalf("Revoke through an admin that cannot drop the view = %v, want an error naming it", err)
+	}
+	if accounts(t, b.adminDSN, cred.Username) != 1 {
+		t.Fatal("the account is gone although its view could not be dropped (it would be orphaned)")
+	}
+	if err := s.Ping(t.Context()); err == nil {
+		t.Error("the holder's session survived the failed Revoke")
+	}
+	_, err = b.login(t.Context(), cred)
+	if err == nil {
+		t.Fatal("the holder logged in after the failed Revoke: the account was not locked")
+	}
+	if !isError(err, 4151, 3118) { // ER_ACCOUNT_HAS_BEEN_LOCKED: MariaDB, MySQL
+		t.Errorf("login after the failed Revoke = %v, want the account is locked", err)
+	}
+
+	exec(t, b.adminDSN, "GRANT DROP ON "+db+".* TO '"+strings.SplitN(strings.TrimPrefix(weak, ""), ":", 2)[0]+"'@'%'")
+	if err := p.(plugins.RoleChecker).CheckRole(t.Context(), role); err != nil {
+		t.Errorf("CheckRole once the admin may drop views: %v", err)
+	}
+	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+		t.Fatalf("Revoke retried once the admin may drop the view: %v", err)
+	}
+	if n := definerObjects(t, b.adminDSN, b.database, cred.Username); n != 0 || accounts(t, b.adminDSN, cred.Username) != 0 {
+		t.Errorf("after the retried Revoke: %d objects and %d accounts left, want none", n, accounts(t, b.adminDSN, cred.Username))
+	}
+}
+
+// TestFailingRevocationStatementStillLocksOut: a revocation statement that
+// errors does not stop the revoke; the login is locked out before it runs
+// and the user dropped after it.
+func TestFailingRevocationStatementStillLocksOut(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	cred := create(t, p, parseRole(t, `
+grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]
+revocation_statements: ["SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'revocation hook failed'"]
+`))
+	s := holderSession(t, b, cred)
+	err := p.Revoke(t.Context(), cred.Username)
+	if err == nil || !strings.Contains(err.Error(), "revocation hook failed") {
+		t.Errorf("Revoke = %v, want the failing statement reported", err)
+	}
+	if err := s.Ping(t.Context()); err == nil {
+		t.Error("the holder's session survived")
+	}
+	if _, err := b.login(t.Context(), cred); err == nil {
+		t.Error("the holder logged in after Revoke")
+	}
+	if accounts(t, b.adminDSN, cred.Username) != 0 {
+		t.Error("the user exists after Revoke")
+	}
+}
+
+// TestWarnings: an admin with far more than it needs is warned about; a
+// least-privileged one is not.
+func TestWarnings(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	root := open(t, b.conn).(plugins.Warner).Warnings(t.Context())
+	if !strings.Contains(strings.Join(root, "\n"), "SUPER") {
+		t.Errorf("Warnings with an admin holding ALL PRIVILEGES = %q, want one naming SUPER", root)
+	}
+	lean := adminUser(t, b, "lean-admin-pw",
+		"GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO {user}",
+		"GRANT SELECT ON mysql.* TO {user}",
+		"GRANT SELECT ON `"+b.database+"`.* TO {user} WITH GRANT OPTION")
+	if w := open(t, connection(t, lean, "")).(plugins.Warner).Warnings(t.Context()); len(w) != 0 {
+		t.Errorf("Warnings with a least-privileged admin on loopback = %q, want none", w)
+	}
+	if err := open(t, connection(t, lean, "")).Check(t.Context()); err != nil {
+		t.Errorf("Check with a least-privileged admin: %v", err)
 	}
 }

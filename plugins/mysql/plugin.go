@@ -38,8 +38,13 @@ const (
 type Plugin struct {
 	db      *sql.DB
 	mariaDB bool   // the server is MariaDB, not MySQL
+	version string // VERSION(), for warnings
+	canLock bool   // the server has ALTER USER … ACCOUNT LOCK (MySQL 5.7.6+, MariaDB 10.4+)
 	target  target // where issued credentials point
-	secrets []secret.Value
+	// adminAddr is the admin DSN's network and address, tls its TLS
+	// setting, for Warnings.
+	adminNet, adminAddr, adminTLS string
+	secrets                       []secret.Value
 }
 
 var (
@@ -103,8 +108,22 @@ func open(ctx context.Context, c *Connection, configure func(*mysql.Config)) (*P
 		}
 		return nil, p.sanitize(fmt.Errorf("open: %w", err))
 	}
+	p.version = version
 	p.mariaDB = strings.Contains(strings.ToLower(version), "mariadb")
+	p.canLock = canLock(version)
+	p.adminNet, p.adminAddr, p.adminTLS = cfg.Net, cfg.Addr, cfg.TLSConfig
 	return p, nil
+}
+
+// canLock reports whether a server of version (VERSION()) has ALTER USER …
+// ACCOUNT LOCK: MariaDB 10.4 and later, MySQL 5.7.6 and later.
+func canLock(version string) bool {
+	var major, minor, patch int
+	_, _ = fmt.Sscanf(version, "%d.%d.%d", &major, &minor, &patch)
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		return major > 10 || major == 10 && minor >= 4
+	}
+	return major > 5 || major == 5 && (minor > 7 || minor == 7 && patch >= 6)
 }
 
 // credentialTarget returns where issued credentials point: the connection's
@@ -392,22 +411,56 @@ func (p *Plugin) listManaged(ctx context.Context) ([]plugins.ManagedUser, error)
 	return users, rows.Err()
 }
 
-// adminPrivileges are the global privileges Check requires, each with the
-// names that satisfy it (MariaDB, MySQL 8 and the SUPER both accept).
-var adminPrivileges = []struct {
+// adminPrivilege is a global privilege Check requires, with the names that
+// satisfy it (MariaDB, MySQL 8 and the SUPER both accept).
+type adminPrivilege struct {
 	why    string
 	anyOf  []string
 	needed string
-}{
-	{"create and drop users", []string{"CREATE USER"}, "CREATE USER"},
+}
+
+// adminPrivileges are the global privileges Check requires on every server.
+var adminPrivileges = []adminPrivilege{
+	{"create, lock and drop users", []string{"CREATE USER"}, "CREATE USER"},
 	{"see the sessions of issued users", []string{"PROCESS"}, "PROCESS"},
 	{"end the sessions of issued users", []string{"CONNECTION ADMIN", "CONNECTION_ADMIN", "SUPER"}, "CONNECTION ADMIN (MariaDB), CONNECTION_ADMIN (MySQL) or SUPER"},
+}
+
+// mysql8AdminPrivileges are what Check requires on MySQL 8 besides: MySQL
+// 8.0.22+ refuses DROP USER of an account that is still the DEFINER of an
+// object (one made after Revoke dropped the others) unless the admin holds
+// one of these.
+var mysql8AdminPrivileges = []adminPrivilege{
+	{"drop users that are still the definer of an object (MySQL 8.0.22+ refuses DROP USER otherwise)",
+		[]string{"SET_ANY_DEFINER", "SET_USER_ID", "ALLOW_NONEXISTENT_DEFINER"},
+		"SET_ANY_DEFINER (MySQL 8.2+) or SET_USER_ID (MySQL 8.0, 8.1)"},
+}
+
+// missingAdminPrivileges returns what the admin lacks of the privileges
+// Check requires, given the global privileges it holds (upper case) and the
+// server's VERSION().
+func missingAdminPrivileges(held map[string]bool, version string) []string {
+	need := adminPrivileges
+	var major int
+	_, _ = fmt.Sscanf(version, "%d.", &major)
+	if !strings.Contains(strings.ToLower(version), "mariadb") && major >= 8 {
+		need = append(slices.Clone(need), mysql8AdminPrivileges...)
+	}
+	var missing []string
+	for _, n := range need {
+		if !slices.ContainsFunc(n.anyOf, func(p string) bool { return held[p] }) {
+			missing = append(missing, n.needed+" (to "+n.why+")")
+		}
+	}
+	return missing
 }
 
 // Check reports whether the admin connection works and holds, granted
 // directly (not through a role) and globally, what issuing and revoking
 // need: CREATE USER, PROCESS (to see the sessions Revoke ends) and
-// CONNECTION ADMIN or SUPER (to end them), and read access to mysql.user.
+// CONNECTION ADMIN or SUPER (to end them), on MySQL 8 SET_ANY_DEFINER or
+// SET_USER_ID (to drop a user that is still a DEFINER), and read access to
+// mysql.user.
 func (p *Plugin) Check(ctx context.Context) error {
 	if err := p.check(ctx); err != nil {
 		return p.sanitize(fmt.Errorf("check: %w", classify(err)))
@@ -415,50 +468,84 @@ func (p *Plugin) Check(ctx context.Context) error {
 	return nil
 }
 
-func (p *Plugin) check(ctx context.Context) error {
-	var one int
-	if err := p.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return err
-	}
-	var current string
+// admin returns the admin's account as CURRENT_USER() names it and as
+// information_schema's GRANTEE columns do ('user'@'host').
+func (p *Plugin) admin(ctx context.Context) (current, grantee string, err error) {
 	if err := p.db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&current); err != nil {
-		return err
+		return "", "", err
 	}
 	at := strings.LastIndexByte(current, '@')
 	if at < 0 {
-		return fmt.Errorf("CURRENT_USER() is %q, not user@host", current)
+		return "", "", fmt.Errorf("CURRENT_USER() is %q, not user@host", current)
 	}
-	grantee := "'" + current[:at] + "'@'" + current[at+1:] + "'"
+	return current, "'" + current[:at] + "'@'" + current[at+1:] + "'", nil
+}
+
+// globalPrivileges returns the admin's global privileges, upper case.
+func (p *Plugin) globalPrivileges(ctx context.Context, grantee string) (map[string]bool, error) {
 	rows, err := p.db.QueryContext(ctx,
 		"SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ?", grantee)
 	if err != nil {
-		return fmt.Errorf("read the admin's privileges: %w", err)
+		return nil, fmt.Errorf("read the admin's privileges: %w", err)
 	}
 	defer rows.Close()
 	held := map[string]bool{}
 	for rows.Next() {
 		var priv string
 		if err := rows.Scan(&priv); err != nil {
-			return fmt.Errorf("read the admin's privileges: %w", err)
+			return nil, fmt.Errorf("read the admin's privileges: %w", err)
 		}
 		held[strings.ToUpper(priv)] = true
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read the admin's privileges: %w", err)
+		return nil, fmt.Errorf("read the admin's privileges: %w", err)
 	}
-	var missing []string
-	for _, need := range adminPrivileges {
-		if !slices.ContainsFunc(need.anyOf, func(p string) bool { return held[p] }) {
-			missing = append(missing, need.needed+" (to "+need.why+")")
-		}
+	return held, nil
+}
+
+func (p *Plugin) check(ctx context.Context) error {
+	var one int
+	if err := p.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return err
 	}
-	if len(missing) > 0 {
+	current, grantee, err := p.admin(ctx)
+	if err != nil {
+		return err
+	}
+	held, err := p.globalPrivileges(ctx, grantee)
+	if err != nil {
+		return err
+	}
+	if missing := missingAdminPrivileges(held, p.version); len(missing) > 0 {
 		return fmt.Errorf("admin %s lacks global %s: it cannot issue and revoke users", current, strings.Join(missing, ", "))
 	}
 	if _, err := p.listManaged(ctx); err != nil {
 		return fmt.Errorf("admin %s cannot read mysql.user: %w", current, err)
 	}
 	return nil
+}
+
+// definerPrivileges maps a privilege that lets a holder make objects with
+// itself as DEFINER to what the admin needs to drop them in Revoke.
+var definerPrivileges = map[string][]string{
+	"CREATE ROUTINE": {"ALTER ROUTINE"},
+	"CREATE VIEW":    {"DROP"},
+	"TRIGGER":        {"TRIGGER"},
+	"EVENT":          {"EVENT"},
+	"ALL":            {"ALTER ROUTINE", "DROP", "TRIGGER", "EVENT"},
+}
+
+// adminHolds reports whether grantee holds priv on database db, globally
+// or on the database (a database grant's name is a LIKE pattern, escaped
+// with a backslash: named as CHAR(92), which means the same whatever the
+// sql_mode).
+func (p *Plugin) adminHolds(ctx context.Context, grantee, priv, db string) (bool, error) {
+	var n int
+	err := p.db.QueryRowContext(ctx, `
+		SELECT (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? AND PRIVILEGE_TYPE = ?)
+		     + (SELECT COUNT(*) FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND PRIVILEGE_TYPE = ? AND ? LIKE TABLE_SCHEMA ESCAPE CHAR(92))`,
+		grantee, priv, grantee, priv, db).Scan(&n)
+	return n > 0, err
 }
 
 // CheckRole checks role against the server: the databases and tables its
@@ -480,6 +567,7 @@ func (p *Plugin) CheckRole(ctx context.Context, v any) error {
 
 func (p *Plugin) checkRole(ctx context.Context, role *Role) error {
 	var errs []error
+	errs = append(errs, p.checkDefinerCleanup(ctx, role))
 	for i, g := range role.Grants {
 		var n int
 		var err error
@@ -512,6 +600,44 @@ func (p *Plugin) checkRole(ctx context.Context, role *Role) error {
 				"own host, where issued credentials point (%s): such logins would fail with \"access denied\". Drop it "+
 				"(DROP USER %s, as mysql_secure_installation does), or set host: in the role to the workloads' address",
 				strings.Join(anonymous, ", "), p.target.host, strings.Join(anonymous, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkDefinerCleanup checks that the admin can drop the objects holders of
+// role can make with themselves as DEFINER (see definer.go): for each grant
+// of CREATE ROUTINE, CREATE VIEW, TRIGGER, EVENT or ALL, in grants or in the
+// GRANT statements of creation_statements, the privilege that drops such
+// objects on that database.
+func (p *Plugin) checkDefinerCleanup(ctx context.Context, role *Role) error {
+	var grantee string
+	var errs []error
+	for i, g := range slices.Concat(role.Grants, role.statementGrants) {
+		if g.db == "*" || g.db == "" {
+			continue
+		}
+		what := g.source
+		if what == "" {
+			what = fmt.Sprintf("grants[%d]", i)
+		}
+		for _, priv := range g.Privileges {
+			for _, need := range definerPrivileges[priv] {
+				if grantee == "" {
+					var err error
+					if _, grantee, err = p.admin(ctx); err != nil {
+						return err
+					}
+				}
+				ok, err := p.adminHolds(ctx, grantee, need, g.db)
+				if err != nil {
+					return fmt.Errorf("%s: read the admin's privileges on %s: %w", what, quoteIdent(g.db), err)
+				}
+				if !ok {
+					errs = append(errs, fmt.Errorf("%s: %s lets holders make objects that run as them, which Revoke drops, "+
+						"but the admin lacks %s on %s (grant it: GRANT %s ON %s.* TO the admin)", what, priv, need, quoteIdent(g.db), need, quoteIdent(escapeWildcards(g.db))))
+				}
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -8,18 +8,24 @@ import (
 	"strings"
 )
 
-// Revoke removes the user: it ends the user's sessions (KILL CONNECTION of
-// every thread information_schema.PROCESSLIST shows for it), runs the role's
-// revocation_statements, drops every account of that name (DROP USER IF
-// EXISTS), and ends the sessions again, to catch a login that raced the drop.
-// A user that does not exist is success. A name without the managed prefix
-// is refused: the broker did not make it.
+// Revoke removes the user. First it locks every account of that name
+// (ALTER USER … ACCOUNT LOCK) and ends the user's sessions (KILL CONNECTION
+// of every thread information_schema.PROCESSLIST shows for it), so a revoke
+// that cannot finish still keeps the holder out. Then it runs the role's
+// revocation_statements, drops every object the user is the DEFINER of
+// (events, routines, triggers, views: they would run with its rights, and
+// MySQL 8.0.22+ refuses DROP USER while they exist), drops every account of
+// that name (DROP USER IF EXISTS), and ends the sessions again, to catch a
+// login that raced the lock. A user that does not exist is success, once
+// objects an earlier revoke left are gone. A name without the managed
+// prefix is refused: the broker did not make it.
 //
 // The revocation_statements run when this process has parsed the role that
 // issued the user (every broker replica has). If one fails, the user is
 // dropped all the same and the error returned: an operator's statement
-// never keeps a credential alive. Statements that ran before a failed drop
-// run again when Revoke is retried.
+// never keeps a credential alive. If the definer objects cannot be dropped,
+// the account stays, locked, and Revoke fails, to be retried: dropping it
+// would leave the objects orphaned.
 func (p *Plugin) Revoke(ctx context.Context, username string) error {
 	if err := checkUsername(username); err != nil {
 		return fmt.Errorf("revoke user: %w", err)
@@ -36,14 +42,24 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 		return err
 	}
 	if len(hosts) == 0 {
-		// Gone already; a session that outlived an earlier drop still ends.
-		return p.endSessions(ctx, username)
+		// Gone already; a session that outlived an earlier drop still ends,
+		// and objects an older revoke left are dropped.
+		if err := p.endSessions(ctx, username); err != nil {
+			return err
+		}
+		return p.dropDefinerObjects(ctx, username)
+	}
+	// A lock that fails does not stop the revoke: dropping the user locks
+	// it out too. Its error is returned only if the drop does not happen.
+	lockErr := p.lock(ctx, username, hosts)
+	if lockErr != nil && (ctx.Err() != nil || connectionFailure(lockErr)) {
+		return lockErr
+	}
+	if err := p.endSessions(ctx, username); err != nil {
+		return errors.Join(lockErr, err)
 	}
 	statements, err := p.revocationStatements(ctx, username, hosts)
 	if err != nil {
-		return err
-	}
-	if err := p.endSessions(ctx, username); err != nil {
 		return err
 	}
 	var statementsErr error
@@ -59,15 +75,42 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 			statementsErr = fmt.Errorf("%w (the user was dropped all the same)", err)
 		}
 	}
-	if err := p.drop(ctx, username, hosts); err != nil {
-		return errors.Join(statementsErr, err)
+	if err := p.dropDefinerObjects(ctx, username); err != nil {
+		if lockErr == nil {
+			err = fmt.Errorf("%w (the account stays locked, its sessions ended, until a retry drops them)", err)
+		}
+		return errors.Join(statementsErr, lockErr, err)
 	}
-	// A session that authenticated before the drop outlives it unless it is
+	if err := p.drop(ctx, username, hosts); err != nil {
+		return errors.Join(statementsErr, lockErr, err)
+	}
+	// A session that authenticated before the lock outlives it unless it is
 	// ended too.
 	if err := p.endSessions(ctx, username); err != nil {
 		return errors.Join(statementsErr, err)
 	}
 	return statementsErr
+}
+
+// lockSQL returns the statement that locks accounts: new logins fail, open
+// sessions stay until killed. MySQL 5.7.6+ and MariaDB 10.4+.
+func lockSQL(accounts []string) string {
+	return "ALTER USER IF EXISTS " + strings.Join(accounts, ", ") + " ACCOUNT LOCK"
+}
+
+// lock locks the accounts of username at hosts, where the server can.
+func (p *Plugin) lock(ctx context.Context, username string, hosts []string) error {
+	if !p.canLock {
+		return nil
+	}
+	accounts := make([]string, len(hosts))
+	for i, h := range hosts {
+		accounts[i] = account(username, h)
+	}
+	if _, err := p.db.ExecContext(ctx, lockSQL(accounts)); err != nil {
+		return fmt.Errorf("lock the user: %w", err)
+	}
+	return nil
 }
 
 // drop drops the accounts of username at hosts.
