@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -319,7 +320,10 @@ func (c *Config) validate(found []error) []error {
 		}
 		conn, err := d.ParseConnection(c.decoder(&b.Connection, path+".connection", &errs))
 		if err != nil && !errors.Is(err, errDecoded) {
-			add(path+".connection", "%v", err)
+			// A plugin joins its errors (errors.Join) a line each: each gets the path.
+			for _, msg := range strings.Split(err.Error(), "\n") {
+				add(path+".connection", "%s", msg)
+			}
 		}
 		b.connection = conn
 	}
@@ -365,7 +369,9 @@ func (c *Config) validate(found []error) []error {
 		}
 		spec, warnings, err := d.ParseRole(c.decoder(&sec, path+"."+d.Name(), &errs))
 		if err != nil && !errors.Is(err, errDecoded) {
-			add(path+"."+d.Name(), "%v", err)
+			for _, msg := range strings.Split(err.Error(), "\n") {
+				add(path+"."+d.Name(), "%s", msg)
+			}
 		}
 		for _, w := range warnings {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s.%s: %s", path, d.Name(), w))

@@ -169,10 +169,11 @@ type Role struct {
 	// TopicPermissions restrict the routing keys the user may publish with
 	// (write) and bind with (read) on topic exchanges. Optional.
 	TopicPermissions []TopicPermission `yaml:"topic_permissions"`
-	// Tags are RabbitMQ user tags (management, monitoring, policymaker …).
-	// administrator and impersonator are refused: each lets the user step
-	// outside the role's permissions. credbroker is always added: it marks the
-	// users the broker made.
+	// Tags are RabbitMQ user tags (management, or a tag of your own).
+	// administrator, impersonator, monitoring and policymaker are refused:
+	// each lets the user create users, forge senders, see other users'
+	// connections or change policies. credbroker is always added: it marks
+	// the users the broker made.
 	Tags []string `yaml:"tags"`
 }
 
@@ -182,7 +183,9 @@ type Role struct {
 // are anchored (^…$); "" matches nothing.
 type Permissions struct {
 	// Configure covers declaring and deleting the queues and exchanges whose
-	// names match.
+	// names match. It must match no name starting with "amq.", RabbitMQ's own
+	// (amq.direct, amq.rabbitmq.trace, server-named amq.gen-… queues):
+	// anchor it to the role's own prefix, such as ^orders\.
 	Configure string `yaml:"configure"`
 	// Write covers publishing to matching exchanges and binding to matching
 	// queues and exchanges (as the destination).
@@ -211,16 +214,12 @@ type TopicPermission struct {
 const markerTag = "credbroker"
 
 // refusedTags are user tags a role may not give: each lets an issued user
-// step outside its permissions.
+// step outside its permissions, or see or change what is not its own.
 var refusedTags = map[string]string{
 	"administrator": "it gives full control of the node: every vhost, user and permission",
 	"impersonator":  "it lets the user publish messages with any user_id, forging who sent them",
-}
-
-// tagWarnings are what tags a role may give but should think about.
-var tagWarnings = map[string]string{
-	"monitoring":  "tags: monitoring lets the user see every vhost's connections, channels and queues, not only its own",
-	"policymaker": "tags: policymaker lets the user change policies and parameters (federation, shovels) of its vhosts",
+	"monitoring":    "it lets the user see every vhost's connections, channels and queues, other users' included",
+	"policymaker":   "it lets the user set policies and parameters (federation, shovels) in its vhosts, which outlive its lease",
 }
 
 // rawRole is what a `rabbitmq:` section decodes into: pointers tell a missing
@@ -261,6 +260,17 @@ func (r *rawRole) role() (*Role, []string, error) {
 		}
 		return *p
 	}
+	configure := func(field string, p *string) string {
+		if p == nil {
+			return regex(field, p)
+		}
+		if _, err := checkRegexp(field, *p); err != nil {
+			errs = append(errs, err)
+			return ""
+		}
+		errs = append(errs, checkConfigure(field, *p))
+		return *p
+	}
 
 	role := &Role{Vhosts: make(map[string]Permissions, len(r.Vhosts))}
 	if len(r.Vhosts) == 0 {
@@ -278,7 +288,7 @@ func (r *rawRole) role() (*Role, []string, error) {
 			continue
 		}
 		role.Vhosts[vhost] = Permissions{
-			Configure: regex(field+".configure", p.Configure),
+			Configure: configure(field+".configure", p.Configure),
 			Write:     regex(field+".write", p.Write),
 			Read:      regex(field+".read", p.Read),
 		}
@@ -319,14 +329,12 @@ func (r *rawRole) role() (*Role, []string, error) {
 		case strings.ContainsAny(tag, ", \t\r\n"):
 			errs = append(errs, fmt.Errorf("%s: %q: a tag holds no commas or blanks", field, tag))
 		case refusedTags[lower] != "":
-			errs = append(errs, fmt.Errorf("%s: %s is refused: %s", field, tag, refusedTags[lower]))
+			errs = append(errs, fmt.Errorf("%s: %s is refused: %s; give management (the user's own vhosts "+
+				"in the management UI) or no tag", field, tag, refusedTags[lower]))
 		case lower == markerTag || slices.Contains(role.Tags, tag):
 			// The marker is added below; a duplicate changes nothing.
 		default:
 			role.Tags = append(role.Tags, tag)
-			if w := tagWarnings[lower]; w != "" {
-				warnings = append(warnings, w)
-			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -354,11 +362,31 @@ func checkRegexp(field, pattern string) (warning string, err error) {
 	return "", nil
 }
 
+// checkConfigure refuses a configure regexp that matches a name starting
+// with "amq." anywhere, as RabbitMQ matches it.
+func checkConfigure(field, pattern string) error {
+	if !matchesSystemName(pattern) {
+		return nil
+	}
+	example := ""
+	if n := systemNameMatched(pattern); n != "" {
+		example = " such as " + n
+	}
+	return fmt.Errorf(`%s: %q matches names starting with amq.%s, RabbitMQ's own exchanges and server-named `+
+		`queues (RabbitMQ matches a permission anywhere in a name): anchor it to the role's own prefix, `+
+		`such as '^orders\.', or write "" to allow no configure`, field, pattern, example)
+}
+
 // check is what Create relies on in a Role, for one built by hand rather
 // than by ParseRole.
 func (r *Role) check() error {
 	if len(r.Vhosts) == 0 {
 		return errors.New("the role names no vhost")
+	}
+	for _, vhost := range r.sortedVhosts() {
+		if err := checkConfigure(fmt.Sprintf("vhosts[%q].configure", vhost), r.Vhosts[vhost].Configure); err != nil {
+			return err
+		}
 	}
 	for _, tag := range r.Tags {
 		if why := refusedTags[strings.ToLower(tag)]; why != "" {

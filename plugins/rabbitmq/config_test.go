@@ -2,6 +2,7 @@ package rabbitmq_test
 
 import (
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -129,13 +130,25 @@ tags: [management, credbroker, management]
 			},
 		},
 		"Unanchored":  {yaml: `vhosts: {v: {configure: "", write: orders, read: ""}}`, wantWarning: `vhosts["v"].write: "orders" is not anchored`},
-		"Monitoring":  {yaml: `{vhosts: {v: {configure: "", write: "", read: ""}}, tags: [monitoring]}`, wantWarning: "monitoring lets the user see every vhost"},
-		"Policymaker": {yaml: `{vhosts: {v: {configure: "", write: "", read: ""}}, tags: [policymaker]}`, wantWarning: "policymaker"},
-		"NoVhosts":    {yaml: `tags: [management]`, wantErr: "vhosts: required"},
-		"EmptyVhosts": {yaml: `vhosts: {}`, wantErr: "vhosts: required"},
-		"Empty":       {yaml: `{}`, wantErr: "vhosts: required"},
-		"NullVhost":   {yaml: `vhosts: {orders: }`, wantErr: `vhosts["orders"]: required`},
-		"BlankVhost":  {yaml: `vhosts: {" ": {configure: "", write: "", read: ""}}`, wantErr: "empty vhost name"},
+		"Monitoring":  {yaml: `{vhosts: {v: {configure: "", write: "", read: ""}}, tags: [management, monitoring]}`, wantErr: "tags[1]: monitoring is refused: it lets the user see every vhost's connections"},
+		"Policymaker": {yaml: `{vhosts: {v: {configure: "", write: "", read: ""}}, tags: [PolicyMaker]}`, wantErr: "tags[0]: PolicyMaker is refused: it lets the user set policies"},
+		"ConfigureAll": {
+			yaml:    `vhosts: {v: {configure: ".*", write: "", read: ""}}`,
+			wantErr: `vhosts["v"].configure: ".*" matches names starting with amq. such as amq.direct`,
+		},
+		"ConfigureUnanchored": {yaml: `vhosts: {v: {configure: 'orders\.', write: "", read: ""}}`, wantErr: `vhosts["v"].configure: "orders\\." matches names starting with amq.`},
+		"ConfigureGen":        {yaml: `vhosts: {v: {configure: '^amq\.gen-.*', write: "", read: ""}}`, wantErr: "such as amq.gen-"},
+		"ConfigureAlt":        {yaml: `vhosts: {v: {configure: '^(orders|amq)\..*', write: "", read: ""}}`, wantErr: "such as amq.direct"},
+		"ConfigureCase":       {yaml: `vhosts: {v: {configure: '(?i)^AMQ\.', write: "", read: ""}}`, wantErr: "configure"},
+		"ConfigureA":          {yaml: `vhosts: {v: {configure: '^a', write: "", read: ""}}`, wantErr: "configure"},
+		"ConfigureAnchoredOK": {yaml: `vhosts: {v: {configure: '^(orders|payments)\.', write: "", read: ""}}`},
+		"ConfigureAmqpOK":     {yaml: `vhosts: {v: {configure: '^amqp\.', write: ".*", read: ".*"}}`},
+		"WriteAmqOK":          {yaml: `vhosts: {v: {configure: "", write: '^amq\.direct$', read: '^amq\.gen-'}}`},
+		"NoVhosts":            {yaml: `tags: [management]`, wantErr: "vhosts: required"},
+		"EmptyVhosts":         {yaml: `vhosts: {}`, wantErr: "vhosts: required"},
+		"Empty":               {yaml: `{}`, wantErr: "vhosts: required"},
+		"NullVhost":           {yaml: `vhosts: {orders: }`, wantErr: `vhosts["orders"]: required`},
+		"BlankVhost":          {yaml: `vhosts: {" ": {configure: "", write: "", read: ""}}`, wantErr: "empty vhost name"},
 		"MissingRead": {
 			yaml:    `vhosts: {orders: {configure: "", write: ""}}`,
 			wantErr: `vhosts["orders"].read: required (write "" to allow nothing)`,
@@ -239,14 +252,33 @@ func TestParseNothing(t *testing.T) {
 	}
 }
 
+// systemNames are names RabbitMQ keeps for itself, built in and generated.
+var systemNames = []string{
+	"amq.direct", "amq.fanout", "amq.headers", "amq.match", "amq.topic",
+	"amq.rabbitmq.trace", "amq.rabbitmq.log", "amq.rabbitmq.event",
+	"amq.gen-JzTY20BRgKO-HjmUJj0wLg", "amq.gen-", "amq.", "amq.x", "amq.orders.q", "amq.\n", "amq. x", "amq.é",
+}
+
 // FuzzParseRole feeds arbitrary YAML to ParseRole: it never panics, and a role
-// it accepts has a vhost, every topic permission in one of its vhosts, and no
-// refused tag.
+// it accepts has a vhost, every topic permission in one of its vhosts, no
+// refused tag, and no configure regexp that matches (anywhere, as RabbitMQ
+// matches) an amq. name: the built-in ones, generated ones, or "amq."
+// followed by the fuzzed text.
 func FuzzParseRole(f *testing.F) {
 	for _, s := range []string{
 		`vhosts: {a: {configure: "", write: "", read: ""}}`,
 		"vhosts: {a: {configure: '', write: '', read: ''}}\ntopic_permissions: [{vhost: a, exchange: x, write: '', read: ''}]",
 		"vhosts: {a: {configure: '', write: '', read: ''}}\ntags: [management]",
+		"vhosts: {a: {configure: '.*', write: '', read: ''}}",
+		"vhosts: {a: {configure: '^orders\\.', write: '.*', read: '.*'}}",
+		"vhosts: {a: {configure: 'q', write: '', read: ''}}",
+		"vhosts: {a: {configure: '\\bgen-', write: '', read: ''}}",
+		"vhosts: {a: {configure: '^(?i:AMQ)', write: '', read: ''}}",
+		"vhosts: {a: {configure: '$', write: '', read: ''}}",
+		"vhosts: {a: {configure: '^$', write: '', read: ''}}",
+		"vhosts: {a: {configure: '(?m)^x', write: '', read: ''}}",
+		"vhosts: {a: {configure: '', write: '', read: ''}}\ntags: [monitoring]",
+		"vhosts: {a: {configure: '', write: '', read: ''}}\ntags: [policymaker]",
 	} {
 		f.Add(s)
 	}
@@ -265,8 +297,24 @@ func FuzzParseRole(f *testing.F) {
 			}
 		}
 		for _, tag := range r.Tags {
-			if l := strings.ToLower(tag); l == "administrator" || l == "impersonator" {
+			if l := strings.ToLower(tag); l == "administrator" || l == "impersonator" || l == "monitoring" || l == "policymaker" {
 				t.Errorf("accepted tag %q", tag)
+			}
+		}
+		names := append(slices.Clone(systemNames), "amq."+src, "amq.x"+src, "amq.\n"+src)
+		for vhost, p := range r.Vhosts {
+			if p.Configure == "" {
+				continue // RabbitMQ: "" allows nothing
+			}
+			re, err := regexp.Compile(p.Configure)
+			if err != nil {
+				t.Errorf("vhost %q: accepted configure %q, which does not compile: %v", vhost, p.Configure, err)
+				continue
+			}
+			for _, n := range names {
+				if re.MatchString(n) {
+					t.Errorf("vhost %q: accepted configure %q, which matches %q", vhost, p.Configure, n)
+				}
 			}
 		}
 	})

@@ -32,13 +32,23 @@
 // Regular expressions are compiled with Go's regexp package as a sanity
 // check; RabbitMQ evaluates them with Erlang's PCRE, so PCRE-only syntax
 // (lookarounds, backreferences) is refused here. RabbitMQ matches them
-// anywhere in a name, so ParseRole warns about any not anchored with ^.
+// anywhere in a name, so ParseRole warns about read and write regexps not
+// anchored with ^. A configure regexp that can match any name starting with
+// "amq." (RabbitMQ's own exchanges, amq.rabbitmq.trace, the server-named
+// amq.gen-… queues) is refused: ParseRole decides it from the compiled
+// pattern, for every such name and every position, so 'orders\.' (which
+// matches amq.orders.x) is refused and '^orders\.' is not.
 //
-// The tags administrator and impersonator are refused: the first gives
-// full control of the node, the second lets a user forge the user_id of the
-// messages it publishes. management, monitoring and policymaker are allowed
-// (the last two with a warning: monitoring shows every vhost's connections
-// and queues, policymaker lets the user change its vhosts' policies).
+// The tags administrator, impersonator, monitoring and policymaker are
+// refused: administrator gives full control of the node, impersonator lets
+// a user forge the user_id of the messages it publishes, monitoring shows
+// every vhost's connections and queues, other users' included, and
+// policymaker lets the user set policies and parameters that outlive its
+// lease. management is allowed.
+//
+// A management_url in plain http:// to a host off loopback is a warning at
+// start ([Plugin.Warnings]): the admin's password crosses the network in
+// every request.
 //
 // # What happens on the server
 //

@@ -45,8 +45,10 @@ func (Driver) ParseConnection(decode plugins.Decoder) (any, error) {
 
 // ParseRole decodes and validates a role's `rabbitmq:` section into a
 // *Role. Every regular expression must be present ("" allows nothing) and
-// compile with Go's regexp package. It warns about regular expressions that
-// are not anchored and about tags that widen what the user sees.
+// compile with Go's regexp package; a configure regexp that can match a name
+// starting with "amq." (RabbitMQ's own objects) and the tags administrator,
+// impersonator, monitoring and policymaker are refused. It warns about read
+// and write regular expressions that are not anchored.
 func (Driver) ParseRole(decode plugins.Decoder) (any, []string, error) {
 	if decode == nil {
 		return nil, nil, errors.New("vhosts: required: a map from vhost name to {configure, write, read}")

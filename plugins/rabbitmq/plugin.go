@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,11 +29,13 @@ type Plugin struct {
 	transport *http.Transport
 	password  secret.Value // the admin's, redacted from every error
 	target    target
+	mgmtURL   string // Connection.ManagementURL, without credentials
 }
 
 var (
 	_ plugins.Plugin      = (*Plugin)(nil)
 	_ plugins.RoleChecker = (*Plugin)(nil)
+	_ plugins.Warner      = (*Plugin)(nil)
 )
 
 const (
@@ -64,7 +67,7 @@ func open(ctx context.Context, c *Connection) (*Plugin, error) {
 	if err != nil {
 		return nil, plugins.Sanitize(fmt.Errorf("open: management_url: %w", urlError(err)), password)
 	}
-	p := &Plugin{base: *base, transport: transport, password: password, target: tgt}
+	p := &Plugin{base: *base, transport: transport, password: password, target: tgt, mgmtURL: c.ManagementURL}
 	if err := p.Check(ctx); err != nil {
 		transport.CloseIdleConnections()
 		return nil, fmt.Errorf("open: %w", err)
@@ -338,6 +341,27 @@ func (p *Plugin) CheckRole(ctx context.Context, role any) error {
 	default:
 		return fmt.Errorf("check role: vhosts %s do not exist", strings.Join(missing, ", "))
 	}
+}
+
+// Warnings reports a management_url in plain text (http://) to a host off
+// loopback: the admin's password, in every request's basic auth, and the
+// password hash of every user it creates cross the network readable.
+func (p *Plugin) Warnings(context.Context) []string {
+	u, err := url.Parse(p.mgmtURL)
+	if err != nil || u.Scheme != "http" || isLoopback(u.Hostname()) {
+		return nil
+	}
+	return []string{fmt.Sprintf("management_url %s is plain http off loopback: the admin's password and every "+
+		"user it creates cross the network readable; use https:// (the management plugin's TLS listener)", u.Redacted())}
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Close releases idle connections to the management API. It is safe to call

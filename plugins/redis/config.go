@@ -110,33 +110,58 @@ type Role struct {
 	// selectors ("(~audit:* +xadd)"). Rules that touch the user's passwords
 	// or state (nopass, >…, <…, #…, !…, resetpass, on, off, reset,
 	// clearselectors, skip-sanitize-payload) are refused: credbroker sets
-	// those itself. Required.
+	// those itself. So are rules that grant a command with which the holder
+	// could make users, read passwords or keep its user from being revoked
+	// (ACL, CONFIG, MODULE, DEBUG, SHUTDOWN, REPLICAOF, MIGRATE, SAVE …, by
+	// name, by subcommand or through a category) and the categories @admin,
+	// @dangerous and @all (allcommands). Required.
 	Rules []string `yaml:"rules"`
 }
 
 // check validates the rules without changing r and returns them as they are
 // sent to Redis: selectors with their rules separated by single blanks.
-func (r *Role) check() (rules, warnings []string, err error) {
+func (r *Role) check() ([]string, error) {
 	if len(r.Rules) == 0 {
-		return nil, nil, errors.New(`rules: required: ACL rules such as ["~orders:*", "+@read"]`)
+		return nil, errors.New(`rules: required: ACL rules such as ["~orders:*", "+@read"]`)
 	}
 	var errs []error
-	rules = make([]string, len(r.Rules))
+	rules := make([]string, len(r.Rules))
 	for i, rule := range r.Rules {
-		field := fmt.Sprintf("rules[%d]", i)
-		norm, w, err := checkRule(rule, false)
+		norm, err := checkRule(rule, false)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q: %w", field, rule, err))
-		}
-		if w != "" {
-			warnings = append(warnings, fmt.Sprintf("%s: %q %s", field, rule, w))
+			errs = append(errs, fmt.Errorf("rules[%d]: %q: %w", i, rule, err))
+			norm = ""
 		}
 		rules[i] = norm
 	}
+	// Rules that failed are "" here, which the simulation skips, so an
+	// error names each rule once.
+	errs = append(errs, checkGrants(rules))
 	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return rules, warnings, nil
+	return rules, nil
+}
+
+// checkGrants refuses rules (checked, normalised) that grant a refused
+// command through a category (+@slow holds CONFIG GET on Redis 7), in the
+// user's own rules or in a selector: it plays the rules in order over
+// refusedCommands, as Redis would.
+func checkGrants(rules []string) error {
+	var root []string
+	var errs []error
+	for i, rule := range rules {
+		if !strings.HasPrefix(rule, "(") {
+			root = append(root, rule)
+			continue
+		}
+		inner := strings.Fields(rule[1 : len(rule)-1])
+		errs = append(errs, simulate(inner, builtinCategories).grantError(fmt.Sprintf("rules[%d]: in the selector, ", i)))
+	}
+	if err := simulate(root, builtinCategories).grantError(""); err != nil {
+		errs = append([]error{fmt.Errorf("rules: %w", err)}, errs...)
+	}
+	return errors.Join(errs...)
 }
 
 // forbiddenRules say why each rule that would weaken or undo the credential
@@ -156,62 +181,49 @@ var forbiddenRules = map[string]string{
 // passwords or password hashes.
 const passwordRulePrefixes = "><#!"
 
-// riskyCategories and riskyCommands are grants with which an issued user can
-// make users or change the server, so what it does can outlive its lease.
-var (
-	riskyCategories = []string{"@all", "@admin", "@dangerous"}
-	riskyCommands   = []string{"acl", "config", "module", "debug"}
-	// safeSubcommands of riskyCommands only read.
-	safeSubcommands = []string{"whoami", "cat", "genpass", "help", "get"}
-)
-
-const riskyWarning = "lets an issued user create ACL users or change the server's configuration, " +
-	"which can outlive its lease: grant only the commands the workload needs"
-
 // checkRule validates one ACL rule and returns it as it is sent to Redis;
 // inSelector says it is inside a selector, where only key, channel and
-// command rules are allowed. The warning, if any, says how the rule is risky.
-func checkRule(rule string, inSelector bool) (norm, warning string, err error) {
+// command rules are allowed.
+func checkRule(rule string, inSelector bool) (norm string, err error) {
 	lower := strings.ToLower(rule)
 	switch {
 	case rule == "":
-		return "", "", errors.New("empty rule")
+		return "", errors.New("empty rule")
 	case forbiddenRules[lower] != "":
-		return "", "", errors.New(forbiddenRules[lower])
+		return "", errors.New(forbiddenRules[lower])
 	case strings.IndexByte(passwordRulePrefixes, rule[0]) >= 0:
-		return "", "", errors.New("sets or removes a password: credbroker gives the issued user its one password itself")
+		return "", errors.New("sets or removes a password: credbroker gives the issued user its one password itself")
 	case rule[0] == '(':
 		if inSelector {
-			return "", "", errors.New("selectors cannot be nested")
+			return "", errors.New("selectors cannot be nested")
 		}
 		return checkSelector(rule)
 	case strings.ContainsFunc(rule, isSpaceOrControl):
-		return "", "", errors.New("holds a blank or control character: give one rule an item")
+		return "", errors.New("holds a blank or control character: give one rule an item")
 	}
 	switch lower {
 	case "allkeys", "resetkeys", "allchannels", "resetchannels", "nocommands":
-		return rule, "", nil
+		return rule, nil
 	case "allcommands":
-		return rule, riskyWarning, nil
+		return "", errors.New(refusedAll)
 	case "sanitize-payload":
 		if inSelector {
-			return "", "", errors.New("not allowed in a selector")
+			return "", errors.New("not allowed in a selector")
 		}
-		return rule, "", nil
+		return rule, nil
 	}
 	switch rule[0] {
 	case '~', '&':
 		if len(rule) == 1 {
-			return "", "", errors.New("empty pattern")
+			return "", errors.New("empty pattern")
 		}
-		return rule, "", nil
+		return rule, nil
 	case '%':
-		return rule, "", checkKeyPermissions(rule)
+		return rule, checkKeyPermissions(rule)
 	case '+', '-':
-		warning, err := checkCommandRule(rule)
-		return rule, warning, err
+		return rule, checkCommandRule(rule)
 	}
-	return "", "", errors.New("unknown rule: want ~pattern, %R~pattern, &pattern, +command, -command, +@category, " +
+	return "", errors.New("unknown rule: want ~pattern, %R~pattern, &pattern, +command, -command, +@category, " +
 		"-@category, allkeys, resetkeys, allchannels, resetchannels, allcommands, nocommands or a (…) selector")
 }
 
@@ -231,27 +243,45 @@ func checkKeyPermissions(rule string) error {
 	return nil
 }
 
-// checkCommandRule validates +name, -name, +name|sub and ±@category.
-func checkCommandRule(rule string) (warning string, err error) {
+// refusedAll is why allcommands and +@all are refused.
+const refusedAll = "grants every command, ACL SETUSER and CONFIG SET included, so a holder could make " +
+	"users of its own that outlive its lease: grant the categories and commands the workload needs, " +
+	`such as "+@read", "+@write", "-@dangerous"`
+
+// checkCommandRule validates +name, -name, +name|sub and ±@category, and
+// refuses the grant of a refused category or command.
+func checkCommandRule(rule string) error {
 	grant, name := rule[0] == '+', strings.ToLower(rule[1:])
 	if category, ok := strings.CutPrefix(name, "@"); ok {
-		if category == "" || strings.IndexFunc(category, notNameChar) >= 0 {
-			return "", errors.New("not a category name")
+		switch {
+		case category == "" || strings.IndexFunc(category, notNameChar) >= 0:
+			return errors.New("not a category name")
+		case grant && category == "all":
+			return errors.New(refusedAll)
+		case grant && slices.Contains(refusedCategories, category):
+			return fmt.Errorf("grants every administrative command, ACL SETUSER and CONFIG SET included, so a holder "+
+				"could make users of its own that outlive its lease: grant the categories and commands the workload "+
+				`needs instead, and write "-@%s" after a category that holds some of them`, category)
 		}
-		if grant && slices.Contains(riskyCategories, name) {
-			return riskyWarning, nil
-		}
-		return "", nil
+		return nil
 	}
 	command, sub, hasSub := strings.Cut(name, "|")
 	if command == "" || strings.IndexFunc(command, notNameChar) >= 0 ||
 		(hasSub && (sub == "" || strings.IndexFunc(sub, notNameChar) >= 0)) {
-		return "", errors.New("not a command name: want +command, +command|subcommand or +@category")
+		return errors.New("not a command name: want +command, +command|subcommand or +@category")
 	}
-	if grant && slices.Contains(riskyCommands, command) && !(hasSub && slices.Contains(safeSubcommands, sub)) {
-		return riskyWarning, nil
+	if !grant {
+		return nil
 	}
-	return "", nil
+	if refused := directGrant(name); len(refused) > 0 {
+		msg := "grants " + describe(refused)
+		if !hasSub && strings.Contains(refused[0], "|") {
+			msg += fmt.Sprintf(": grant the subcommands the workload needs one by one (+%s|…); "+
+				"these may not be granted", command)
+		}
+		return errors.New(msg)
+	}
+	return nil
 }
 
 // notNameChar reports characters that appear in no command or category name
@@ -263,30 +293,26 @@ func notNameChar(r rune) bool {
 // checkSelector validates a "(rule rule …)" selector, whose rules are key,
 // channel and command rules separated by blanks, and returns it with single
 // blanks between its rules, as Redis splits it.
-func checkSelector(rule string) (norm, warning string, err error) {
+func checkSelector(rule string) (norm string, err error) {
 	if len(rule) < 2 || !strings.HasSuffix(rule, ")") {
-		return "", "", errors.New("a selector ends with )")
+		return "", errors.New("a selector ends with )")
 	}
 	body := rule[1 : len(rule)-1]
 	if strings.ContainsFunc(body, func(r rune) bool { return r != ' ' && isSpaceOrControl(r) }) {
-		return "", "", errors.New("holds a control character: separate the selector's rules with blanks")
+		return "", errors.New("holds a control character: separate the selector's rules with blanks")
 	}
 	inner := strings.Fields(body)
 	if len(inner) == 0 {
-		return "", "", errors.New("empty selector")
+		return "", errors.New("empty selector")
 	}
 	var errs []error
 	for _, r := range inner {
-		_, w, err := checkRule(r, true)
-		if err != nil {
+		if _, err := checkRule(r, true); err != nil {
 			errs = append(errs, fmt.Errorf("in the selector, %q: %w", r, err))
-		}
-		if w != "" && warning == "" {
-			warning = fmt.Sprintf("(in the selector, %q) %s", r, w)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return "", "", err
+		return "", err
 	}
-	return "(" + strings.Join(inner, " ") + ")", warning, nil
+	return "(" + strings.Join(inner, " ") + ")", nil
 }

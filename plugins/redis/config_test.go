@@ -89,50 +89,84 @@ func TestParseRole(t *testing.T) {
 			yaml:      `rules: ["+@read", "(~audit:*   +xadd  %R~log:*)"]`,
 			wantRules: []string{"+@read", "(~audit:* +xadd %R~log:*)"},
 		},
-		"AllCommands":     {yaml: `rules: [allkeys, allcommands]`, wantWarning: `rules[1]: "allcommands" lets an issued user create ACL users`},
-		"AllCategory":     {yaml: `rules: ["+@all"]`, wantWarning: "rules[0]"},
-		"Admin":           {yaml: `rules: ["+@read", "+@admin"]`, wantWarning: "rules[1]"},
-		"Dangerous":       {yaml: `rules: ["+@dangerous"]`, wantWarning: "rules[0]"},
-		"ACLSetUser":      {yaml: `rules: ["+acl|setuser"]`, wantWarning: "rules[0]"},
-		"ACL":             {yaml: `rules: ["+ACL"]`, wantWarning: "rules[0]"},
-		"ConfigSet":       {yaml: `rules: ["+config"]`, wantWarning: "rules[0]"},
-		"InSelector":      {yaml: `rules: ["(~x +module|load)"]`, wantWarning: "module|load"},
-		"ReadOnlyACL":     {yaml: `rules: ["+acl|whoami", "+config|get", "-@admin", "-acl"]`},
-		"Nopass":          {yaml: `rules: ["~a", nopass]`, wantErr: `rules[1]: "nopass": would let anyone log in`},
-		"NopassUpper":     {yaml: `rules: [NOPASS]`, wantErr: `rules[0]: "NOPASS"`},
-		"AddPassword":     {yaml: `rules: ["~a", "+get", ">hunter2"]`, wantErr: `rules[2]: ">hunter2": sets or removes a password`},
-		"RemovePassword":  {yaml: `rules: ["<old"]`, wantErr: `rules[0]`},
-		"AddHash":         {yaml: `rules: ["#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"]`, wantErr: `rules[0]`},
-		"RemoveHash":      {yaml: `rules: ["!5e88"]`, wantErr: `rules[0]`},
-		"On":              {yaml: `rules: ["~a", "on"]`, wantErr: `rules[1]: "on": credbroker enables the user itself`},
-		"Off":             {yaml: `rules: ["off"]`, wantErr: `rules[0]: "off": would disable`},
-		"Reset":           {yaml: `rules: ["~a", "+get", "reset"]`, wantErr: `rules[2]: "reset"`},
-		"ResetPass":       {yaml: `rules: ["resetpass"]`, wantErr: `rules[0]: "resetpass"`},
-		"ClearSelectors":  {yaml: `rules: ["(~a +get)", "clearselectors"]`, wantErr: `rules[1]: "clearselectors": would silently drop`},
-		"SkipSanitize":    {yaml: `rules: ["skip-sanitize-payload"]`, wantErr: `rules[0]`},
-		"PasswordInSel":   {yaml: `rules: ["(~a >pw)"]`, wantErr: `rules[0]: "(~a >pw)": in the selector, ">pw": sets or removes a password`},
-		"NopassInSel":     {yaml: `rules: ["(nopass)"]`, wantErr: `rules[0]`},
-		"OnInSel":         {yaml: `rules: ["(~a on)"]`, wantErr: `rules[0]`},
-		"NestedSel":       {yaml: `rules: ["(~a (+get))"]`, wantErr: "nested"},
-		"EmptySel":        {yaml: `rules: ["( )"]`, wantErr: "empty selector"},
-		"UnclosedSel":     {yaml: `rules: ["(~a +get"]`, wantErr: "ends with )"},
-		"TabInSel":        {yaml: "rules: [\"(~a\\t+get)\"]", wantErr: "control character"},
-		"SanitizeInSel":   {yaml: `rules: ["(sanitize-payload)"]`, wantErr: "not allowed in a selector"},
-		"Blank":           {yaml: `rules: ["~a +get"]`, wantErr: "give one rule an item"},
-		"Empty":           {yaml: `rules: [""]`, wantErr: `rules[0]: "": empty rule`},
-		"EmptyPattern":    {yaml: `rules: ["~"]`, wantErr: "empty pattern"},
-		"EmptyChannel":    {yaml: `rules: ["&"]`, wantErr: "empty pattern"},
-		"BadPermissions":  {yaml: `rules: ["%X~a"]`, wantErr: "key permissions"},
-		"NoTilde":         {yaml: `rules: ["%R"]`, wantErr: "%R~pattern"},
-		"PermNoPattern":   {yaml: `rules: ["%R~"]`, wantErr: "empty pattern"},
-		"EmptyCommand":    {yaml: `rules: ["+"]`, wantErr: "not a command name"},
-		"EmptyCategory":   {yaml: `rules: ["+@"]`, wantErr: "not a category name"},
-		"EmptySubcommand": {yaml: `rules: ["+config|"]`, wantErr: "not a command name"},
-		"Unknown":         {yaml: `rules: ["readonly"]`, wantErr: "unknown rule"},
-		"NoRules":         {yaml: `rules: []`, wantErr: "rules: required"},
-		"Nothing":         {yaml: `{}`, wantErr: "rules: required"},
-		"UnknownKey":      {yaml: `rules: ["~a"]` + "\nrule: [x]", wantErr: "rule"},
-		"AllErrors":       {yaml: `rules: [nopass, "~a", off]`, wantErr: `rules[2]: "off"`},
+		"SafeSubcommands":       {yaml: `rules: ["+acl|whoami", "+acl|cat", "+config|help", "+client|setname", "+client|id", "+cluster|slots", "+slowlog|help"]`},
+		"SlowWithoutAdmin":      {yaml: `rules: ["+@slow", "-@admin", "-migrate"]`},
+		"SlowWithoutDanger":     {yaml: `rules: ["+@read", "+@slow", "-@dangerous"]`},
+		"WriteWithoutMigrate":   {yaml: `rules: ["+@read", "+@write", "-migrate"]`},
+		"TakenBackByName":       {yaml: `rules: ["+@connection", "-client|kill", "-client|list", "-client|pause", "-client|unpause", "-client|unblock", "-client|no-evict"]`},
+		"NoCommandsAfter":       {yaml: `rules: ["+@slow", "nocommands", "+get"]`},
+		"SelectorTakesBack":     {yaml: `rules: ["(~a +@slow -@admin -migrate)"]`},
+		"AllCommands":           {yaml: `rules: [allkeys, allcommands]`, wantErr: `rules[1]: "allcommands": grants every command`},
+		"AllCategory":           {yaml: `rules: ["+@all", "-@dangerous"]`, wantErr: `rules[0]: "+@all": grants every command`},
+		"AllUpper":              {yaml: `rules: ["+@ALL"]`, wantErr: `rules[0]`},
+		"Admin":                 {yaml: `rules: ["+@read", "+@admin"]`, wantErr: `rules[1]: "+@admin": grants every administrative command`},
+		"Dangerous":             {yaml: `rules: ["+@dangerous", "-@admin"]`, wantErr: `rules[0]: "+@dangerous"`},
+		"ACLSetUser":            {yaml: `rules: ["+acl|setuser"]`, wantErr: `rules[0]: "+acl|setuser": grants ACL SETUSER (ACL: it creates ACL users`},
+		"ACL":                   {yaml: `rules: ["+ACL"]`, wantErr: `rules[0]: "+ACL": grants ACL SETUSER, ACL DELUSER, ACL DRYRUN, ACL GETUSER, ACL LIST, ACL LOAD and 3 more (ACL: it creates`},
+		"Config":                {yaml: `rules: ["+config"]`, wantErr: `grants CONFIG GET, CONFIG SET, CONFIG RESETSTAT, CONFIG REWRITE (CONFIG:`},
+		"ConfigGet":             {yaml: `rules: ["+CONFIG|GET"]`, wantErr: `rules[0]: "+CONFIG|GET": grants CONFIG GET (CONFIG: CONFIG SET rewrites`},
+		"TakenBackLater":        {yaml: `rules: ["+config|get", "-config"]`, wantErr: `rules[0]: "+config|get"`},
+		"FirstArg":              {yaml: `rules: ["+debug|reload"]`, wantErr: `grants DEBUG`},
+		"ShutdownNosave":        {yaml: `rules: ["+shutdown|nosave"]`, wantErr: `grants SHUTDOWN`},
+		"ModuleInSelector":      {yaml: `rules: ["(~x +module|load)"]`, wantErr: `rules[0]: "(~x +module|load)": in the selector, "+module|load": grants MODULE LOAD`},
+		"AllInSelector":         {yaml: `rules: ["~a", "(~x +@all)"]`, wantErr: `in the selector, "+@all"`},
+		"AllCommandsInSelector": {yaml: `rules: ["(~x allcommands)"]`, wantErr: `in the selector, "allcommands"`},
+		"Slow":                  {yaml: `rules: ["~a", "+@slow"]`, wantErr: `rules: "+@slow" grants ACL SETUSER, CONFIG GET, CONFIG SET, MODULE LOAD, SHUTDOWN, REPLICAOF and 45 more (ACL:`},
+		"SlowNamesConfigGet":    {yaml: `rules: ["+@slow", "-acl"]`, wantErr: `CONFIG GET`},
+		"SlowInSelector":        {yaml: `rules: ["+get", "(~x +@slow)"]`, wantErr: `rules[1]: in the selector, "+@slow" grants`},
+		"Write":                 {yaml: `rules: ["+@read", "+@write"]`, wantErr: `"+@write" grants MIGRATE (MIGRATE: it moves keys`},
+		"Keyspace":              {yaml: `rules: ["+@keyspace"]`, wantErr: `"+@keyspace" grants MIGRATE`},
+		"Connection":            {yaml: `rules: ["+@connection"]`, wantErr: `"+@connection" grants CLIENT KILL, CLIENT LIST, CLIENT NO-EVICT`},
+		"LastRuleWins":          {yaml: `rules: ["+@slow", "-@slow", "+@slow"]`, wantErr: `rules: "+@slow" grants`},
+		"Monitor":               {yaml: `rules: ["+monitor"]`, wantErr: `grants MONITOR`},
+		"Sync":                  {yaml: `rules: ["+sync"]`, wantErr: `grants SYNC`},
+		"PSync":                 {yaml: `rules: ["+psync"]`, wantErr: `grants PSYNC`},
+		"ReplicaOf":             {yaml: `rules: ["+replicaof"]`, wantErr: `grants REPLICAOF`},
+		"SlaveOf":               {yaml: `rules: ["+slaveof"]`, wantErr: `grants SLAVEOF`},
+		"Failover":              {yaml: `rules: ["+failover"]`, wantErr: `grants FAILOVER`},
+		"Migrate":               {yaml: `rules: ["+migrate"]`, wantErr: `grants MIGRATE`},
+		"Save":                  {yaml: `rules: ["+save"]`, wantErr: `grants SAVE`},
+		"BgSave":                {yaml: `rules: ["+bgsave"]`, wantErr: `grants BGSAVE`},
+		"ClientKill":            {yaml: `rules: ["+client|kill"]`, wantErr: `grants CLIENT KILL`},
+		"ClientList":            {yaml: `rules: ["+client|list"]`, wantErr: `grants CLIENT LIST`},
+		"Client":                {yaml: `rules: ["+client"]`, wantErr: `one by one (+client|…)`},
+		"ClusterForget":         {yaml: `rules: ["+cluster|forget"]`, wantErr: `grants CLUSTER FORGET`},
+		"SlowlogGet":            {yaml: `rules: ["+slowlog|get"]`, wantErr: `grants SLOWLOG GET`},
+		"Nopass":                {yaml: `rules: ["~a", nopass]`, wantErr: `rules[1]: "nopass": would let anyone log in`},
+		"NopassUpper":           {yaml: `rules: [NOPASS]`, wantErr: `rules[0]: "NOPASS"`},
+		"AddPassword":           {yaml: `rules: ["~a", "+get", ">hunter2"]`, wantErr: `rules[2]: ">hunter2": sets or removes a password`},
+		"RemovePassword":        {yaml: `rules: ["<old"]`, wantErr: `rules[0]`},
+		"AddHash":               {yaml: `rules: ["#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"]`, wantErr: `rules[0]`},
+		"RemoveHash":            {yaml: `rules: ["!5e88"]`, wantErr: `rules[0]`},
+		"On":                    {yaml: `rules: ["~a", "on"]`, wantErr: `rules[1]: "on": credbroker enables the user itself`},
+		"Off":                   {yaml: `rules: ["off"]`, wantErr: `rules[0]: "off": would disable`},
+		"Reset":                 {yaml: `rules: ["~a", "+get", "reset"]`, wantErr: `rules[2]: "reset"`},
+		"ResetPass":             {yaml: `rules: ["resetpass"]`, wantErr: `rules[0]: "resetpass"`},
+		"ClearSelectors":        {yaml: `rules: ["(~a +get)", "clearselectors"]`, wantErr: `rules[1]: "clearselectors": would silently drop`},
+		"SkipSanitize":          {yaml: `rules: ["skip-sanitize-payload"]`, wantErr: `rules[0]`},
+		"PasswordInSel":         {yaml: `rules: ["(~a >pw)"]`, wantErr: `rules[0]: "(~a >pw)": in the selector, ">pw": sets or removes a password`},
+		"NopassInSel":           {yaml: `rules: ["(nopass)"]`, wantErr: `rules[0]`},
+		"OnInSel":               {yaml: `rules: ["(~a on)"]`, wantErr: `rules[0]`},
+		"NestedSel":             {yaml: `rules: ["(~a (+get))"]`, wantErr: "nested"},
+		"EmptySel":              {yaml: `rules: ["( )"]`, wantErr: "empty selector"},
+		"UnclosedSel":           {yaml: `rules: ["(~a +get"]`, wantErr: "ends with )"},
+		"TabInSel":              {yaml: "rules: [\"(~a\\t+get)\"]", wantErr: "control character"},
+		"SanitizeInSel":         {yaml: `rules: ["(sanitize-payload)"]`, wantErr: "not allowed in a selector"},
+		"Blank":                 {yaml: `rules: ["~a +get"]`, wantErr: "give one rule an item"},
+		"Empty":                 {yaml: `rules: [""]`, wantErr: `rules[0]: "": empty rule`},
+		"EmptyPattern":          {yaml: `rules: ["~"]`, wantErr: "empty pattern"},
+		"EmptyChannel":          {yaml: `rules: ["&"]`, wantErr: "empty pattern"},
+		"BadPermissions":        {yaml: `rules: ["%X~a"]`, wantErr: "key permissions"},
+		"NoTilde":               {yaml: `rules: ["%R"]`, wantErr: "%R~pattern"},
+		"PermNoPattern":         {yaml: `rules: ["%R~"]`, wantErr: "empty pattern"},
+		"EmptyCommand":          {yaml: `rules: ["+"]`, wantErr: "not a command name"},
+		"EmptyCategory":         {yaml: `rules: ["+@"]`, wantErr: "not a category name"},
+		"EmptySubcommand":       {yaml: `rules: ["+config|"]`, wantErr: "not a command name"},
+		"Unknown":               {yaml: `rules: ["readonly"]`, wantErr: "unknown rule"},
+		"NoRules":               {yaml: `rules: []`, wantErr: "rules: required"},
+		"Nothing":               {yaml: `{}`, wantErr: "rules: required"},
+		"UnknownKey":            {yaml: `rules: ["~a"]` + "\nrule: [x]", wantErr: "rule"},
+		"AllErrors":             {yaml: `rules: [nopass, "~a", off]`, wantErr: `rules[2]: "off"`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -158,37 +192,4 @@ func TestParseRole(t *testing.T) {
 			}
 		})
 	}
-}
-
-// FuzzParseRole feeds arbitrary YAML to ParseRole: it never panics, and a
-// role it accepts holds no rule that touches the user's passwords or state,
-// at the top level or in a selector.
-func FuzzParseRole(f *testing.F) {
-	for _, s := range []string{
-		`rules: ["~orders:*", "+@read"]`,
-		`rules: ["(~a +get)", "%R~b"]`,
-		`rules: [nopass]`,
-		`rules: ["(~a >x)"]`,
-	} {
-		f.Add(s)
-	}
-	forbidden := []string{"nopass", "resetpass", "on", "off", "reset", "clearselectors", "skip-sanitize-payload"}
-	f.Fuzz(func(t *testing.T, src string) {
-		got, _, err := redis.Driver{}.ParseRole(decoder(src))
-		if err != nil {
-			return
-		}
-		for _, rule := range got.(*redis.Role).Rules {
-			parts := []string{rule}
-			if strings.HasPrefix(rule, "(") {
-				parts = strings.Split(strings.TrimSuffix(strings.TrimPrefix(rule, "("), ")"), " ")
-			}
-			for _, p := range parts {
-				if p == "" || slices.Contains(forbidden, strings.ToLower(p)) || strings.ContainsAny(p[:1], "><#!") ||
-					strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-					t.Errorf("accepted rule %q (part %q)", rule, p)
-				}
-			}
-		}
-	})
 }

@@ -28,12 +28,36 @@
 // cannot widen anything but silently drops the selectors listed before it
 // (every user starts with none, so it is always a mistake), and
 // skip-sanitize-payload, which lets the user RESTORE payloads Redis does not
-// check. Rules that let the user create ACL users or change the server
-// (allcommands, +@all, +@admin, +@dangerous, +acl, +config, +module, +debug)
-// are accepted with a warning: what such a user does can outlive its lease.
-// At start the broker also has the server itself check each role's rules
-// ([Plugin.CheckRole]), so a misspelt command or category fails then, not at
-// the first issue.
+// check.
+//
+// # Refused commands
+//
+// A holder must not be able to make users of its own, read another user's
+// password or the admin's, or keep its user from being revoked: whatever it
+// did then would outlive its lease. So the categories +@admin, +@dangerous
+// and +@all (allcommands) are configuration errors, and so is any rule that
+// grants, by name, one of: ACL (but WHOAMI, CAT, GENPASS and HELP), CONFIG
+// (but HELP: CONFIG GET reveals requirepass), MODULE, DEBUG, SHUTDOWN,
+// REPLICAOF, SLAVEOF, FAILOVER, MIGRATE, SAVE, BGSAVE, BGREWRITEAOF,
+// MONITOR, SYNC, PSYNC, REPLCONF, CLIENT KILL, LIST, PAUSE, UNPAUSE, UNBLOCK
+// and NO-EVICT, the CLUSTER subcommands that change the cluster, and
+// SLOWLOG GET, with their subcommand (+config|get) or first-argument
+// (+debug|reload) forms. Other categories hold some of them (+@slow holds
+// CONFIG GET, +@write holds MIGRATE), so ParseRole plays each rule list (the
+// user's own, and each selector's) in order over a built-in table of those
+// commands' Redis 7.0 categories, and refuses a rule list that ends up
+// granting one, naming the rule: "+@read", "+@write", "-@dangerous" passes,
+// "+@read", "+@write" does not. At start [Plugin.CheckRole] asks the live
+// server, whose categories may hold more: it makes a switched-off user with
+// the role's rules, asks ACL DRYRUN whether it may run each refused command
+// (on a server without ACL DRYRUN, it plays the rules over what ACL CAT
+// lists), and deletes it; a role that may is a start error naming the
+// commands. At start the broker also has the server itself check each
+// role's rules, so a misspelt command or category fails then, not at the
+// first issue.
+//
+// An admin connection in plain text (tls.enabled unset) to a server off
+// loopback is a warning at start ([Plugin.Warnings]).
 //
 // # What happens on the server
 //

@@ -19,8 +19,8 @@ func section(src string) func(v any) error {
 }
 
 // A role's rules are ACL SETUSER rules. Rules that would weaken the issued
-// credential are errors naming their index; rules that let the user outlive
-// its lease are warnings.
+// credential, or that let the holder make users of its own or outlive its
+// lease, are errors naming their index.
 func ExampleDriver_ParseRole() {
 	d := redis.Driver{}
 	role, warnings, err := d.ParseRole(section(`rules: ["~orders:*", "+@read", "(%R~audit:*   +xrange)"]`))
@@ -29,10 +29,10 @@ func ExampleDriver_ParseRole() {
 	_, _, err = d.ParseRole(section(`rules: ["~orders:*", "nopass"]`))
 	fmt.Println(err)
 
-	_, warnings, _ = d.ParseRole(section(`rules: [allkeys, "+@admin"]`))
-	fmt.Println(warnings[0])
+	_, _, err = d.ParseRole(section(`rules: [allkeys, "+@admin"]`))
+	fmt.Println(err)
 	// Output:
 	// [~orders:* +@read (%R~audit:* +xrange)] [] <nil>
 	// rules[1]: "nopass": would let anyone log in as the issued user with any password
-	// rules[1]: "+@admin" lets an issued user create ACL users or change the server's configuration, which can outlive its lease: grant only the commands the workload needs
+	// rules[1]: "+@admin": grants every administrative command, ACL SETUSER and CONFIG SET included, so a holder could make users of its own that outlive its lease: grant the categories and commands the workload needs instead, and write "-@admin" after a category that holds some of them
 }

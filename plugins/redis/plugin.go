@@ -44,6 +44,7 @@ type Plugin struct {
 var (
 	_ plugins.Plugin      = (*Plugin)(nil)
 	_ plugins.RoleChecker = (*Plugin)(nil)
+	_ plugins.Warner      = (*Plugin)(nil)
 )
 
 // Tuning of the admin connections.
@@ -538,10 +539,13 @@ func (p *Plugin) check(ctx context.Context) error {
 }
 
 // CheckRole proves the server accepts the role's rules (so a misspelt
-// command or category is found at start): it makes a user with them that is
-// switched off and has no password, on one node, and deletes it at once.
-// Should the broker stop in between, the user is a managed one that the
-// reaper's sweep removes.
+// command or category is found at start) and that they grant none of the
+// refused commands on this server, whose categories may hold more than Redis
+// 7.0's: it makes a user with them that is switched off and has no
+// password, on one node, asks ACL DRYRUN whether that user may run each
+// refused command (on a server without ACL DRYRUN, it plays the rules over
+// what ACL CAT lists), and deletes the user at once. Should the broker stop
+// in between, the user is a managed one that the reaper's sweep removes.
 func (p *Plugin) CheckRole(ctx context.Context, role any) error {
 	if err := p.checkRole(ctx, role); err != nil {
 		return p.sanitize(fmt.Errorf("check role: %w", err))
@@ -563,10 +567,19 @@ func (p *Plugin) checkRole(ctx context.Context, role any) error {
 	var errs []error
 	for _, n := range nodes {
 		err := n.client.ACLSetUser(ctx, probe, setUser...).Err()
+		var checkErr error
+		if err == nil {
+			checkErr = liveGrants(ctx, n.client, probe, rules)
+		}
 		undoCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 		delErr := n.client.ACLDelUser(undoCtx, probe).Err()
 		cancel()
 		switch {
+		case err == nil && checkErr != nil:
+			if delErr != nil {
+				checkErr = errors.Join(checkErr, fmt.Errorf("delete the probe user %s: %w", probe, classify(delErr)))
+			}
+			return checkErr
 		case err == nil && delErr != nil:
 			return fmt.Errorf("delete the probe user %s: %w", probe, classify(delErr))
 		case err == nil:
@@ -580,6 +593,46 @@ func (p *Plugin) checkRole(ctx context.Context, role any) error {
 		errs = append(errs, err) // unreachable: try the next node
 	}
 	return classify(errors.Join(errs...))
+}
+
+// Warnings reports an admin connection in plain text (tls.enabled unset) to
+// a server off loopback: the admin's password and every ACL SETUSER it sends
+// cross the network readable. In a cluster it names every such node that
+// CLUSTER NODES lists, or the seeds when none answers.
+func (p *Plugin) Warnings(ctx context.Context) []string {
+	if p.tlsConfig != nil {
+		return nil
+	}
+	addrs := p.seeds
+	if p.cluster {
+		if nodes, err := p.nodes(ctx); err == nil {
+			addrs = nil
+			for _, n := range nodes {
+				addrs = append(addrs, n.addr)
+			}
+		}
+	}
+	var remote []string
+	for _, a := range addrs {
+		if host, _, err := net.SplitHostPort(a); err == nil && !isLoopback(host) && !slices.Contains(remote, a) {
+			remote = append(remote, a)
+		}
+	}
+	if len(remote) == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("the admin connection to %s is plain text off loopback: the admin's password and "+
+		"every user it creates cross the network readable; set tls.enabled: true (the server needs tls-port)",
+		strings.Join(remote, ", "))}
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Close releases the admin connections. Calls after the first do nothing.
