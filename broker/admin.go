@@ -38,6 +38,10 @@ func (s adminService) RevokeLeases(ctx context.Context, req *connect.Request[cre
 		return nil, err
 	}
 	m := req.Msg
+	if err := checkCaps(fieldCap{"role", m.GetRole(), maxNameBytes}, fieldCap{"backend", m.GetBackend(), maxNameBytes},
+		fieldCap{"subject", m.GetSubject(), maxSubjectBytes}, fieldCap{"reason", m.GetReason(), maxReasonBytes}); err != nil {
+		return nil, err
+	}
 	if m.GetRole() == "" && m.GetBackend() == "" && m.GetSubject() == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("give at least one of role, backend, subject: revoking every lease is not one call"))
 	}
@@ -87,6 +91,9 @@ func (s adminService) ExportLeaseHistory(ctx context.Context, req *connect.Reque
 		return err
 	}
 	m := req.Msg
+	if err := checkCaps(fieldCap{"lease_id", m.GetLeaseId(), maxLeaseIDBytes}, fieldCap{"kind", m.GetKind(), maxKindBytes}); err != nil {
+		return err
+	}
 	f := leases.EventFilter{LeaseID: m.GetLeaseId(), Kind: m.GetKind()}
 	if m.StartTime != nil {
 		f.From = m.GetStartTime().AsTime()
@@ -96,6 +103,11 @@ func (s adminService) ExportLeaseHistory(ctx context.Context, req *connect.Reque
 	}
 	if !f.To.IsZero() && f.To.Before(f.From) {
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("end_time is before start_time"))
+	}
+	// Denials counted but not yet written go on the record first, so the
+	// export shows every refusal so far.
+	if err := s.store.FlushDenials(ctx); err != nil {
+		return toConnect(ctx, s.log, "export", err)
 	}
 	// The export is itself on the record, before the first event is sent.
 	details := map[string]string{"lease_id": f.LeaseID, "kind": f.Kind}

@@ -74,8 +74,12 @@ type TLSConfig struct {
 type StoreConfig struct {
 	// DSN is a reference to a PostgreSQL connection string.
 	DSN secret.Ref `yaml:"dsn"`
-	// MaxConns caps the store's connection pool; default 10.
+	// MaxConns caps the store's connection pool for API calls; default 10.
 	MaxConns int32 `yaml:"max_conns"`
+	// ReaperMaxConns caps the reaper's own pool, which API calls never
+	// use, so callers exhausting max_conns cannot stop expiry; default 2,
+	// at least 2 (a sweep holds one for its lock).
+	ReaperMaxConns int32 `yaml:"reaper_max_conns"`
 }
 
 // ReaperConfig tunes the reaper. Zero values take the defaults shown.
@@ -206,6 +210,7 @@ func ParseConfig(data []byte, drivers []plugins.Driver) (*Config, error) {
 func (c *Config) setDefaults() {
 	c.Listen = cmp.Or(c.Listen, DefaultListen)
 	c.Store.MaxConns = cmp.Or(c.Store.MaxConns, 10)
+	c.Store.ReaperMaxConns = cmp.Or(c.Store.ReaperMaxConns, 2)
 	c.Reaper.Interval = cmp.Or(c.Reaper.Interval, 5*time.Second)
 	c.Reaper.PendingGrace = cmp.Or(c.Reaper.PendingGrace, 2*time.Minute)
 	c.Reaper.SweepInterval = cmp.Or(c.Reaper.SweepInterval, 10*time.Minute)
@@ -265,6 +270,12 @@ func (c *Config) validate(found []error) []error {
 	}
 	if c.Store.DSN.IsZero() {
 		add("store.dsn", `required: a reference to the lease store's PostgreSQL DSN, e.g. env:CREDBROKER_DATABASE_URL`)
+	}
+	if c.Store.MaxConns < 1 {
+		add("store.max_conns", "%d: must be at least 1 (default 10)", c.Store.MaxConns)
+	}
+	if c.Store.ReaperMaxConns < 2 {
+		add("store.reaper_max_conns", "%d: must be at least 2, one for a sweep's lock and one for the rest (default 2)", c.Store.ReaperMaxConns)
 	}
 	if c.Reaper.Interval < 100*time.Millisecond {
 		add("reaper.interval", "must be at least 100ms")

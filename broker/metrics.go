@@ -11,13 +11,14 @@ type metrics struct {
 	issueSeconds *prometheus.HistogramVec
 	renewed      *prometheus.CounterVec
 	backendUp    *prometheus.GaugeVec
+	limited      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_issue_total",
-			Help: "Credential issue requests by role and result (ok, denied, backend_error).",
+			Help: "Credential issue requests by role and result (ok, denied, backend_error); denials of roles that do not exist count under role \"\".",
 		}, []string{"role", "result"}),
 		issueSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "credbroker_issue_duration_seconds",
@@ -32,9 +33,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "credbroker_backend_up",
 			Help: "1 when the backend's admin connection passed its last check, 0 when it failed: alarm on 0 before issues start failing.",
 		}, []string{"backend", "plugin"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_requests_limited_total",
+			Help: "Calls refused with resource_exhausted because one identity exceeded limits.request_rate, by procedure.",
+		}, []string{"procedure"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp)
+		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp, m.limited)
 	}
 	return m
 }

@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("store.dsn: %w", err)
 	}
-	s.store, err = leases.Open(ctx, leases.Config{DSN: dsn.Reveal(), MaxConns: cfg.Store.MaxConns, Logger: opts.Logger, Now: now})
+	s.store, err = leases.Open(ctx, leases.Config{DSN: dsn.Reveal(), MaxConns: cfg.Store.MaxConns, ReaperMaxConns: cfg.Store.ReaperMaxConns, Logger: opts.Logger, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("lease store: %w", plugins.Sanitize(err, dsn))
 	}
@@ -112,10 +112,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	s.svc = &credentialService{
-		rt:      s.rt.Load,
-		store:   s.store,
-		reaper:  s.reaper,
-		limits:  newLimiter(cfg.Limits.IssueRate, cfg.Limits.IssueBurst),
+		rt:       s.rt.Load,
+		store:    s.store,
+		reaper:   s.reaper,
+		limits:   newLimiter(cfg.Limits.IssueRate, cfg.Limits.IssueBurst),
+		requests: newLimiter(cfg.Limits.RequestRate, cfg.Limits.RequestBurst),
+		errSlowDown: connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+			"too many requests from this identity (limits.request_rate %g a second, bursts of %d): slow down and retry in a moment",
+			cfg.Limits.RequestRate, cfg.Limits.RequestBurst)),
 		metrics: newMetrics(reg),
 		log:     log,
 		now:     now,
@@ -127,7 +131,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(&authInterceptor{verifier: func() tokenVerifier { return s.rt.Load().verifier }}),
+		connect.WithInterceptors(&authInterceptor{verifier: func() tokenVerifier { return s.rt.Load().verifier }, svc: s.svc}),
 		connect.WithReadMaxBytes(maxRequestBytes),
 	}
 	mux.Handle(credbrokerv1connect.NewCredentialServiceHandler(s.svc, opts...))

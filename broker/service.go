@@ -26,13 +26,19 @@ const pluginTimeout = 30 * time.Second
 
 // credentialService implements the CredentialService RPCs.
 type credentialService struct {
-	rt      func() *runtime // the current config and backends
-	store   *leases.Store
-	reaper  *leases.Reaper
-	limits  *limiter
-	metrics *metrics
-	log     *slog.Logger
-	now     func() time.Time
+	rt     func() *runtime // the current config and backends
+	store  *leases.Store
+	reaper *leases.Reaper
+	limits *limiter // issue_rate, per identity
+	// requests is request_rate, per identity, for every call; the auth
+	// interceptor checks it and answers errSlowDown.
+	requests    *limiter
+	errSlowDown error
+	refused     refusedTokens // tokens of identities over request_rate
+	renewing    keyedLock     // one renewal of a lease at a time
+	metrics     *metrics
+	log         *slog.Logger
+	now         func() time.Time
 }
 
 var _ credbrokerv1connect.CredentialServiceHandler = (*credentialService)(nil)
@@ -49,31 +55,37 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	start := time.Now()
 	id := caller(ctx)
 	msg := req.Msg
-	rt := s.rt()
-	role, ok := rt.cfg.Role(msg.GetRole())
-	if !ok {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("role %q not found: `credbroker roles` lists the roles you may request", msg.GetRole()))
-	}
 	reason := msg.GetBreakGlassReason()
+	if err := checkCaps(fieldCap{"role", msg.GetRole(), maxNameBytes}, fieldCap{"break_glass_reason", reason, maxReasonBytes}); err != nil {
+		return nil, err
+	}
+	rt := s.rt()
 	breakGlass := reason != ""
-	if !rt.cfg.Allowed(id, role.Name) {
-		deny := fmt.Errorf("no policy grants role %q to %s from issuer %s", role.Name, id.Subject, id.Issuer)
-		if rt.cfg.BreakGlassAllowed(id, role.Name) {
-			if breakGlass {
-				deny = nil
-			} else {
-				deny = fmt.Errorf("role %q is break-glass only for %s: give a break_glass_reason (credbroker creds %s --break-glass \"why\"); it is recorded, and the lease ends within %s",
-					role.Name, id.Subject, role.Name, min(role.MaxTTL, role.BreakGlassMaxTTL))
-			}
+	// A role that does not exist and one the caller may not have get the
+	// same answer, so the error does not tell which roles exist.
+	role, exists := rt.cfg.Role(msg.GetRole())
+	var deny error
+	switch {
+	case exists && rt.cfg.Allowed(id, role.Name):
+	case exists && rt.cfg.BreakGlassAllowed(id, role.Name):
+		if !breakGlass {
+			deny = fmt.Errorf("role %q is break-glass only for %s: give a break_glass_reason (credbroker creds %s --break-glass \"why\"); it is recorded, and the lease ends within %s",
+				role.Name, id.Subject, role.Name, min(role.MaxTTL, role.BreakGlassMaxTTL))
 		}
-		if deny != nil {
-			s.metrics.issued.WithLabelValues(role.Name, "denied").Inc()
-			s.log.InfoContext(ctx, "issue denied", slog.String("role", role.Name), slog.String("issuer", id.Issuer), slog.String("subject", id.Subject))
-			if err := s.store.RecordEvent(ctx, leases.Event{Kind: "denied", Actor: actor(id), Details: map[string]string{"role": role.Name}}); err != nil {
-				return nil, toConnect(ctx, s.log, "record denial", err)
-			}
-			return nil, connect.NewError(connect.CodePermissionDenied, deny)
+	default:
+		deny = fmt.Errorf("role %q does not exist or is not granted to you: `credbroker roles` lists the roles you may request", msg.GetRole())
+	}
+	if deny != nil {
+		label := ""
+		if exists {
+			label = role.Name // a configured name: bounded label values
 		}
+		s.metrics.issued.WithLabelValues(label, "denied").Inc()
+		s.log.DebugContext(ctx, "issue denied", slog.String("role", msg.GetRole()), slog.String("issuer", id.Issuer), slog.String("subject", id.Subject))
+		// Counted, not written: one `denied` event per identity, role and
+		// minute is appended later, off the request path.
+		s.store.CountDenial(actor(id), msg.GetRole())
+		return nil, connect.NewError(connect.CodePermissionDenied, deny)
 	}
 	if !s.limits.allow(actor(id)) {
 		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("too many credentials issued to this identity: slow down and reuse (renew) the ones you have"))
@@ -181,6 +193,9 @@ func (s *credentialService) ownLease(ctx context.Context, leaseID string) (lease
 	if leaseID == "" {
 		return leases.Lease{}, connect.NewError(connect.CodeInvalidArgument, errors.New("lease_id is required"))
 	}
+	if err := checkCaps(fieldCap{"lease_id", leaseID, maxLeaseIDBytes}); err != nil {
+		return leases.Lease{}, err
+	}
 	l, err := s.store.Get(ctx, leaseID)
 	if err != nil {
 		return leases.Lease{}, toConnect(ctx, s.log, "get lease", err)
@@ -213,9 +228,21 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 	if !ok {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("backend %q is no longer configured", l.Backend))
 	}
+	// Renewals of one lease take turns here, so the backend is not asked
+	// to change one user concurrently; across replicas the store's
+	// compare-and-set decides.
+	unlock, err := s.renewing.lock(ctx, l.ID)
+	if err != nil {
+		return nil, toConnect(ctx, s.log, "renew", err)
+	}
+	defer unlock()
 	var clamped bool
+	// The store calls fn outside any transaction (a stalled backend holds
+	// no store connection or lock), and again with the fresh lease if a
+	// concurrent renewal won the race.
 	l, err = s.store.Renew(ctx, l.ID, actor(caller(ctx)), func(cur leases.Lease) (time.Time, error) {
 		// Renewal only ever moves the expiry forward, and never past the max.
+		clamped = false
 		next := s.now().Add(inc)
 		if next.Before(cur.ExpiresAt) {
 			next = cur.ExpiresAt
@@ -266,6 +293,9 @@ func (s *credentialService) ListLeases(ctx context.Context, req *connect.Request
 	id := caller(ctx)
 	if n := req.Msg.GetPageSize(); n < 0 || n > 500 {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("page_size must be between 0 and 500"))
+	}
+	if err := checkCaps(fieldCap{"page_token", req.Msg.GetPageToken(), maxPageTokenBytes}); err != nil {
+		return nil, err
 	}
 	list, next, err := s.store.List(ctx, leases.ListFilter{
 		Issuer:    id.Issuer,

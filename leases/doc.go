@@ -32,6 +32,26 @@
 // reaper's queue, so a backend user created after the reaper's revoke is
 // revoked as well: no backend user outlives its lease record.
 //
+// # No backend call inside a store transaction
+//
+// A backend may stall for as long as its timeout; a store transaction that
+// waited on it would hold a connection and row locks meanwhile, and enough
+// of them exhaust the pool for everyone. So no transaction of this package
+// is open while a plugin is called: [Store.Renew] reads the lease, calls
+// the backend, then compare-and-sets the new expiry with its event in one
+// short transaction; the reaper claims in one statement, revokes, then
+// records; a sweep holds its per-backend lock as a session advisory lock on
+// an idle connection. The reaper and the sweep use a pool of their own
+// (Config.ReaperMaxConns), so callers exhausting the store's pool cannot stop
+// expiry.
+//
+// # Denials
+//
+// Refused requests are not written as they happen: [Store.CountDenial]
+// counts them in memory, and one `denied` event per identity, role and
+// minute is appended later, so a flood of refusals adds a bounded number of
+// rows to the append-only history.
+//
 // # Claims
 //
 // The reaper claims due leases in one UPDATE over a `FOR UPDATE SKIP LOCKED`

@@ -287,45 +287,78 @@ func (s *Store) Get(ctx context.Context, id string) (Lease, error) {
 	return l, nil
 }
 
-// Renew extends an ACTIVE, unexpired, renewable lease. It locks the lease's
-// row, calls fn with the lease (the broker moves the backend-side expiry in
-// fn) and stores the expiry fn returns, capped at MaxExpiresAt, with a
-// `renewed` event, all in one transaction. fn should cap at l.MaxExpiresAt
-// itself so the backend and the store agree. fn should cap at l.MaxExpiresAt
-// itself so the backend and the store agree. If fn fails nothing changes and
-// its error is returned. A lease that is not ACTIVE or has expired gives
-// [ErrNotActive]; one issued as not renewable gives [ErrNotRenewable]; an
-// expiry that is not after now gives [ErrInvalidArgument].
+// renewAttempts is how often Renew tries when concurrent renewals of the
+// same lease keep winning the compare-and-set.
+const renewAttempts = 3
+
+// Renew extends an ACTIVE, unexpired, renewable lease. It reads the lease,
+// calls fn with it outside any transaction (the broker moves the
+// backend-side expiry in fn, which may take as long as the backend does),
+// and then stores the expiry fn returns, capped at MaxExpiresAt, with a
+// `renewed` event, in one short transaction that holds no lock while a
+// backend is called.
+//
+// The store is updated only if the lease is still what fn saw: ACTIVE,
+// unexpired and with the same expiry (a compare-and-set). A lost race goes
+// like this: if the lease was revoked or expired in the meantime, Renew
+// returns [ErrNotActive] and changes nothing (the reaper owns the lease and
+// deletes the user, whatever fn did to it); if another renewal moved the
+// expiry first, Renew reads the lease again and calls fn again with it, so
+// the backend ends at least as late as the store says, up to renewAttempts
+// times, then gives [ErrConflict]. fn must therefore be safe to call more
+// than once, and should cap at l.MaxExpiresAt itself so the backend and the
+// store agree. If fn fails nothing changes and its error is returned. A
+// lease that is not ACTIVE or has expired gives [ErrNotActive]; one issued
+// as not renewable gives [ErrNotRenewable]; an expiry that is not after now
+// gives [ErrInvalidArgument].
 func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (newExpiry time.Time, err error)) (Lease, error) {
+	for range renewAttempts {
+		out, err := s.renewOnce(ctx, id, actor, fn)
+		if !errors.Is(err, errLostRace) {
+			if err != nil {
+				return Lease{}, fmt.Errorf("renew lease %s: %w", id, err)
+			}
+			return out, nil
+		}
+	}
+	return Lease{}, fmt.Errorf("renew lease %s: %w: it was renewed concurrently %d times", id, ErrConflict, renewAttempts)
+}
+
+// errLostRace reports that a renewal's compare-and-set found the lease
+// renewed by someone else after fn saw it.
+var errLostRace = errors.New("leases: renewed concurrently")
+
+// renewOnce is one read, fn, compare-and-set round of Renew.
+func (s *Store) renewOnce(ctx context.Context, id, actor string, fn func(l Lease) (time.Time, error)) (Lease, error) {
+	l, err := scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1`, id))
+	if err != nil {
+		return Lease{}, err
+	}
+	if err := renewable(l, s.now()); err != nil {
+		return Lease{}, err
+	}
+	expiry, err := fn(l) // the backend call: no transaction, no lock, no connection held
+	if err != nil {
+		return Lease{}, err
+	}
+	now := s.now()
+	expiry = expiry.UTC().Truncate(time.Microsecond)
+	if expiry.After(l.MaxExpiresAt) {
+		expiry = l.MaxExpiresAt
+	}
+	if !expiry.After(now) {
+		return Lease{}, fmt.Errorf("%w: new expiry %s is not in the future", ErrInvalidArgument, expiry.Format(time.RFC3339Nano))
+	}
 	var out Lease
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		l, err := lockLease(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		now := s.now()
-		if l.State != StateActive {
-			return fmt.Errorf("%w: it is %s", ErrNotActive, l.State)
-		}
-		if !now.Before(l.ExpiresAt) {
-			return fmt.Errorf("%w: it expired at %s", ErrNotActive, l.ExpiresAt.Format(time.RFC3339))
-		}
-		if !l.Renewable {
-			return ErrNotRenewable
-		}
-		expiry, err := fn(l)
-		if err != nil {
-			return err
-		}
-		expiry = expiry.UTC().Truncate(time.Microsecond)
-		if expiry.After(l.MaxExpiresAt) {
-			expiry = l.MaxExpiresAt
-		}
-		if !expiry.After(now) {
-			return fmt.Errorf("%w: new expiry %s is not in the future", ErrInvalidArgument, expiry.Format(time.RFC3339Nano))
-		}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
 		out, err = scanLease(tx.QueryRow(ctx, `
-			UPDATE leases SET expires_at = $2 WHERE id = $1 RETURNING `+leaseColumns, id, expiry))
+			UPDATE leases SET expires_at = $3
+			WHERE id = $1 AND state = 'ACTIVE' AND expires_at = $2 AND expires_at > $4
+			RETURNING `+leaseColumns, id, l.ExpiresAt, expiry, now))
+		if errors.Is(err, ErrNotFound) {
+			return errLostRace
+		}
 		if err != nil {
 			return err
 		}
@@ -336,10 +369,31 @@ func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (n
 		}})
 		return err
 	})
-	if err != nil {
-		return Lease{}, fmt.Errorf("renew lease %s: %w", id, err)
+	if errors.Is(err, errLostRace) {
+		// Revoked or expired meanwhile is final; renewed meanwhile is retried.
+		cur, gerr := scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1`, id))
+		if gerr != nil {
+			return Lease{}, gerr
+		}
+		if rerr := renewable(cur, s.now()); rerr != nil {
+			return Lease{}, rerr
+		}
+		return Lease{}, errLostRace
 	}
-	return out, nil
+	return out, err
+}
+
+// renewable reports why l cannot be renewed at now, or nil.
+func renewable(l Lease, now time.Time) error {
+	switch {
+	case l.State != StateActive:
+		return fmt.Errorf("%w: it is %s", ErrNotActive, l.State)
+	case !now.Before(l.ExpiresAt):
+		return fmt.Errorf("%w: it expired at %s", ErrNotActive, l.ExpiresAt.Format(time.RFC3339))
+	case !l.Renewable:
+		return ErrNotRenewable
+	}
+	return nil
 }
 
 // ListFilter selects leases for [Store.List]. Empty fields match everything.

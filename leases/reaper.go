@@ -62,8 +62,11 @@ type ReaperConfig struct {
 // number of Reapers, in any number of replicas, may share one store; each
 // due lease is claimed by exactly one of them at a time.
 type Reaper struct {
-	cfg     ReaperConfig
-	store   *Store
+	cfg   ReaperConfig
+	store *Store // for Revoke, on behalf of a caller
+	// loop is the store on the reaper's own pool, for Run, RunOnce and
+	// Sweep: callers exhausting the API pool cannot stop expiry.
+	loop    *Store
 	logger  *slog.Logger
 	metrics *reaperMetrics
 }
@@ -118,6 +121,7 @@ func NewReaper(cfg ReaperConfig) (*Reaper, error) {
 	r := &Reaper{
 		cfg:    cfg,
 		store:  cfg.Store,
+		loop:   cfg.Store.forReaper(),
 		logger: logger.With(slog.String("component", "reaper")),
 	}
 	if cfg.Registerer != nil {
@@ -145,7 +149,7 @@ func (r *Reaper) Run(ctx context.Context) error {
 	defer sweep.Stop()
 	for {
 		r.drain(ctx)
-		if _, err := r.store.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+		if _, err := r.loop.Checkpoint(ctx); err != nil && ctx.Err() == nil {
 			r.logger.Warn("cannot checkpoint the event chains", slog.String("error", plugins.SanitizeString(err.Error())))
 		}
 		select {
@@ -207,7 +211,7 @@ func (r *Reaper) runOnce(ctx context.Context) (runResult, error) {
 	now := r.now()
 	pendingBefore := now.Add(-r.cfg.PendingGrace)
 	if r.metrics != nil {
-		st, err := r.store.stats(ctx, now, pendingBefore)
+		st, err := r.loop.stats(ctx, now, pendingBefore)
 		if err != nil {
 			if ctx.Err() != nil {
 				return res, ctx.Err()
@@ -219,7 +223,7 @@ func (r *Reaper) runOnce(ctx context.Context) (runResult, error) {
 	}
 
 	until := now.Add(r.cfg.ClaimTimeout)
-	batch, err := r.store.claimDue(ctx, now, pendingBefore, until, r.cfg.BatchSize)
+	batch, err := r.loop.claimDue(ctx, now, pendingBefore, until, r.cfg.BatchSize)
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -251,7 +255,7 @@ func (r *Reaper) runOnce(ctx context.Context) (runResult, error) {
 					mu.Unlock()
 					continue
 				}
-				_, oc, err := r.attempt(ctx, l, reaperActor)
+				_, oc, err := r.attempt(ctx, r.loop, l, reaperActor)
 				mu.Lock()
 				switch oc {
 				case outcomeRevoked:
@@ -269,7 +273,7 @@ func (r *Reaper) runOnce(ctx context.Context) (runResult, error) {
 
 	if len(release) > 0 {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-		if err := r.store.releaseClaims(wctx, release, until, r.now()); err != nil {
+		if err := r.loop.releaseClaims(wctx, release, until, r.now()); err != nil {
 			r.logger.Warn("cannot hand back claimed leases; they wait for the claim timeout",
 				slog.Int("leases", len(release)), slog.Any("error", err))
 		}
@@ -296,7 +300,7 @@ func (r *Reaper) Revoke(ctx context.Context, id, reason, actor string) (Lease, e
 	if !claimed {
 		return l, nil
 	}
-	out, oc, err := r.attempt(ctx, l, actor)
+	out, oc, err := r.attempt(ctx, r.store, l, actor)
 	switch oc {
 	case outcomeRevoked, outcomeFailed, outcomeLost:
 		return out, nil
@@ -305,8 +309,10 @@ func (r *Reaper) Revoke(ctx context.Context, id, reason, actor string) (Lease, e
 	}
 }
 
-// attempt revokes one claimed lease in its backend and records the outcome.
-func (r *Reaper) attempt(ctx context.Context, l Lease, actor string) (Lease, outcome, error) {
+// attempt revokes one claimed lease in its backend and records the outcome
+// in st (the reaper's pool or the callers'). No transaction is open while
+// the backend is called.
+func (r *Reaper) attempt(ctx context.Context, st *Store, l Lease, actor string) (Lease, outcome, error) {
 	revokeErr := r.revokeBackend(ctx, l)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
@@ -315,7 +321,7 @@ func (r *Reaper) attempt(ctx context.Context, l Lease, actor string) (Lease, out
 
 	if revokeErr != nil && ctx.Err() != nil {
 		// Cancelled, not failed: hand the lease back without a penalty.
-		if err := r.store.releaseClaims(wctx, []string{l.ID}, l.NextAttemptAt, r.now()); err != nil {
+		if err := st.releaseClaims(wctx, []string{l.ID}, l.NextAttemptAt, r.now()); err != nil {
 			log.Warn("cannot hand back claimed lease; it waits for the claim timeout", slog.Any("error", err))
 		}
 		return l, outcomeReleased, ctx.Err()
@@ -324,10 +330,10 @@ func (r *Reaper) attempt(ctx context.Context, l Lease, actor string) (Lease, out
 	now := r.now()
 
 	if revokeErr == nil {
-		out, err := r.store.finishRevoked(wctx, l, now, actor)
+		out, err := st.finishRevoked(wctx, l, now, actor)
 		if errors.Is(err, errLostClaim) {
 			log.Debug("revoked, but the claim was taken over; the new holder records the outcome")
-			return r.current(wctx, l), outcomeLost, nil
+			return r.current(wctx, st, l), outcomeLost, nil
 		}
 		if err != nil {
 			log.Error("revoked in the backend but cannot record it; the revoke will be repeated", slog.Any("error", err))
@@ -339,10 +345,10 @@ func (r *Reaper) attempt(ctx context.Context, l Lease, actor string) (Lease, out
 
 	msg := plugins.SanitizeString(revokeErr.Error())
 	next := now.Add(r.backoff(l.RevokeAttempts + 1))
-	out, err := r.store.finishFailed(wctx, l, now, next, msg, actor)
+	out, err := st.finishFailed(wctx, l, now, next, msg, actor)
 	if errors.Is(err, errLostClaim) {
 		log.Debug("revoke failed, but the claim was taken over", slog.String("error", msg))
-		return r.current(wctx, l), outcomeLost, nil
+		return r.current(wctx, st, l), outcomeLost, nil
 	}
 	if err != nil {
 		log.Error("revoke failed and cannot record it", slog.String("error", msg), slog.Any("store_error", err))
@@ -360,8 +366,8 @@ func (r *Reaper) attempt(ctx context.Context, l Lease, actor string) (Lease, out
 
 // current reads a lease after its claim was taken over, falling back to what
 // the caller had.
-func (r *Reaper) current(ctx context.Context, l Lease) Lease {
-	if cur, err := r.store.Get(ctx, l.ID); err == nil {
+func (r *Reaper) current(ctx context.Context, st *Store, l Lease) Lease {
+	if cur, err := st.Get(ctx, l.ID); err == nil {
 		return cur
 	}
 	return l

@@ -23,12 +23,24 @@ type Config struct {
 	// MaxConns is the most connections the store opens. Default 10; it
 	// overrides pool_max_conns in the DSN.
 	MaxConns int32
+	// ReaperMaxConns is the most connections of the reaper's own pool,
+	// which API calls never use, so a flood of requests cannot starve
+	// expiry. Default and minimum 2 (one for a sweep's lock, one for
+	// everything else).
+	ReaperMaxConns int32
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the store's clock. Default time.Now. Every time the store
 	// writes or compares comes from it, truncated to the microsecond
 	// PostgreSQL keeps.
 	Now func() time.Time
+	// DenialKeys is the most (identity, role, minute) counts of refused
+	// requests kept in memory between flushes; refusals beyond it are
+	// counted in one overflow event. Default 10000.
+	DenialKeys int
+	// DenialFlushInterval is how often counted denials whose minute has
+	// ended are written as `denied` events. Default 10s.
+	DenialFlushInterval time.Duration
 }
 
 // Store is the PostgreSQL lease store. It is safe for concurrent use, and any
@@ -37,6 +49,11 @@ type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 	clock  func() time.Time
+	// reaper is this store on the reaper's own pool; nil on that copy.
+	reaper *Store
+	// denials aggregates refused requests until they are flushed; shared
+	// by the copy on the reaper's pool.
+	denials *denials
 }
 
 // Open connects to the lease store, checks that the database answers and
@@ -46,8 +63,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.DSN == "" {
 		return nil, fmt.Errorf("%w: lease store DSN is empty", ErrInvalidArgument)
 	}
-	if cfg.MaxConns < 0 {
-		return nil, fmt.Errorf("%w: MaxConns %d is negative", ErrInvalidArgument, cfg.MaxConns)
+	if cfg.MaxConns < 0 || cfg.ReaperMaxConns < 0 {
+		return nil, fmt.Errorf("%w: MaxConns %d or ReaperMaxConns %d is negative", ErrInvalidArgument, cfg.MaxConns, cfg.ReaperMaxConns)
 	}
 	poolCfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
@@ -84,11 +101,39 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.pool.Close()
 		return nil, fmt.Errorf("leases: migrate lease store %s: %w", where, plugins.Sanitize(err))
 	}
+	reaperCfg := poolCfg.Copy()
+	reaperCfg.MaxConns = max(cmp.Or(cfg.ReaperMaxConns, 2), 2) // a sweep holds one for its lock
+	reaperCfg.MinConns = min(reaperCfg.MinConns, reaperCfg.MaxConns)
+	rpool, err := pgxpool.NewWithConfig(ctx, reaperCfg)
+	if err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("leases: open the reaper's pool on %s: %w", where, plugins.Sanitize(err))
+	}
+	s.reaper = &Store{pool: rpool, logger: s.logger, clock: clock}
+	s.denials = newDenials(cfg.DenialKeys)
+	s.reaper.denials = s.denials
+	s.startDenialFlusher(cmp.Or(cfg.DenialFlushInterval, 10*time.Second))
 	return s, nil
 }
 
-// Close closes every connection. The Store is unusable afterwards.
-func (s *Store) Close() { s.pool.Close() }
+// Close writes the denials not yet recorded, then closes every connection.
+// The Store is unusable afterwards.
+func (s *Store) Close() {
+	s.stopDenialFlusher()
+	s.pool.Close()
+	if s.reaper != nil {
+		s.reaper.pool.Close()
+	}
+}
+
+// forReaper returns the store on the reaper's own pool (itself for a store
+// without one).
+func (s *Store) forReaper() *Store {
+	if s.reaper != nil {
+		return s.reaper
+	}
+	return s
+}
 
 // Ping reports whether the lease store answers.
 func (s *Store) Ping(ctx context.Context) error {
