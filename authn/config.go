@@ -66,6 +66,12 @@ type IssuerConfig struct {
 	// EdDSA. Only RS256/384/512, PS256/384/512, ES256/384/512 and EdDSA are
 	// accepted; none and HMAC (HS*) are configuration errors.
 	Algorithms []string `yaml:"algorithms"`
+	// MaxTokenLifetime, when set, refuses tokens meant to live longer:
+	// exp - iat, or exp - now for a token without iat. Default 0: no limit
+	// beyond exp itself. Use it for issuers whose tokens should be
+	// short-lived (projected service-account tokens, CI job tokens), so that
+	// a stolen long-lived token is useless.
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
 }
 
 // Validate checks the issuer config without touching the network or the file
@@ -129,6 +135,9 @@ func (c IssuerConfig) Validate() []error {
 		if err := checkAlgorithm(alg); err != nil {
 			add("algorithms", "%v", err)
 		}
+	}
+	if c.MaxTokenLifetime < 0 {
+		add("max_token_lifetime", "%s is negative: write a positive duration such as 1h, or leave it out for no limit", c.MaxTokenLifetime)
 	}
 	return errs
 }

@@ -31,6 +31,7 @@ const (
 	ReasonAudience        Reason = "audience"         // aud is missing or names none of the issuer's audiences
 	ReasonNoSubject       Reason = "no_subject"       // no sub claim, or an empty one
 	ReasonInvalidClaim    Reason = "invalid_claim"    // a registered claim has the wrong JSON type
+	ReasonLifetime        Reason = "lifetime"         // exp - iat (or exp - now) is more than the issuer's max_token_lifetime
 	ReasonCanceled        Reason = "canceled"         // the caller's context ended while keys were being fetched
 )
 

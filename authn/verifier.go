@@ -46,6 +46,8 @@ type Verifier struct {
 	byIss     map[string]*issuer
 	issuers   []*issuer
 	ownClient *http.Client // closed on Close; nil when the caller gave one
+	now       func() time.Time
+	leeway    time.Duration
 
 	ctx    context.Context // ends on Close; bounds every fetch
 	cancel context.CancelFunc
@@ -93,6 +95,8 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 		log:       logger,
 		byIss:     make(map[string]*issuer, len(cfg.Issuers)),
 		ownClient: ownClient,
+		now:       now,
+		leeway:    leeway,
 		ctx:       bg,
 		cancel:    cancel,
 	}
@@ -336,6 +340,9 @@ func (v *Verifier) verifyFor(ctx context.Context, is *issuer, raw string, header
 	}
 	aud, _ := claims.GetAudience()
 	exp, _ := claims.GetExpirationTime() // required, so present after validation
+	if rej := v.checkLifetime(is, exp.Time, claims); rej != nil {
+		return Identity{}, rej
+	}
 	return Identity{
 		Issuer:    is.cfg.Name,
 		IssuerURL: is.cfg.Issuer,
@@ -344,6 +351,30 @@ func (v *Verifier) verifyFor(ctx context.Context, is *issuer, raw string, header
 		ExpiresAt: exp.Time,
 		Claims:    map[string]any(claims),
 	}, nil
+}
+
+// checkLifetime refuses a token of an issuer with max_token_lifetime that
+// was made to live longer: exp - iat, or, without iat, exp - now (allowing
+// the clock leeway).
+func (v *Verifier) checkLifetime(is *issuer, exp time.Time, claims jwt.MapClaims) *rejection {
+	limit := is.cfg.MaxTokenLifetime
+	if limit <= 0 {
+		return nil
+	}
+	iat, _ := claims.GetIssuedAt() // a wrong type was refused by the parser
+	var lifetime time.Duration
+	var from string
+	if iat != nil {
+		lifetime, from = exp.Sub(iat.Time), "iat"
+	} else {
+		lifetime, from = exp.Sub(v.now())-v.leeway, "now"
+	}
+	if lifetime <= limit {
+		return nil
+	}
+	return reject(ReasonLifetime,
+		fmt.Sprintf("token lifetime is longer than this issuer allows (max_token_lifetime %s): ask the issuer for a shorter-lived token", limit),
+		fmt.Sprintf("exp - %s = %s", from, lifetime.Round(time.Second)))
 }
 
 // keyFor finds the key(s) the token may be verified with, refreshing a remote

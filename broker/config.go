@@ -267,6 +267,25 @@ func (c *Config) validate(found []error) []error {
 		if c.TLS.KeyFile == "" {
 			add("tls.key_file", "required when tls is set")
 		}
+		switch c.TLS.ClientAuth {
+		case "", ClientAuthRequire, ClientAuthVerifyIfGiven:
+			if c.TLS.ClientAuth != "" && c.TLS.ClientCAFile == "" {
+				add("tls.client_auth", "%q needs tls.client_ca_file: the PEM file of the certificate authorities whose client certificates are accepted", c.TLS.ClientAuth)
+			}
+		default:
+			add("tls.client_auth", "unknown value %q: write %s (every connection presents a client certificate; the default with client_ca_file) or %s", c.TLS.ClientAuth, ClientAuthRequire, ClientAuthVerifyIfGiven)
+		}
+	}
+	if c.MetricsListen != "" {
+		host, _, err := net.SplitHostPort(c.MetricsListen)
+		switch {
+		case err != nil:
+			add("metrics_listen", "%q is not host:port, e.g. 127.0.0.1:9420", c.MetricsListen)
+		case c.TLS == nil && !isLoopback(host):
+			add("metrics_listen", "%s is not a loopback address: metrics name every role and backend, so without tls they are served on loopback only; write e.g. 127.0.0.1:9420, or configure tls", c.MetricsListen)
+		case c.MetricsListen == c.Listen:
+			add("metrics_listen", "%s is the API's listen address: metrics need a port of their own, e.g. 127.0.0.1:9420", c.MetricsListen)
+		}
 	}
 	if c.Store.DSN.IsZero() {
 		add("store.dsn", `required: a reference to the lease store's PostgreSQL DSN, e.g. env:CREDBROKER_DATABASE_URL`)

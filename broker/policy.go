@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -41,20 +40,20 @@ func (p *PolicyConfig) matches(id authn.Identity) bool {
 	return true
 }
 
-// claimHas reports whether a token claim equals want, or holds it as a member
-// when the claim is a list.
+// claimHas reports whether a token claim is the string want, or a list that
+// holds the string want. Nothing else matches: not a number or a boolean
+// that prints as want, not an object, and not a list nested in a list, so a
+// token cannot satisfy `groups: sre` with `[["sre"]]`, `true` or `{"sre": 1}`.
 func claimHas(claim any, want string) bool {
 	switch v := claim.(type) {
-	case nil:
-		return false
 	case string:
 		return v == want
 	case []any:
-		return slices.ContainsFunc(v, func(e any) bool { return claimHas(e, want) })
+		return slices.ContainsFunc(v, func(e any) bool { s, ok := e.(string); return ok && s == want })
 	case []string:
 		return slices.Contains(v, want)
 	default:
-		return fmt.Sprint(v) == want
+		return false
 	}
 }
 

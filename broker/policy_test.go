@@ -78,3 +78,43 @@ func TestGlobPattern(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimHas: a policy claim matches a token claim that is the string, or
+// a list holding the string, and nothing else a token could carry.
+func TestClaimHas(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		claim any
+		want  string
+		match bool
+	}{
+		"String":             {claim: "sre", want: "sre", match: true},
+		"OtherString":        {claim: "dev", want: "sre"},
+		"StringCase":         {claim: "SRE", want: "sre"},
+		"StringList":         {claim: []any{"dev", "sre"}, want: "sre", match: true},
+		"GoStringList":       {claim: []string{"dev", "sre"}, want: "sre", match: true},
+		"ListWithout":        {claim: []any{"dev"}, want: "sre"},
+		"EmptyList":          {claim: []any{}, want: "sre"},
+		"NestedList":         {claim: []any{[]any{"sre"}}, want: "sre"},
+		"NestedGoList":       {claim: []any{[]string{"sre"}}, want: "sre"},
+		"DeeplyNested":       {claim: []any{[]any{[]any{"sre"}}}, want: "sre"},
+		"BoolTrue":           {claim: true, want: "true"},
+		"BoolInList":         {claim: []any{true}, want: "true"},
+		"Number":             {claim: float64(1), want: "1"},
+		"NumberInList":       {claim: []any{float64(42)}, want: "42"},
+		"Object":             {claim: map[string]any{"sre": true}, want: "sre"},
+		"ObjectPrintsAsWant": {claim: map[string]any{}, want: "map[]"},
+		"ObjectInList":       {claim: []any{map[string]any{"sre": "sre"}}, want: "sre"},
+		"Null":               {claim: nil, want: ""},
+		"NullWantsNil":       {claim: nil, want: "<nil>"},
+		"NullInList":         {claim: []any{nil}, want: "<nil>"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if got := claimHas(tc.claim, tc.want); got != tc.match {
+				t.Errorf("claimHas(%#v, %q) = %v, want %v", tc.claim, tc.want, got, tc.match)
+			}
+		})
+	}
+}

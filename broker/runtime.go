@@ -81,11 +81,14 @@ func (rt *runtime) swept() []string {
 
 // Reload replaces the config with cfg: it re-resolves every secret, reopens
 // the backends and reloads the issuers' keys, then switches requests over.
+// It also re-reads the TLS certificate, key and client CA files (named by the
+// new config), which new connections then get; open connections keep theirs.
 // Requests already running finish on the old backends, which are closed once
 // they are done (after at most the plugin timeout). If anything fails, the
 // running config stays in force and the error says why. The store, listen
-// address and TLS settings are fixed at start; a change to them is reported
-// as needing a restart and otherwise ignored, as are reaper and limits.
+// and metrics_listen addresses, turning TLS on or off, the reaper and the
+// limits are fixed at start; a change to them is reported as needing a
+// restart and otherwise ignored.
 func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -103,14 +106,27 @@ func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 	if cfg.Listen != old.cfg.Listen {
 		restart = append(restart, "listen")
 	}
-	if (cfg.TLS == nil) != (old.cfg.TLS == nil) || (cfg.TLS != nil && *cfg.TLS != *old.cfg.TLS) {
+	if cfg.MetricsListen != old.cfg.MetricsListen {
+		restart = append(restart, "metrics_listen")
+	}
+	var certs *tlsMaterial
+	switch {
+	case (cfg.TLS == nil) != (old.cfg.TLS == nil):
 		restart = append(restart, "tls")
+	case cfg.TLS != nil && s.certs != nil:
+		var err error
+		if certs, err = loadTLS(cfg.TLS); err != nil {
+			return fmt.Errorf("reload: the running config stays in force: %w", err)
+		}
 	}
 	rt, err := openRuntime(ctx, cfg, s.baseLog, s.now)
 	if err != nil {
 		return fmt.Errorf("reload: the running config stays in force: %w", err)
 	}
 	s.rt.Store(rt)
+	if certs != nil {
+		s.certs.cur.Store(certs)
+	}
 	s.retired.Go(func() {
 		// Let requests on the old backends finish, unless the server stops.
 		t := time.NewTimer(pluginTimeout)
@@ -124,7 +140,8 @@ func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 	if len(restart) > 0 {
 		s.log.Warn("config reloaded, but these sections only take effect after a restart", slog.Any("sections", restart))
 	} else {
-		s.log.Info("config reloaded", slog.Int("backends", len(cfg.Backends)), slog.Int("roles", len(cfg.Roles)), slog.Int("policies", len(cfg.Policies)))
+		s.log.Info("config reloaded", slog.Int("backends", len(cfg.Backends)), slog.Int("roles", len(cfg.Roles)), slog.Int("policies", len(cfg.Policies)),
+			slog.Bool("tls_reloaded", certs != nil))
 	}
 	return nil
 }

@@ -3,12 +3,13 @@ package broker
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,8 @@ type Server struct {
 	rt       atomic.Pointer[runtime]
 	svc      *credentialService
 	handler  http.Handler
+	metrics  http.Handler  // /metrics, served only on metrics_listen
+	certs    *certReloader // the TLS material; nil without tls
 	checkInt time.Duration
 
 	reloadMu  sync.Mutex
@@ -136,40 +139,130 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	}
 	mux.Handle(credbrokerv1connect.NewCredentialServiceHandler(s.svc, opts...))
 	mux.Handle(credbrokerv1connect.NewAdminServiceHandler(adminService{s.svc}, opts...))
-	mux.Handle(grpchealth.NewHandler(&healthChecker{store: s.store}))
+	mux.Handle(grpchealth.NewHandler(newHealthChecker(s.store, time.Now)))
 	reflector := grpcreflect.NewStaticReflector(credbrokerv1connect.CredentialServiceName,
 		credbrokerv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return http.MaxBytesHandler(mux, maxRequestBytes)
+	// /metrics names every role and backend: it is served on its own
+	// listener (metrics_listen), never on the API port.
+	s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	return http.MaxBytesHandler(requireBearer(mux), maxRequestBytes)
 }
 
-// Handler returns the HTTP handler of every service the server offers.
+// requireBearer refuses a call of the credential or admin service that
+// carries no bearer token before anything reads its body, so that an
+// anonymous caller cannot make the server wait for (or buffer) a body. The
+// token itself is verified by the auth interceptor.
+func requireBearer(next http.Handler) http.Handler {
+	errWriter := connect.NewErrorWriter()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/"+credbrokerv1connect.CredentialServiceName+"/") ||
+			strings.HasPrefix(r.URL.Path, "/"+credbrokerv1connect.AdminServiceName+"/") {
+			scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+				if r.ProtoMajor == 1 {
+					// The body is not read: nor is it waited for.
+					w.Header().Set("Connection", "close")
+				}
+				_ = errWriter.Write(w, r, connect.NewError(connect.CodeUnauthenticated,
+					errors.New("missing identity token: send Authorization: Bearer <token>")))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Handler returns the HTTP handler of every service the server offers on
+// its API port.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// MetricsHandler returns the Prometheus /metrics handler.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics }
+
 // Serve runs the reaper, the backend checks and the HTTP server on ln until
-// ctx is done, then shuts down gracefully.
+// ctx is done, then shuts down gracefully. When the config sets
+// metrics_listen, Serve listens there too and serves /metrics (only).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var metricsLn net.Listener
+	if addr := s.rt.Load().cfg.MetricsListen; addr != "" {
+		var err error
+		if metricsLn, err = net.Listen("tcp", addr); err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+	}
+	return s.ServeWithMetrics(ctx, ln, metricsLn)
+}
+
+// ServeWithMetrics is [Server.Serve] with the metrics listener opened by the
+// caller; nil serves no metrics.
+func (s *Server) ServeWithMetrics(ctx context.Context, ln, metricsLn net.Listener) (err error) {
+	serving := false
+	defer func() {
+		if !serving { // http.Server closes them once it serves
+			ln.Close()
+			if metricsLn != nil {
+				metricsLn.Close()
+			}
+		}
+	}()
+	cfg := s.rt.Load().cfg
+	lim := cfg.Limits
 	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		// The body's deadline is bodyDeadline's. (http.Server.ReadTimeout
+		// would also cancel a long server-streaming response over HTTP/1.1,
+		// such as a history export, read_timeout after its request.)
+		Handler:           bodyDeadline(s.handler, lim.ReadTimeout),
+		ReadHeaderTimeout: min(10*time.Second, lim.ReadTimeout),
+		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		Protocols:         new(http.Protocols),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: lim.MaxConcurrentStreams,
+			// A peer that stops reading its responses is dropped.
+			WriteByteTimeout: lim.ReadTimeout,
+			// A connection that goes silent is pinged, and closed when the
+			// ping is not answered.
+			SendPingTimeout: lim.IdleTimeout,
+			PingTimeout:     15 * time.Second,
+		},
 	}
 	srv.Protocols.SetHTTP1(true)
-	cfg := s.rt.Load().cfg
+	metricsSrv := &http.Server{
+		Handler:           metricsMux(s.metrics),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          srv.ErrorLog,
+	}
 	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			return fmt.Errorf("tls: %w", err)
+		s.reloadMu.Lock() // Reload swaps the material of s.certs
+		if s.certs == nil {
+			m, err := loadTLS(cfg.TLS)
+			if err != nil {
+				s.reloadMu.Unlock()
+				return err
+			}
+			s.certs = &certReloader{}
+			s.certs.cur.Store(m)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.reloadMu.Unlock()
+		srv.TLSConfig = s.certs.config([]string{"h2", "http/1.1"})
+		metricsSrv.TLSConfig = s.certs.config([]string{"http/1.1"})
 		srv.Protocols.SetHTTP2(true)
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true) // h2c, loopback only (checked in config)
 	}
+	ln = limitListener(ln, lim.MaxConnections)
+	if metricsLn != nil {
+		metricsLn = limitListener(metricsLn, 16) // scrapers, not callers
+	}
+	serving = true
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -177,17 +270,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { _ = s.reaper.Run(ctx); done <- struct{}{} }()
 	go func() { s.checkBackends(ctx); done <- struct{}{} }()
 
-	errc := make(chan error, 1)
-	go func() {
+	errc := make(chan error, 2)
+	serve := func(srv *http.Server, ln net.Listener) {
 		if srv.TLSConfig != nil {
 			errc <- srv.ServeTLS(ln, "", "") // negotiates h2 by ALPN
 		} else {
 			errc <- srv.Serve(ln)
 		}
-	}()
-	s.log.Info("serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", cfg.TLS != nil))
+	}
+	go serve(srv, ln)
+	servers := []*http.Server{srv}
+	if metricsLn != nil {
+		go serve(metricsSrv, metricsLn)
+		servers = append(servers, metricsSrv)
+		s.log.Info("serving metrics", slog.String("addr", metricsLn.Addr().String()), slog.Bool("tls", cfg.TLS != nil))
+	}
+	s.log.Info("serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", cfg.TLS != nil),
+		slog.Bool("mtls", cfg.TLS != nil && cfg.TLS.ClientCAFile != ""))
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -195,8 +295,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	cancel()
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer stop()
-	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
-		err = serr
+	for _, srv := range servers {
+		if serr := srv.Shutdown(shutdownCtx); serr != nil && (err == nil || errors.Is(err, http.ErrServerClosed)) {
+			err = serr
+		}
 	}
 	<-done
 	<-done
@@ -204,6 +306,62 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// bodyDeadline gives every request's body d to arrive, counted from when its
+// handler starts (its header has ReadHeaderTimeout), on HTTP/1.1 and per
+// stream on HTTP/2: a body trickled a byte at a time cannot hold a goroutine
+// for longer. Once the body is read the deadline is lifted, so a long
+// response is not cut.
+func bodyDeadline(next http.Handler, d time.Duration) http.Handler {
+	if d <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			// Nothing to wait for; and on HTTP/1.1 the deadline would end
+			// the server's background read, cancelling the request.
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(d)) == nil {
+			body := &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+			if r.ProtoMajor == 1 {
+				// After a failed body the connection is not reused: the
+				// rest of a trickled body is not waited for.
+				body.failed = func() { w.Header().Set("Connection", "close") }
+			}
+			r.Body = body
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the read deadline when the body is read to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	once   sync.Once
+	lift   func()
+	failed func() // nil on HTTP/2
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF:
+		b.once.Do(b.lift)
+	case err != nil && b.failed != nil:
+		b.failed()
+	}
+	return n, err
+}
+
+// metricsMux serves metrics at /metrics and nothing else.
+func metricsMux(metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	return mux
 }
 
 // checkBackends checks every backend's admin connection periodically and
@@ -251,9 +409,28 @@ func (s *Server) Close() {
 }
 
 // healthChecker reports SERVING while the lease store answers: without it
-// nothing can be issued.
+// nothing can be issued. Health needs no token, so the store's answer is
+// cached briefly: a flood of anonymous health checks costs one ping per
+// healthCacheFor, not one each.
 type healthChecker struct {
-	store *leases.Store
+	store pinger
+	now   func() time.Time
+
+	mu      sync.Mutex // held during a ping: callers wait for its answer
+	checked time.Time
+	serving bool
+}
+
+// pinger is the part of leases.Store the health check needs.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// healthCacheFor is how long a store ping answers health checks.
+const healthCacheFor = time.Second
+
+func newHealthChecker(store pinger, now func() time.Time) *healthChecker {
+	return &healthChecker{store: store, now: now}
 }
 
 func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
@@ -262,10 +439,23 @@ func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest)
 	default:
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", req.Service))
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := h.store.Ping(ctx); err != nil {
-		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	if h.storeUp(ctx) {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 	}
-	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+}
+
+func (h *healthChecker) storeUp(ctx context.Context) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now := h.now(); !h.checked.IsZero() && now.Sub(h.checked) < healthCacheFor && now.Sub(h.checked) >= 0 {
+		return h.serving
+	}
+	// The ping is not the caller's: one that gives up must not make the
+	// store look down to the callers waiting behind it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	h.serving = h.store.Ping(ctx) == nil
+	h.checked = h.now()
+	return h.serving
 }

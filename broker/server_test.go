@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,17 +114,18 @@ policies:
 	}
 
 	// TLS negotiates HTTP/2, which gRPC clients other than Go's need.
-	metrics, err := httpClient.Get("https://" + ln.Addr().String() + "/metrics")
+	const health = "/grpc.health.v1.Health/Check"
+	hres, err := httpClient.Post("https://"+ln.Addr().String()+health, "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics.Body.Close()
-	if metrics.ProtoMajor != 2 || metrics.StatusCode != http.StatusOK {
-		t.Errorf("GET /metrics over TLS: %s %s, want HTTP/2 200", metrics.Proto, metrics.Status)
+	hres.Body.Close()
+	if hres.ProtoMajor != 2 || hres.StatusCode != http.StatusOK {
+		t.Errorf("health check over TLS: %s %s, want HTTP/2 200", hres.Proto, hres.Status)
 	}
 
 	// Plaintext to the TLS port gets nowhere.
-	plain, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	plain, err := http.Post("http://"+ln.Addr().String()+health, "application/json", strings.NewReader("{}"))
 	if err == nil {
 		plain.Body.Close()
 		if plain.StatusCode == http.StatusOK {

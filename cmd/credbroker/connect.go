@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -38,7 +40,9 @@ func newExecCmd() *cobra.Command {
 		Long: `Issue a credential for ROLE, run COMMAND with the credential's variables
 (PGHOST … PGPASSWORD, REDISCLI_AUTH, MYSQL_PWD …) and CREDBROKER_LEASE_ID added to
 its environment, renew the lease while it runs, and revoke it when the command
-exits. The exit status is the command's.`,
+exits. The exit status is the command's. The command does not get your identity
+token: CREDBROKER_TOKEN, CREDBROKER_TOKEN_FILE and the like are removed from its
+environment.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 || cmd.ArgsLenAtDash() != 1 {
 				return usageError{errors.New("usage: credbroker exec ROLE -- COMMAND [ARGS…]")}
@@ -112,7 +116,7 @@ func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv 
 	}
 	child := exec.Command(args[0], args[1:]...)
 	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
-	child.Env = os.Environ()
+	child.Env = childEnviron(os.Environ())
 	for k, v := range env {
 		child.Env = append(child.Env, k+"="+v)
 	}
@@ -141,6 +145,16 @@ func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv 
 		return exitCodeError{exitErr.ExitCode()}
 	}
 	return err
+}
+
+// childEnviron is environ without what carries the caller's identity to the
+// broker (CREDBROKER_TOKEN, CREDBROKER_TOKEN_FILE, and any other
+// CREDBROKER_TOKEN* variable): the child gets a credential for one role, not
+// the means to mint credentials for every role its user may have.
+func childEnviron(environ []string) []string {
+	return slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
+		return strings.HasPrefix(kv, "CREDBROKER_TOKEN")
+	})
 }
 
 // pluginOf returns the plugin behind role, from the roles the caller may use.

@@ -32,7 +32,7 @@ const (
 )
 
 func newDevCmd() *cobra.Command {
-	var tokenOut, listen, dir string
+	var tokenOut, listen, metricsListen, dir string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a throwaway broker with a dev issuer and demo PostgreSQL roles",
@@ -43,16 +43,17 @@ token issuer, writes a dev token and prints what to type next. Nothing it makes
 is meant for production.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDev(cmd, dir, tokenOut, listen)
+			return runDev(cmd, dir, tokenOut, listen, metricsListen)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".credbroker", "where the dev config, keys and token are written")
 	cmd.Flags().StringVar(&tokenOut, "token-out", "", "where to write the dev token (default DIR/dev-token)")
 	cmd.Flags().StringVar(&listen, "listen", broker.DefaultListen, "address to listen on (loopback)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "127.0.0.1:0", "address of the Prometheus /metrics listener (loopback; port 0 picks a free one)")
 	return cmd
 }
 
-func runDev(cmd *cobra.Command, dir, tokenOut, listen string) error {
+func runDev(cmd *cobra.Command, dir, tokenOut, listen, metricsListen string) error {
 	ctx := cmd.Context()
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	adminDSN := os.Getenv("CREDBROKER_DATABASE_URL")
@@ -103,7 +104,7 @@ func runDev(cmd *cobra.Command, dir, tokenOut, listen string) error {
 	os.Setenv("CREDBROKER_DEV_STORE_DSN", storeDSN)
 	os.Setenv("CREDBROKER_DEV_DEMO_DSN", demoDSN)
 	extra := devBackends(ctx, func(msg string) { log.Info(msg) })
-	data := devConfigData{Listen: listen, Issuer: devIssuer, JWKS: jwksPath, Subject: devSubject}
+	data := devConfigData{Listen: listen, MetricsListen: metricsListen, Issuer: devIssuer, JWKS: jwksPath, Subject: devSubject}
 	var tries []string
 	for _, b := range extra {
 		data.Backends += b.yaml
@@ -132,12 +133,19 @@ func runDev(cmd *cobra.Command, dir, tokenOut, listen string) error {
 	if err != nil {
 		return err
 	}
+	// Metrics name every role and backend: they get a loopback port of
+	// their own, never the API's.
+	metricsLn, err := listenTCP(cfg.MetricsListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("metrics: %w", err)
+	}
 	more := ""
 	if len(tries) > 0 {
 		more = "\nMore demo backends answered on this machine:\n\n" + strings.Join(tries, "\n") + "\n"
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), devBanner, ln.Addr().String(), cfgPath, tokenOut, ln.Addr().String(), more)
-	return srv.Serve(ctx, ln)
+	fmt.Fprintf(cmd.OutOrStdout(), devBanner, ln.Addr().String(), cfgPath, tokenOut, ln.Addr().String(), more, metricsLn.Addr().String())
+	return srv.ServeWithMetrics(ctx, ln, metricsLn)
 }
 
 // devKey returns the dev issuer's signing key, made once and kept in dir so
@@ -244,12 +252,14 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO demo_write;
 
 // devConfigData fills devConfig; the optional backends add YAML list items.
 type devConfigData struct {
-	Listen, Issuer, JWKS, Subject string
-	Backends, Roles, RoleNames    string
+	Listen, MetricsListen      string
+	Issuer, JWKS, Subject      string
+	Backends, Roles, RoleNames string
 }
 
 var devConfig = template.Must(template.New("dev").Parse(`# Written by credbroker dev. Secrets are env: references, as in production.
 listen: {{.Listen}}
+metrics_listen: {{.MetricsListen}}
 store:
   dsn: env:CREDBROKER_DEV_STORE_DSN
 reaper: {interval: 1s, pending_grace: 30s}
@@ -290,8 +300,9 @@ backends:
 
 const devBanner = `
 credbroker dev is running on http://%s
-  config: %s
-  token:  %s
+  config:  %s
+  token:   %s
+  metrics: http://%[6]s/metrics (loopback only)
 
 In another terminal, try:
 

@@ -13,11 +13,12 @@ import (
 	"connectrpc.com/grpcreflect"
 
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+	"github.com/credbroker/credbroker/test/harness"
 )
 
 func TestHealthAndReflection(t *testing.T) {
 	t.Parallel()
-	d, b := setup(t, "10m", "1h", "")
+	d, b := setup(t, "10m", "1h", "metrics_listen: "+harness.MetricsListenPlaceholder+"\n")
 	// HTTP/2 without TLS (h2c), as grpcurl and gRPC clients speak it.
 	h2c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Protocols: new(http.Protocols)}}
 	h2c.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
@@ -94,7 +95,8 @@ func TestHealthAndReflection(t *testing.T) {
 	})
 
 	t.Run("Metrics", func(t *testing.T) {
-		res, err := http.Get(b.Addr + "/metrics")
+		// On metrics_listen only; the API port has no /metrics.
+		res, err := http.Get(b.MetricsAddr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}

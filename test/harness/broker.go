@@ -32,6 +32,11 @@ import (
 // loopback address the broker is to listen on.
 const ListenPlaceholder = "{{LISTEN}}"
 
+// MetricsListenPlaceholder is replaced, in a config given to [StartBroker],
+// by a free loopback address for metrics_listen; [Broker.MetricsAddr] is
+// its base URL.
+const MetricsListenPlaceholder = "{{METRICS_LISTEN}}"
+
 // Timeouts of the broker's life cycle.
 const (
 	// readyTimeout bounds start-up: migrations, backends, issuers, listening.
@@ -61,12 +66,19 @@ type Options struct {
 	// LogLevel is passed as --log-level; default "debug", so the secret
 	// check covers the chattiest logs.
 	LogLevel string
+	// HTTPClient, when set, is the client of the health checks and of
+	// [Broker.Call], and Addr is https://: for a config with tls.
+	HTTPClient *http.Client
 }
 
 // Broker is a `credbroker serve` process started for a test.
 type Broker struct {
-	// Addr is the base URL, http://127.0.0.1:PORT.
+	// Addr is the base URL, http://127.0.0.1:PORT (https:// with
+	// Options.HTTPClient).
 	Addr string
+	// MetricsAddr is the base URL of metrics_listen when the config has
+	// {{METRICS_LISTEN}}, else "".
+	MetricsAddr string
 	// ConfigPath is the config file the broker runs with.
 	ConfigPath string
 
@@ -111,6 +123,10 @@ func StartBrokerWith(t testing.TB, opts Options) *Broker {
 		logs:       &syncBuffer{},
 		http:       &http.Client{Timeout: callTimeout},
 	}
+	scheme := "http://"
+	if opts.HTTPClient != nil {
+		b.http, scheme = opts.HTTPClient, "https://"
+	}
 	if b.logLevel == "" {
 		b.logLevel = "debug"
 	}
@@ -118,8 +134,13 @@ func StartBrokerWith(t testing.TB, opts Options) *Broker {
 	for attempt := 1; ; attempt++ {
 		port := freePort(t)
 		b.listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		b.Addr = "http://" + b.listen
+		b.Addr = scheme + b.listen
 		cfg := strings.ReplaceAll(opts.Config, ListenPlaceholder, b.listen)
+		if strings.Contains(cfg, MetricsListenPlaceholder) {
+			metrics := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+			b.MetricsAddr = scheme + metrics
+			cfg = strings.ReplaceAll(cfg, MetricsListenPlaceholder, metrics)
+		}
 		if err := os.WriteFile(b.ConfigPath, []byte(cfg), 0o600); err != nil {
 			t.Fatalf("harness: write config: %v", err)
 		}
