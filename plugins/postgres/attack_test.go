@@ -509,3 +509,59 @@ func TestWarnings(t *testing.T) {
 		}
 	})
 }
+
+// TestAttackShadowCatalogFunction plays a holder who may create functions in
+// schema public: it defines public.shobj_description(oid, text), which
+// overload resolution prefers to pg_catalog's (oid, name) for an untyped
+// literal, and which creates a superuser when run by a superuser. The
+// broker's own statements must never call it.
+func TestAttackShadowCatalogFunction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	role := parseRole(t, "member_of: ["+creatorGroup(t, b.adminURL)+"]")
+	attacker := issue(t, p, role)
+	pwned := plugins.NewUsername("cbtest_pwned", 40)
+	t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+pwned) })
+	// Each shadows a built-in the plugin calls with an argument whose type
+	// PostgreSQL has to guess.
+	shadows := map[string]string{
+		"shobj_description(oid, text)":          "text",
+		"pg_terminate_backend(integer, bigint)": "boolean",
+	}
+	conn := holder(t, attacker)
+	for signature, returns := range shadows {
+		fn := `CREATE FUNCTION public.` + signature + ` RETURNS ` + returns + ` LANGUAGE plpgsql AS $$ BEGIN
+				IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+					EXECUTE 'CREATE ROLE ` + pwned + ` LOGIN SUPERUSER';
+				END IF;
+				RETURN NULL;
+			END $$`
+		if _, err := conn.Exec(t.Context(), fn); err != nil {
+			t.Fatalf("plant public.%s: %v", signature, err)
+		}
+	}
+	if _, err := p.ListManaged(t.Context()); err != nil {
+		t.Fatalf("ListManaged: %v", err)
+	}
+	if err := p.Revoke(t.Context(), attacker.Username); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if isRole(t, b.adminURL, pwned) {
+		t.Fatalf("the holder's shadow function ran as the admin: role %s exists", pwned)
+	}
+}
+
+func isRole(t *testing.T, adminURL, name string) bool {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var exists bool
+	if err := conn.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	return exists
+}

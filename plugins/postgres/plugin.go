@@ -75,6 +75,12 @@ func open(ctx context.Context, c *Connection, configure func(*pgxpool.Config)) (
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "credbroker"
 	}
+	// Holders may create functions in schemas such as public. With them on
+	// the admin's search_path, a holder's public.shobj_description(oid, text)
+	// would win overload resolution over pg_catalog's and run as the admin.
+	// The broker's own statements see the catalog only; the operator's
+	// statements get PostgreSQL's default path (see operatorPath).
+	cfg.ConnConfig.RuntimeParams["search_path"] = adminSearchPath
 	if configure != nil {
 		configure(cfg)
 	}
@@ -176,11 +182,12 @@ func (p *Plugin) createSteps(req plugins.CreateRequest) ([]step, error) {
 	var steps []step
 	if len(role.CreationStatements) > 0 {
 		// The statements are the operator's; they grant, so they take the lock.
-		steps = append(steps, lock)
+		steps = append(steps, lock, operatorPath)
 		vals := templateValues{name: req.Username, verifier: verifier, expiration: req.ExpiresAt}
 		for i, s := range role.CreationStatements {
 			steps = append(steps, step{what: fmt.Sprintf("creation_statements[%d]", i), sql: render(s, vals)})
 		}
+		steps = append(steps, adminPath)
 	} else {
 		steps = append(steps, step{
 			what: "create role",

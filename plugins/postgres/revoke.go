@@ -79,7 +79,7 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 	}
 
 	if statements, ok := lookupRevocation(comment); ok {
-		steps := []step{{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}}}
+		steps := []step{{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}}, operatorPath}
 		for i, s := range statements {
 			steps = append(steps, step{what: fmt.Sprintf("revocation_statements[%d]", i), sql: render(s, templateValues{name: username})})
 		}

@@ -163,3 +163,17 @@ func lookupRevocation(comment string) ([]string, bool) {
 	}
 	return v.([]string), true
 }
+
+// adminSearchPath is the search_path of every admin connection: the catalog
+// only, so no object a holder creates can stand in for a built-in function
+// or table the broker's own statements name.
+const adminSearchPath = "pg_catalog, pg_temp"
+
+// operatorPath and adminPath switch a transaction to PostgreSQL's default
+// search_path for the operator's creation and revocation statements (which
+// may name tables without their schema), and back before the broker's own
+// statements run.
+var (
+	operatorPath = step{what: "use the default search_path for the operator's statements", sql: `SET LOCAL search_path TO "$user", public`}
+	adminPath    = step{what: "restore the admin search_path", sql: "SET LOCAL search_path TO " + adminSearchPath}
+)
