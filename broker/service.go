@@ -84,7 +84,14 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 		s.log.DebugContext(ctx, "issue denied", slog.String("role", msg.GetRole()), slog.String("issuer", id.Issuer), slog.String("subject", id.Subject))
 		// Counted, not written: one `denied` event per identity, role and
 		// minute is appended later, off the request path.
-		s.store.CountDenial(actor(id), msg.GetRole())
+		// A role that does not exist is counted as "(unknown)", which no
+		// configured role can be named: otherwise a new name each time would
+		// make a new row each time.
+		counted := "(unknown)"
+		if exists {
+			counted = role.Name
+		}
+		s.store.CountDenial(actor(id), counted)
 		return nil, connect.NewError(connect.CodePermissionDenied, deny)
 	}
 	if !s.limits.allow(actor(id)) {
