@@ -431,7 +431,17 @@ func TestAttackCreationStatementsTooStrong(t *testing.T) {
 	b := setup(t)
 	p := open(t, b.conn)
 	strong := newRole(t, b.adminURL, "cbtest_strong", "NOLOGIN BYPASSRLS")
-	tests := map[string]struct{ statements, want string }{
+	keeper := newRole(t, b.adminURL, "cbtest_keeper", "NOLOGIN")
+	tests := map[string]struct{ statements, extra, want string }{
+		"Marker": {
+			statements: "  - CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}\n  - GRANT credbroker_managed TO {{name}}\n",
+			want:       "credbroker_managed",
+		},
+		"ReassignTarget": {
+			statements: "  - CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}\n  - GRANT " + keeper + " TO {{name}}\n",
+			extra:      "reassign_owned_to: " + keeper + "\n",
+			want:       keeper,
+		},
 		"CreateDB": {
 			statements: "  - CREATE ROLE {{name}} LOGIN CREATEDB PASSWORD {{password}} VALID UNTIL {{expiration}}\n",
 			want:       "CREATEDB",
@@ -451,7 +461,7 @@ func TestAttackCreationStatementsTooStrong(t *testing.T) {
 			t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+username) })
 			_, err := p.Create(t.Context(), plugins.CreateRequest{
 				Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-				Role: parseRole(t, "creation_statements:\n"+tt.statements),
+				Role: parseRole(t, tt.extra+"creation_statements:\n"+tt.statements),
 			})
 			if !errors.Is(err, postgres.ErrTooStrong) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Create = %v, want ErrTooStrong naming %s", err, tt.want)
@@ -547,21 +557,7 @@ func TestAttackShadowCatalogFunction(t *testing.T) {
 	if err := p.Revoke(t.Context(), attacker.Username); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
-	if isRole(t, b.adminURL, pwned) {
+	if roleExists(t, b.adminURL, pwned) {
 		t.Fatalf("the holder's shadow function ran as the admin: role %s exists", pwned)
 	}
-}
-
-func isRole(t *testing.T, adminURL, name string) bool {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var exists bool
-	if err := conn.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
-		t.Fatal(err)
-	}
-	return exists
 }

@@ -149,7 +149,10 @@ type step struct {
 func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins.Credential, error) {
 	steps, err := p.createSteps(req)
 	if err == nil {
-		err = p.inTx(ctx, p.pool, steps, func(tx pgx.Tx) error { return checkNewUser(ctx, tx, req.Username) })
+		role, _ := asRole(req.Role) // createSteps checked it
+		err = p.inTx(ctx, p.pool, steps, func(tx pgx.Tx) error {
+			return checkNewUser(ctx, tx, req.Username, p.version, role.ReassignOwnedTo)
+		})
 	}
 	if sqlState(err) == pgerrcode.ProgramLimitExceeded {
 		// "row is too big": a table's ACL is full of per-user grants. Every
@@ -278,8 +281,10 @@ func (p *Plugin) inTx(ctx context.Context, pool *pgxpool.Pool, steps []step, bef
 var ErrTooStrong = errors.New("role too strong")
 
 // checkNewUser fails when the user just made in tx, or a role it is a member
-// of, is too strong (see [tooStrong]), or when the statements did not make it.
-func checkNewUser(ctx context.Context, tx pgx.Tx, username string) error {
+// of, is too strong (see [tooStrong]), when it can act as the marker role or
+// as reassignTo (which receives what revoked users owned), or when the
+// statements did not make it.
+func checkNewUser(ctx context.Context, tx pgx.Tx, username string, version int, reassignTo string) error {
 	var login bool
 	err := tx.QueryRow(ctx, "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", username).Scan(&login)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -295,7 +300,42 @@ func checkNewUser(ctx context.Context, tx pgx.Tx, username string) error {
 	if len(found) > 0 {
 		return fmt.Errorf("%w for an issued user, rolled back: %s", ErrTooStrong, strings.Join(found, "; "))
 	}
+	forbidden := []string{markerRole}
+	if reassignTo != "" {
+		forbidden = append(forbidden, reassignTo)
+	}
+	rows, err := tx.Query(ctx, reachQuery(version), username, forbidden)
+	if err != nil {
+		return fmt.Errorf("check the new role: %w", err)
+	}
+	reached, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("check the new role: %w", err)
+	}
+	if len(reached) > 0 {
+		return fmt.Errorf("%w for an issued user, rolled back: it can act as %s (SET ROLE or inherited privileges); "+
+			"holders must not reach the marker role or a reassign_owned_to role", ErrTooStrong, ident(reached[0]))
+	}
 	return nil
+}
+
+// reachQuery returns the roles of $2 that role $1 can act as through its
+// memberships, recursively: every membership on PostgreSQL 15 and older, and
+// on 16+ those WITH SET or WITH INHERIT (the marker's own membership has
+// neither).
+func reachQuery(version int) string {
+	edge := ""
+	if version >= memberOptionsVersion {
+		edge = " AND (m.set_option OR m.inherit_option)"
+	}
+	return `
+WITH RECURSIVE reach(oid) AS (
+	SELECT oid FROM pg_roles WHERE rolname = $1
+	UNION
+	SELECT m.roleid FROM reach JOIN pg_auth_members m ON m.member = reach.oid` + edge + `
+)
+SELECT r.rolname::text FROM reach JOIN pg_roles r ON r.oid = reach.oid
+WHERE r.rolname = ANY ($2::text[]) ORDER BY 1`
 }
 
 func checkUsername(name string) error {
