@@ -10,3 +10,7 @@ func MarkerRole(role any) string {
 	}
 	return revocationRolePrefix + r.revocationKey
 }
+
+// WithoutAccountLock makes p behave as on a server without ALTER USER …
+// ACCOUNT LOCK (MariaDB before 10.4, MySQL before 5.7.6).
+func WithoutAccountLock(p any) { p.(*Plugin).canLock = false }

@@ -958,3 +958,31 @@ func TestWarnings(t *testing.T) {
 		t.Errorf("Check with a least-privileged admin: %v", err)
 	}
 }
+
+// TestRevokeWithoutAccountLockScrambles: where the server cannot lock an
+// account, a revoke that cannot finish still locks the holder out, by a
+// password nobody holds.
+func TestRevokeWithoutAccountLockScrambles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	db := "`" + b.database + "`"
+	weak := adminUser(t, b, "weak-admin-pw",
+		"GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO {user}",
+		"GRANT SELECT ON mysql.* TO {user}",
+		"GRANT SELECT, CREATE VIEW, SHOW VIEW ON "+db+".* TO {user} WITH GRANT OPTION")
+	p := open(t, connection(t, weak, ""))
+	mysql.WithoutAccountLock(p)
+	cred := create(t, p, parseRole(t, `grants: [{privileges: [SELECT, CREATE VIEW], on: "`+b.database+`.*"}]`))
+	holderSession(t, b, cred, "CREATE SQL SECURITY DEFINER VIEW "+db+".peek AS SELECT * FROM "+db+".items")
+
+	if err := p.Revoke(t.Context(), cred.Username); err == nil {
+		t.Fatal("Revoke through an admin that cannot drop the view succeeded; the test needs it to fail")
+	}
+	if accounts(t, b.adminDSN, cred.Username) != 1 {
+		t.Fatal("the account is gone although its view could not be dropped")
+	}
+	_, err := b.login(t.Context(), cred)
+	if !isError(err, 1045) { // ER_ACCESS_DENIED_ERROR
+		t.Errorf("login after the failed Revoke without ACCOUNT LOCK = %v, want access denied", err)
+	}
+}

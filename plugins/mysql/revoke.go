@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/credbroker/credbroker/plugins"
 )
 
 // Revoke removes the user. First it locks every account of that name
@@ -98,17 +100,30 @@ func lockSQL(accounts []string) string {
 	return "ALTER USER IF EXISTS " + strings.Join(accounts, ", ") + " ACCOUNT LOCK"
 }
 
-// lock locks the accounts of username at hosts, where the server can.
+// scrambleSQL returns the statement that locks accounts out where ACCOUNT
+// LOCK is missing or failed: their password becomes the hash of a random
+// password nobody holds (only the hash travels, as at Create).
+func (p *Plugin) scrambleSQL(accounts []string) string {
+	hash := NativePasswordHash(plugins.NewPassword().Reveal())
+	return "ALTER USER IF EXISTS " + strings.Join(accounts, ", ") + " " + p.hashClause(hash)(false)
+}
+
+// lock locks the accounts of username at hosts: ACCOUNT LOCK where the
+// server has it, else (or when that fails) a password nobody knows, so a
+// revoke that cannot finish never leaves the login working.
 func (p *Plugin) lock(ctx context.Context, username string, hosts []string) error {
-	if !p.canLock {
-		return nil
-	}
 	accounts := make([]string, len(hosts))
 	for i, h := range hosts {
 		accounts[i] = account(username, h)
 	}
-	if _, err := p.db.ExecContext(ctx, lockSQL(accounts)); err != nil {
-		return fmt.Errorf("lock the user: %w", err)
+	var lockErr error
+	if p.canLock {
+		if _, lockErr = p.db.ExecContext(ctx, lockSQL(accounts)); lockErr == nil {
+			return nil
+		}
+	}
+	if _, err := p.db.ExecContext(ctx, p.scrambleSQL(accounts)); err != nil {
+		return fmt.Errorf("lock the user: %w", errors.Join(lockErr, err))
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ func (p *Plugin) Warnings(ctx context.Context) []string {
 	}
 	if !p.canLock {
 		warnings = append(warnings, fmt.Sprintf("the server (%s) has no ALTER USER … ACCOUNT LOCK (MariaDB 10.4+, MySQL 5.7.6+): "+
-			"a revoke that fails before DROP USER leaves the login working until it is retried", p.version))
+			"revoke locks the login out by setting a password nobody holds instead, which leaves no trace in the account's lock status", p.version))
 	}
 	current, grantee, err := p.admin(ctx)
 	if err != nil {
