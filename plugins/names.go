@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"crypto/rand"
+	"net"
 	"strings"
 
 	"github.com/credbroker/credbroker/secret"
@@ -60,4 +61,15 @@ func NewPassword() secret.Value {
 		}
 	}
 	return secret.New(string(out))
+}
+
+// IsLoopback reports whether host (a name or an IP address, without a port)
+// is this machine: "localhost" or a loopback address. Plugins use it to warn
+// about admin connections that cross the network in plain text.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

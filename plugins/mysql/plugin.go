@@ -590,7 +590,7 @@ func (p *Plugin) checkRole(ctx context.Context, role *Role) error {
 			errs = append(errs, fmt.Errorf("grants[%d].on: table %s.%s does not exist", i, quoteIdent(g.db), quoteIdent(g.table)))
 		}
 	}
-	if len(role.Grants) > 0 && role.host() == "%" && isLoopback(p.target.host) {
+	if len(role.Grants) > 0 && role.host() == "%" && plugins.IsLoopback(p.target.host) {
 		anonymous, err := p.anonymousLocalAccounts(ctx)
 		if err != nil {
 			return err
@@ -664,15 +664,6 @@ func (p *Plugin) anonymousLocalAccounts(ctx context.Context) ([]string, error) {
 		accounts = append(accounts, "''@"+quoteString(h))
 	}
 	return accounts, rows.Err()
-}
-
-// isLoopback reports whether host names the local machine.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Close releases the admin connections.

@@ -70,7 +70,7 @@ func transportWarning(network, addr, tls string) string {
 	if err != nil {
 		host = addr
 	}
-	if isLoopback(host) {
+	if plugins.IsLoopback(host) {
 		return ""
 	}
 	switch {

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -348,20 +347,11 @@ func (p *Plugin) CheckRole(ctx context.Context, role any) error {
 // password hash of every user it creates cross the network readable.
 func (p *Plugin) Warnings(context.Context) []string {
 	u, err := url.Parse(p.mgmtURL)
-	if err != nil || u.Scheme != "http" || isLoopback(u.Hostname()) {
+	if err != nil || u.Scheme != "http" || plugins.IsLoopback(u.Hostname()) {
 		return nil
 	}
 	return []string{fmt.Sprintf("management_url %s is plain http off loopback: the admin's password and every "+
 		"user it creates cross the network readable; use https:// (the management plugin's TLS listener)", u.Redacted())}
-}
-
-// isLoopback reports whether host is localhost or a loopback address.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Close releases idle connections to the management API. It is safe to call

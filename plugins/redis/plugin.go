@@ -614,7 +614,7 @@ func (p *Plugin) Warnings(ctx context.Context) []string {
 	}
 	var remote []string
 	for _, a := range addrs {
-		if host, _, err := net.SplitHostPort(a); err == nil && !isLoopback(host) && !slices.Contains(remote, a) {
+		if host, _, err := net.SplitHostPort(a); err == nil && !plugins.IsLoopback(host) && !slices.Contains(remote, a) {
 			remote = append(remote, a)
 		}
 	}
@@ -624,15 +624,6 @@ func (p *Plugin) Warnings(ctx context.Context) []string {
 	return []string{fmt.Sprintf("the admin connection to %s is plain text off loopback: the admin's password and "+
 		"every user it creates cross the network readable; set tls.enabled: true (the server needs tls-port)",
 		strings.Join(remote, ", "))}
-}
-
-// isLoopback reports whether host is localhost or a loopback address.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Close releases the admin connections. Calls after the first do nothing.
