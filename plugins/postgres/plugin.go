@@ -484,7 +484,7 @@ func (p *Plugin) Warnings(ctx context.Context) []string {
 // superuserWarning names the least the admin needs instead of superuser.
 func superuserWarning(user string, version int) string {
 	need := "CREATEROLE: give credbroker an admin role of its own " +
-		"(CREATE ROLE credbroker_admin LOGIN CREATEROLE PASSWORD '…') instead of " + ident(user)
+		"(CREATE ROLE credbroker_admin LOGIN CREATEROLE, with a password of its own) instead of " + ident(user)
 	if version >= memberOptionsVersion {
 		need += ", and membership WITH ADMIN OPTION of each group role a role's member_of names, " +
 			"and of each reassign_owned_to role (GRANT <role> TO " + ident(user) + " WITH ADMIN OPTION)"
