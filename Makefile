@@ -8,6 +8,8 @@ BUF_VERSION               := v1.75.0
 PROTOC_GEN_GO_VERSION     := v1.36.12
 PROTOC_GEN_CONNECT_VERSION := v1.21.1
 STATICCHECK_VERSION       := v0.8.2
+# Ory Hydra, the OIDC provider of the identity tests (test/harness/hydra.go).
+HYDRA_VERSION             := v2.3.0
 
 BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
@@ -17,7 +19,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 TOOLS := $(BIN)/buf-$(BUF_VERSION) $(BIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
 	$(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION) $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: build dev test lint generate bench tools clean
+.PHONY: build dev test lint generate bench tools hydra clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o bin/credbroker ./cmd/credbroker
@@ -60,6 +62,19 @@ $(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION):
 $(BIN)/staticcheck-$(STATICCHECK_VERSION):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	touch $@
+
+# hydra is built inside its own module, as its go.mod wants: -tags sqlite for
+# DSN=memory, its gobuffalo/pop => ory/pop replace. Its replace of
+# hydra-client-go points at a directory the module zip leaves out, so that
+# one is dropped for the published v2.2.1 it requires. The module cache is
+# read-only, hence the copy. Cached by version in .bin/.
+hydra: $(BIN)/hydra-$(HYDRA_VERSION)
+$(BIN)/hydra-$(HYDRA_VERSION):
+	mkdir -p $(BIN); tmp=$$(mktemp -d); trap 'chmod -R u+w $$tmp; rm -rf $$tmp' EXIT; \
+	dir=$$(cd $$tmp && $(GO) mod download -json github.com/ory/hydra/v2@$(HYDRA_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	test -n "$$dir"; cp -r "$$dir" $$tmp/src; chmod -R u+w $$tmp/src; cd $$tmp/src; \
+	$(GO) mod edit -dropreplace github.com/ory/hydra-client-go/v2; \
+	$(GO) build -mod=mod -tags sqlite -o $@.tmp . ; mv $@.tmp $@
 
 clean:
 	rm -rf bin .bin

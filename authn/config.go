@@ -44,7 +44,7 @@ var issuerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // IssuerConfig is one entry of `issuers:` in the YAML config: a token issuer the
 // broker trusts, the audiences its tokens must carry, and where its public keys
-// come from. Exactly one of JWKSFile, JWKSURL and Discovery is set.
+// come from. Exactly one of JWKSFile, JWKSURL, Discovery and SPIFFE is set.
 type IssuerConfig struct {
 	// Name is the config name policies refer to, e.g. "k8s-prod".
 	Name string `yaml:"name"`
@@ -72,6 +72,24 @@ type IssuerConfig struct {
 	// short-lived (projected service-account tokens, CI job tokens), so that
 	// a stolen long-lived token is useless.
 	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
+	// SPIFFE makes this a SPIFFE trust domain's issuer of JWT-SVIDs, with
+	// keys from its trust bundle instead of jwks_file, jwks_url or
+	// discovery; Issuer is then optional. See [SPIFFEConfig].
+	SPIFFE *SPIFFEConfig `yaml:"spiffe"`
+	// CAFile is a PEM file of the CA certificates that the key server's
+	// certificate (jwks_url, discovery) must chain to, for a provider behind
+	// a private CA. Default: the system's roots. Read at start.
+	CAFile string `yaml:"ca_file"`
+	// InsecureHTTP allows plain http:// key and discovery URLs on hosts that
+	// are not loopback, for development setups only: anyone on the network
+	// path can then swap the keys. Default false; a warning when set.
+	InsecureHTTP bool `yaml:"insecure_http"`
+	// Kubernetes makes this a Kubernetes service-account token issuer whose
+	// keys come from the API server; it replaces jwks_file, jwks_url and
+	// discovery. See KubernetesConfig.
+	Kubernetes *KubernetesConfig `yaml:"kubernetes"`
+	// Login, when set, offers this issuer to people: `credbroker login`.
+	Login *LoginConfig `yaml:"login"`
 }
 
 // Validate checks the issuer config without touching the network or the file
@@ -91,12 +109,16 @@ func (c IssuerConfig) Validate() []error {
 	}
 
 	switch {
+	case c.Kubernetes != nil:
+		c.Kubernetes.validate(c, add)
+	case c.Issuer == "" && c.SPIFFE != nil:
+		// optional: JWT-SVIDs need not carry iss
 	case c.Issuer == "":
 		add("issuer", "is required: the exact iss claim of this issuer's tokens")
 	case strings.TrimSpace(c.Issuer) != c.Issuer:
 		add("issuer", "%q has leading or trailing spaces; iss is compared exactly", c.Issuer)
 	case c.Discovery:
-		if err := checkFetchURL(c.Issuer); err != nil {
+		if err := checkURL(c.Issuer, c.InsecureHTTP); err != nil {
 			add("issuer", "discovery needs an issuer URL: %v", err)
 		}
 	}
@@ -116,19 +138,23 @@ func (c IssuerConfig) Validate() []error {
 	}
 	if c.JWKSURL != "" {
 		sources = append(sources, "jwks_url")
-		if err := checkFetchURL(c.JWKSURL); err != nil {
+		if err := checkURL(c.JWKSURL, c.InsecureHTTP); err != nil {
 			add("jwks_url", "%v", err)
 		}
 	}
 	if c.Discovery {
 		sources = append(sources, "discovery")
 	}
-	switch len(sources) {
-	case 0:
-		add("jwks_url", "no key source: set exactly one of jwks_file, jwks_url or discovery: true")
-	case 1:
-	default:
-		add(sources[1], "conflicts with %s: set exactly one of jwks_file, jwks_url or discovery", sources[0])
+	if c.Kubernetes != nil {
+		sources = append(sources, "kubernetes")
+	}
+	switch {
+	case c.SPIFFE != nil:
+		errs = append(errs, c.SPIFFE.validate(sources, c.InsecureHTTP)...)
+	case len(sources) == 0:
+		add("jwks_url", "no key source: set exactly one of jwks_file, jwks_url, discovery: true, kubernetes: or spiffe:")
+	case len(sources) > 1:
+		add(sources[1], "conflicts with %s: set exactly one of jwks_file, jwks_url, discovery or kubernetes", sources[0])
 	}
 
 	for _, alg := range c.Algorithms {
@@ -136,9 +162,16 @@ func (c IssuerConfig) Validate() []error {
 			add("algorithms", "%v", err)
 		}
 	}
+	if c.JWKSFile != "" && c.CAFile != "" {
+		add("ca_file", "only applies to keys fetched over https (jwks_url, discovery, kubernetes); jwks_file is read from disk: remove ca_file")
+	}
+	if c.JWKSFile != "" && c.InsecureHTTP {
+		add("insecure_http", "only applies to keys fetched over http (jwks_url, discovery, kubernetes); jwks_file is read from disk: remove insecure_http")
+	}
 	if c.MaxTokenLifetime < 0 {
 		add("max_token_lifetime", "%s is negative: write a positive duration such as 1h, or leave it out for no limit", c.MaxTokenLifetime)
 	}
+	errs = append(errs, c.Login.validate(c)...)
 	return errs
 }
 
@@ -167,9 +200,24 @@ func checkAlgorithm(alg string) error {
 	return fmt.Errorf("%q is not supported; use one of %s", alg, strings.Join(supportedAlgorithms, ", "))
 }
 
+// Warnings returns what is allowed but unsafe in the issuer config, each
+// starting with its YAML field name.
+func (c IssuerConfig) Warnings() []string {
+	if c.InsecureHTTP {
+		return []string{"insecure_http: true: signing keys may be fetched over plain http, where anyone on the network path can replace them; use https (with ca_file for a private CA) outside development"}
+	}
+	return nil
+}
+
 // checkFetchURL accepts absolute https URLs, and http URLs whose host is a
 // loopback address or localhost (tests and development).
 func checkFetchURL(raw string) error {
+	return checkURL(raw, false)
+}
+
+// checkURL is checkFetchURL that, with insecureHTTP, also accepts plain http
+// on any host.
+func checkURL(raw string, insecureHTTP bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%q is not a valid URL", raw)
@@ -180,8 +228,8 @@ func checkFetchURL(raw string) error {
 	if u.User != nil {
 		return fmt.Errorf("%q must not contain credentials", u.Redacted())
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("%q must use https (plain http is allowed only for loopback hosts)", raw)
+	if u.Scheme == "http" && !insecureHTTP && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%q must use https (with ca_file for a private CA); plain http is allowed for loopback hosts, or set insecure_http: true for a development setup", raw)
 	}
 	return nil
 }
@@ -234,6 +282,7 @@ func (c Config) Validate() error {
 	}
 	names := map[string]int{}
 	isss := map[string]int{}
+	tds := map[string]int{} // spiffe trust domains: a token without iss picks its issuer by sub
 	for i, ic := range c.Issuers {
 		for _, err := range ic.Validate() {
 			errs = append(errs, fmt.Errorf("issuers[%d] (%s): %w", i, ic.Name, err))
@@ -243,10 +292,20 @@ func (c Config) Validate() error {
 		} else {
 			names[ic.Name] = i
 		}
+		ic = ic.resolved()
 		if j, dup := isss[ic.Issuer]; dup && ic.Issuer != "" {
 			errs = append(errs, fmt.Errorf("issuers[%d] (%s): issuer: %q is already configured by issuers[%d]; a token's iss must select exactly one issuer", i, ic.Name, ic.Issuer, j))
 		} else {
 			isss[ic.Issuer] = i
+		}
+		if ic.SPIFFE != nil {
+			if td, err := ic.SPIFFE.trustDomain(); err == nil {
+				if j, dup := tds[td.Name()]; dup {
+					errs = append(errs, fmt.Errorf("issuers[%d] (%s): spiffe.trust_domain: %s is already configured by issuers[%d]; one issuer per trust domain", i, ic.Name, td.Name(), j))
+				} else {
+					tds[td.Name()] = i
+				}
+			}
 		}
 	}
 	if c.Leeway < 0 {

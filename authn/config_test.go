@@ -45,6 +45,23 @@ func TestIssuerConfigValidate(t *testing.T) {
 		"DottedName":     {cfg: valid(func(c *authn.IssuerConfig) { c.Name = "corp.oidc_v2" })},
 		"LoopbackDiscov": {cfg: valid(func(c *authn.IssuerConfig) { c.JWKSURL, c.Issuer, c.Discovery = "", "http://127.0.0.1:5556/dex", true })},
 
+		"Login": {cfg: valid(func(c *authn.IssuerConfig) {
+			c.Audiences = append(c.Audiences, "cli")
+			c.Login = &authn.LoginConfig{ClientID: "cli", Scopes: []string{"openid", "email"}}
+		})},
+		"LoginNoClientID": {cfg: valid(func(c *authn.IssuerConfig) { c.Login = &authn.LoginConfig{} }),
+			want: []string{"login.client_id: is required"}},
+		"LoginClientNotAudience": {cfg: valid(func(c *authn.IssuerConfig) { c.Login = &authn.LoginConfig{ClientID: "cli"} }),
+			want: []string{`login.client_id: "cli" is not one of audiences ["credbroker"]`}},
+		"LoginNoOpenID": {cfg: valid(func(c *authn.IssuerConfig) {
+			c.Audiences = append(c.Audiences, "cli")
+			c.Login = &authn.LoginConfig{ClientID: "cli", Scopes: []string{"email"}}
+		}), want: []string{"login.scopes: [\"email\"] has no openid"}},
+		"LoginNonURLIssuer": {cfg: valid(func(c *authn.IssuerConfig) {
+			c.Issuer, c.Audiences = "spiffe://example.org", append(c.Audiences, "cli")
+			c.Login = &authn.LoginConfig{ClientID: "cli"}
+		}), want: []string{"login: needs the OIDC discovery document of issuer"}},
+
 		"NoName":       {cfg: valid(func(c *authn.IssuerConfig) { c.Name = "" }), want: []string{"name: is required"}},
 		"BadName":      {cfg: valid(func(c *authn.IssuerConfig) { c.Name = "k8s prod" }), want: []string{"name: "}},
 		"NoIssuer":     {cfg: valid(func(c *authn.IssuerConfig) { c.Issuer = "" }), want: []string{"issuer: is required"}},

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/MicahParks/jwkset"
 )
@@ -23,6 +24,16 @@ const (
 	minRSABits = 2048
 )
 
+// The "use" values of a SPIFFE bundle's keys (SPIFFE Trust Domain and
+// Bundle §4.2.1).
+const (
+	useJWTSVID  = "jwt-svid"
+	useX509SVID = "x509-svid"
+)
+
+// errX509SVID marks a JWK that is a SPIFFE X.509 authority, skipped quietly.
+var errX509SVID = errors.New("an X.509-SVID authority, not a token signing key")
+
 // publicKey is one verification key of an issuer.
 type publicKey struct {
 	kid string
@@ -34,6 +45,8 @@ type publicKey struct {
 // new one.
 type keySet struct {
 	keys []publicKey
+	// refreshHint is a SPIFFE bundle's spiffe_refresh_hint; 0 when absent.
+	refreshHint time.Duration
 }
 
 // find returns the keys a token with this header may be verified with: the
@@ -84,6 +97,9 @@ func parseJWKS(data []byte, log *slog.Logger) (*keySet, error) {
 	set := &keySet{}
 	for i, raw := range doc.Keys {
 		k, err := parseJWK(raw)
+		if errors.Is(err, errX509SVID) {
+			continue // a SPIFFE bundle's X.509 authority: not for tokens
+		}
 		if err != nil {
 			log.Warn("skipping JWK Set entry", slog.Int("index", i), slog.String("kid", k.kid), slog.Any("error", err))
 			continue
@@ -99,6 +115,14 @@ func parseJWK(raw json.RawMessage) (publicKey, error) {
 		return publicKey{}, fmt.Errorf("not a JWK: %w", err)
 	}
 	pk := publicKey{kid: m.KID, alg: string(m.ALG)}
+	if m.USE == useX509SVID {
+		return pk, errX509SVID
+	}
+	if m.USE == useJWTSVID {
+		// A SPIFFE bundle's JWT authority (SPIRE's bundle served as a
+		// JWK Set) is a signature key.
+		m.USE = jwkset.UseSig
+	}
 	if m.USE != "" && m.USE != jwkset.UseSig {
 		return pk, fmt.Errorf("key use is %q, not sig", m.USE)
 	}
@@ -111,20 +135,24 @@ func parseJWK(raw json.RawMessage) (publicKey, error) {
 	if err != nil {
 		return pk, err
 	}
-	switch key := jwk.Key().(type) {
+	pk.key, err = usableKey(jwk.Key())
+	return pk, err
+}
+
+// usableKey returns key if it is a public key tokens may be verified with:
+// RSA of at least minRSABits, ECDSA or Ed25519.
+func usableKey(key any) (any, error) {
+	switch key := key.(type) {
 	case *rsa.PublicKey:
 		if key.N.BitLen() < minRSABits {
-			return pk, fmt.Errorf("RSA key has %d bits, fewer than %d", key.N.BitLen(), minRSABits)
+			return nil, fmt.Errorf("RSA key has %d bits, fewer than %d", key.N.BitLen(), minRSABits)
 		}
-		pk.key = key
-	case *ecdsa.PublicKey:
-		pk.key = key
-	case ed25519.PublicKey:
-		pk.key = key
+		return key, nil
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+		return key, nil
 	default:
-		return pk, fmt.Errorf("key type %T cannot verify signatures", key)
+		return nil, fmt.Errorf("key type %T cannot verify signatures", key)
 	}
-	return pk, nil
 }
 
 // fits reports whether key can verify a signature made with alg, so that a
@@ -149,4 +177,49 @@ func fits(alg string, k publicKey) bool {
 		return alg == "EdDSA"
 	}
 	return false
+}
+
+// CheckKeyFile reads the issuer's key file (jwks_file or spiffe.bundle_file)
+// as NewVerifier does, and returns an error naming the field and the file
+// when it cannot be read or holds no usable signing key. Issuers whose keys
+// are fetched over the network return nil. `config check` runs it.
+func (c IssuerConfig) CheckKeyFile() error {
+	_, _, err := c.readKeyFile(slog.New(slog.DiscardHandler))
+	return err
+}
+
+// readKeyFile reads and parses the issuer's jwks_file or spiffe.bundle_file,
+// and returns the keys and the file's content; nil, nil, nil for an issuer
+// without a key file.
+func (c IssuerConfig) readKeyFile(log *slog.Logger) (*keySet, []byte, error) {
+	field, path := "jwks_file", c.JWKSFile
+	if c.SPIFFE != nil {
+		field, path = "spiffe.bundle_file", c.SPIFFE.BundleFile
+	}
+	if path == "" {
+		return nil, nil, nil
+	}
+	data, err := readBounded(path, maxJWKSSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", field, err)
+	}
+	log = log.With(slog.String(field, path))
+	var set *keySet
+	if c.SPIFFE != nil {
+		td, err := c.SPIFFE.trustDomain()
+		if err != nil {
+			return nil, nil, fmt.Errorf("spiffe.trust_domain: %w", err)
+		}
+		if set, err = parseBundle(td, data, log); err != nil {
+			return nil, nil, fmt.Errorf("%s: %s %w", field, path, err)
+		}
+		return set, data, nil
+	}
+	if set, err = parseJWKS(data, log); err != nil {
+		return nil, nil, fmt.Errorf("%s: %s: %w", field, path, err)
+	}
+	if len(set.keys) == 0 {
+		return nil, nil, fmt.Errorf("%s: %s holds no usable signing keys", field, path)
+	}
+	return set, data, nil
 }

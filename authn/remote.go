@@ -1,13 +1,18 @@
 package authn
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -31,8 +36,11 @@ type remote struct {
 	v            *Verifier
 	iss          *issuer
 	client       *http.Client
-	jwksURL      string // configured jwks_url; empty with discovery
-	discoveryURL string // <issuer>/.well-known/openid-configuration; empty without discovery
+	ownClient    bool                   // client was made for this issuer (ca_file, insecure_http); closed on Close
+	jwksURL      string                 // configured jwks_url, or the API server's for kubernetes; empty with discovery
+	discoveryURL string                 // <issuer>/.well-known/openid-configuration; empty without discovery
+	insecureHTTP bool                   // insecure_http: plain http allowed on any host
+	bearer       func() (string, error) // Authorization for the JWKS request (kubernetes); nil: none
 	minInterval  time.Duration
 	periodic     time.Duration
 
@@ -41,6 +49,81 @@ type remote struct {
 	lastOnDemand time.Time     // start of the last refresh an unknown kid triggered
 	inflight     chan struct{} // closed when the running fetch ends; nil when idle
 	lastErr      error         // outcome of the last fetch
+	failures     int           // consecutive failed fetches, for the retry backoff
+}
+
+// newRemote sets up the key fetches of a jwks_url, discovery or kubernetes
+// issuer. base is the verifier's HTTP client; an issuer with ca_file or
+// insecure_http gets a client of its own. It reads ca_file, so a missing or
+// bad file is an error at start.
+func newRemote(v *Verifier, is *issuer, base *http.Client, minInterval, periodic time.Duration) (*remote, error) {
+	ic := is.cfg
+	r := &remote{
+		v:            v,
+		iss:          is,
+		client:       base,
+		jwksURL:      ic.JWKSURL,
+		insecureHTTP: ic.InsecureHTTP,
+		minInterval:  minInterval,
+		periodic:     periodic,
+	}
+	if ic.Discovery {
+		r.discoveryURL = discoveryURL(ic.Issuer)
+	}
+	if k := ic.Kubernetes; k != nil {
+		r.jwksURL = k.jwksURL()
+		r.bearer = bearerFromFile(k.TokenFile)
+	}
+	if s := ic.SPIFFE; s != nil {
+		r.jwksURL = s.BundleURL
+	}
+	if ic.CAFile != "" || ic.InsecureHTTP {
+		client, err := issuerClient(base, ic.CAFile, ic.InsecureHTTP)
+		if err != nil {
+			return nil, err
+		}
+		r.client, r.ownClient = client, true
+	}
+	return r, nil
+}
+
+// issuerClient makes an HTTP client like base that trusts the CA
+// certificates in caFile (when set) instead of the system roots, and whose
+// redirects may go to plain http when insecureHTTP is set.
+func issuerClient(base *http.Client, caFile string, insecureHTTP bool) (*http.Client, error) {
+	t, ok := base.Transport.(*http.Transport)
+	if !ok || t == nil {
+		t = http.DefaultTransport.(*http.Transport)
+	}
+	t = t.Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")", caFile)
+		}
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if t.TLSClientConfig != nil {
+			tc = t.TLSClientConfig.Clone()
+		}
+		tc.RootCAs = pool
+		t.TLSClientConfig = tc
+	}
+	return &http.Client{
+		Transport:     t,
+		Timeout:       cmp.Or(base.Timeout, defaultHTTPTimeout),
+		CheckRedirect: redirectPolicy(insecureHTTP),
+	}, nil
+}
+
+// closeIdle closes the idle connections of a client made for this issuer.
+func (r *remote) closeIdle() {
+	if r != nil && r.ownClient {
+		r.client.CloseIdleConnections()
+	}
 }
 
 // trigger starts a fetch unless one is running, and returns a channel closed
@@ -67,6 +150,11 @@ func (r *remote) triggerLocked() <-chan struct{} {
 		r.mu.Lock()
 		r.inflight = nil
 		r.lastErr = err
+		if err != nil {
+			r.failures++
+		} else {
+			r.failures = 0
+		}
 		r.mu.Unlock()
 		close(done)
 	}()
@@ -130,14 +218,14 @@ func (r *remote) refreshNow(ctx context.Context) error {
 }
 
 // run refreshes periodically until ctx ends; after a failed fetch it retries
-// sooner (spacing).
+// with a jittered exponential backoff capped at spacing.
 func (r *remote) run(ctx context.Context) {
 	defer r.v.wg.Done()
 	for {
 		r.mu.Lock()
-		wait := r.periodic
+		wait := r.period()
 		if r.lastErr != nil {
-			wait = r.spacing()
+			wait = retryDelay(r.failures, r.spacing(), rand.Int64N)
 		}
 		r.mu.Unlock()
 		t := time.NewTimer(wait)
@@ -153,6 +241,23 @@ func (r *remote) run(ctx context.Context) {
 		case <-r.trigger():
 		}
 	}
+}
+
+// retryDelay is the wait before the next fetch after failures consecutive
+// failed ones: it starts at min(1s, limit/8), doubles with each failure up to
+// limit, and is jittered down by up to half so that many brokers do not
+// retry in step. randN returns a number in [0, n).
+func retryDelay(failures int, limit time.Duration, randN func(n int64) int64) time.Duration {
+	if limit <= 0 {
+		return 0
+	}
+	d := min(time.Second, max(limit/8, time.Millisecond))
+	for i := 1; i < failures && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	half := d / 2
+	return d - half + time.Duration(randN(int64(half)+1))
 }
 
 // fetch gets the JWK Set (discovering its URL first if needed) and swaps it
@@ -197,7 +302,12 @@ func (r *remote) fetchOnce(ctx context.Context) error {
 	body, err := r.get(ctx, u)
 	if err == nil {
 		var set *keySet
-		if set, err = parseJWKS(body, r.iss.log.With(slog.String("jwks_url", u))); err == nil {
+		if set, err = r.parseKeys(body, r.iss.log.With(slog.String("jwks_url", u))); err == nil && len(set.keys) == 0 {
+			// A set with nothing to verify with is a failed fetch, not a
+			// rotation to no keys: swapping it in would reject every token.
+			err = noUsableKeys(body)
+		}
+		if err == nil {
 			prev := r.iss.keys.Swap(set)
 			level := slog.LevelDebug
 			if prev == nil {
@@ -216,6 +326,19 @@ func (r *remote) fetchOnce(ctx context.Context) error {
 		r.mu.Unlock()
 	}
 	return err
+}
+
+// noUsableKeys explains a JWK Set that parsed but holds no key this verifier
+// can use. parseJWKS has logged why each entry was skipped.
+func noUsableKeys(body []byte) error {
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	_ = json.Unmarshal(body, &doc) // parsed once already
+	if len(doc.Keys) == 0 {
+		return errors.New(`holds no keys ("keys" is empty)`)
+	}
+	return fmt.Errorf("holds no usable signing keys: all %d entries were skipped (each reason is logged as \"skipping JWK Set entry\")", len(doc.Keys))
 }
 
 // discover reads the OpenID Provider configuration and returns its jwks_uri.
@@ -239,7 +362,7 @@ func (r *remote) discover(ctx context.Context) (string, error) {
 	if doc.JWKSURI == "" {
 		return "", fmt.Errorf("OIDC discovery: %s has no jwks_uri", r.discoveryURL)
 	}
-	if err := checkFetchURL(doc.JWKSURI); err != nil {
+	if err := checkURL(doc.JWKSURI, r.insecureHTTP); err != nil {
 		return "", fmt.Errorf("OIDC discovery: jwks_uri %w", err)
 	}
 	return doc.JWKSURI, nil
@@ -251,6 +374,13 @@ func (r *remote) get(ctx context.Context, u string) ([]byte, error) {
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
+	if r.bearer != nil && u == r.jwksURL {
+		tok, err := r.bearer()
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := r.client.Do(req)
 	if err != nil {
 		return nil, err
@@ -273,13 +403,25 @@ func (r *remote) get(ctx context.Context, u string) ([]byte, error) {
 // checkRedirect keeps the verifier's own HTTP client from following a
 // redirect off https, so a key fetch cannot be downgraded to plain http.
 func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= 5 {
-		return errors.New("stopped after 5 redirects")
+	return redirectPolicy(false)(req, via)
+}
+
+// redirectPolicy is checkRedirect for an issuer, which with insecureHTTP may
+// be redirected to plain http.
+func redirectPolicy(insecureHTTP bool) func(*http.Request, []*http.Request) error {
+	check := checkFetchURL
+	if insecureHTTP {
+		check = func(raw string) error { return checkURL(raw, true) }
 	}
-	if err := checkFetchURL(req.URL.String()); err != nil {
-		return fmt.Errorf("redirect refused: %w", err)
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("stopped after 5 redirects")
+		}
+		if err := check(req.URL.String()); err != nil {
+			return fmt.Errorf("redirect refused: %w", err)
+		}
+		return nil
 	}
-	return nil
 }
 
 func discoveryURL(issuer string) string {

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // Identity is a verified caller: who the token says it is, once the signature,
@@ -26,9 +25,10 @@ import (
 type Identity struct {
 	// Issuer is the IssuerConfig.Name that verified the token.
 	Issuer string
-	// IssuerURL is the token's iss claim.
+	// IssuerURL is the token's iss claim; empty for a JWT-SVID without one.
 	IssuerURL string
-	// Subject is the token's sub claim; never empty.
+	// Subject is the token's sub claim; never empty. For a spiffe issuer it
+	// is a SPIFFE ID in its trust domain, e.g. spiffe://example.org/ns/prod/sa/api.
 	Subject string
 	// Audience is the token's aud claim.
 	Audience []string
@@ -44,6 +44,7 @@ type Identity struct {
 type Verifier struct {
 	log       *slog.Logger
 	byIss     map[string]*issuer
+	byTD      map[spiffeid.TrustDomain]*issuer // spiffe issuers
 	issuers   []*issuer
 	ownClient *http.Client // closed on Close; nil when the caller gave one
 	now       func() time.Time
@@ -63,7 +64,12 @@ type issuer struct {
 	parser *jwt.Parser
 	log    *slog.Logger
 	keys   atomic.Pointer[keySet] // nil until the first successful load
-	remote *remote                // nil for jwks_file issuers
+	remote *remote                // nil for jwks_file and bundle_file issuers
+
+	spiffeTD spiffeid.TrustDomain // zero unless a spiffe issuer
+
+	fileMu   sync.Mutex
+	fileData []byte // content of the key file the current keys came from
 }
 
 // NewVerifier validates cfg, reads the jwks_file issuers' key files and starts
@@ -94,6 +100,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	v := &Verifier{
 		log:       logger,
 		byIss:     make(map[string]*issuer, len(cfg.Issuers)),
+		byTD:      make(map[spiffeid.TrustDomain]*issuer),
 		ownClient: ownClient,
 		now:       now,
 		leeway:    leeway,
@@ -101,42 +108,51 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 		cancel:    cancel,
 	}
 	var remotes []*remote
+	var watched []*issuer
 	for _, ic := range cfg.Issuers {
+		ic = ic.resolved()
 		is := &issuer{
 			cfg:  ic,
 			algs: ic.algorithms(),
 			log:  logger.With(slog.String("issuer", ic.Name)),
 		}
-		is.parser = jwt.NewParser(
+		opts := []jwt.ParserOption{
 			jwt.WithValidMethods(is.algs),
 			jwt.WithLeeway(leeway),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
-			jwt.WithIssuer(ic.Issuer),
 			jwt.WithAudience(ic.Audiences...),
 			jwt.WithTimeFunc(now),
-		)
-		if ic.JWKSFile != "" {
+		}
+		if ic.SPIFFE != nil {
+			// iss is optional for JWT-SVIDs: checkSPIFFE checks it.
+			is.spiffeTD, _ = ic.SPIFFE.trustDomain() // validated above
+			v.byTD[is.spiffeTD] = is
+		} else {
+			opts = append(opts, jwt.WithIssuer(ic.Issuer))
+		}
+		is.parser = jwt.NewParser(opts...)
+		if ic.JWKSFile != "" || (ic.SPIFFE != nil && ic.SPIFFE.BundleFile != "") {
 			if err := is.loadFile(); err != nil {
 				v.Close()
 				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
 			}
+			if ic.SPIFFE != nil {
+				watched = append(watched, is)
+			}
 		} else {
-			is.remote = &remote{
-				v:           v,
-				iss:         is,
-				client:      client,
-				jwksURL:     ic.JWKSURL,
-				minInterval: minInterval,
-				periodic:    periodic,
+			r, err := newRemote(v, is, client, minInterval, periodic)
+			if err != nil {
+				v.Close()
+				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
 			}
-			if ic.Discovery {
-				is.remote.discoveryURL = discoveryURL(ic.Issuer)
-			}
-			remotes = append(remotes, is.remote)
+			is.remote = r
+			remotes = append(remotes, r)
 		}
 		v.issuers = append(v.issuers, is)
-		v.byIss[ic.Issuer] = is
+		if ic.Issuer != "" {
+			v.byIss[ic.Issuer] = is
+		}
 	}
 
 	// Fetch every remote key set at once; a failure is logged by fetch and
@@ -156,6 +172,11 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	for _, r := range remotes {
 		if v.goAdd() {
 			go r.run(v.ctx)
+		}
+	}
+	for _, is := range watched {
+		if v.goAdd() {
+			go is.watchBundleFile(v.ctx, v.wg.Done)
 		}
 	}
 	return v, nil
@@ -181,12 +202,15 @@ func (v *Verifier) Close() {
 	v.mu.Unlock()
 	v.cancel()
 	v.wg.Wait()
+	for _, is := range v.issuers {
+		is.remote.closeIdle()
+	}
 	if v.ownClient != nil {
 		v.ownClient.CloseIdleConnections()
 	}
 }
 
-// Reload re-reads every jwks_file and re-fetches every jwks_url and discovery
+// Reload re-reads every jwks_file and bundle_file and re-fetches every jwks_url and discovery
 // issuer's keys, ignoring the refresh rate limit; meant for SIGHUP. An issuer
 // whose keys cannot be reloaded keeps its previous keys; the errors of all
 // such issuers are returned, joined.
@@ -212,35 +236,29 @@ func (v *Verifier) Reload(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// loadFile reads the issuer's jwks_file and swaps its keys in.
+// loadFile reads the issuer's jwks_file or spiffe.bundle_file and swaps its
+// keys in.
 func (is *issuer) loadFile() error {
-	f, err := os.Open(is.cfg.JWKSFile)
+	is.fileMu.Lock()
+	defer is.fileMu.Unlock()
+	set, data, err := is.cfg.readKeyFile(is.log)
 	if err != nil {
-		return fmt.Errorf("jwks_file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxJWKSSize+1))
-	if err != nil {
-		return fmt.Errorf("jwks_file: %w", err)
-	}
-	if len(data) > maxJWKSSize {
-		return fmt.Errorf("jwks_file: %s is larger than %d bytes", is.cfg.JWKSFile, maxJWKSSize)
-	}
-	set, err := parseJWKS(data, is.log.With(slog.String("jwks_file", is.cfg.JWKSFile)))
-	if err != nil {
-		return fmt.Errorf("jwks_file: %s: %w", is.cfg.JWKSFile, err)
-	}
-	if len(set.keys) == 0 {
-		return fmt.Errorf("jwks_file: %s holds no usable signing keys", is.cfg.JWKSFile)
+		return err
 	}
 	is.keys.Store(set)
-	is.log.Info("issuer signing keys loaded", slog.String("jwks_file", is.cfg.JWKSFile), slog.Any("kids", set.kids()))
+	is.fileData = data
+	if is.cfg.SPIFFE != nil {
+		is.log.Info("issuer signing keys loaded", slog.String("bundle_file", is.cfg.SPIFFE.BundleFile), slog.Any("kids", set.kids()))
+	} else {
+		is.log.Info("issuer signing keys loaded", slog.String("jwks_file", is.cfg.JWKSFile), slog.Any("kids", set.kids()))
+	}
 	return nil
 }
 
 // Verify checks a bearer token (without the "Bearer " prefix) and returns the
 // identity it proves. The token must be a signed JWT from a configured issuer,
-// picked by its iss claim, signed with an algorithm that issuer allows and a
+// picked by its iss claim (or, for a JWT-SVID whose iss names no issuer or is
+// absent, by the trust domain of its SPIFFE ID sub), signed with an algorithm that issuer allows and a
 // key from its key set, carrying one of its audiences, a sub, and an exp that
 // has not passed; nbf and iat must not be in the future, each within the
 // configured leeway.
@@ -273,14 +291,25 @@ func (v *Verifier) verify(ctx context.Context, raw string) (Identity, *rejection
 		return Identity{}, reject(ReasonMalformed, "token is malformed: not a signed JWT", err.Error())
 	}
 	iss, _ := unverified["iss"].(string)
-	if iss == "" {
+	sub, _ := unverified["sub"].(string)
+	is := v.byIss[iss]
+	if is == nil && iss == "" && len(v.byTD) == 0 {
 		return Identity{}, reject(ReasonNoIssuer, "token has no issuer (iss) claim", "")
 	}
-	is := v.byIss[iss]
 	if is == nil {
+		// A JWT-SVID, with or without iss, is for the issuer of its
+		// subject's trust domain; checkSPIFFE checks its iss.
+		if id, err := spiffeid.FromString(sub); err == nil {
+			is = v.byTD[id.TrustDomain()]
+		}
+	}
+	if is == nil {
+		if iss == "" {
+			return Identity{}, reject(ReasonNoIssuer,
+				"token has no issuer (iss) claim and its subject is not a SPIFFE ID of a trusted trust domain", "sub: "+clip(sub, 256))
+		}
 		return Identity{}, reject(ReasonUnknownIssuer, fmt.Sprintf("token issuer %q is not trusted", clip(iss, 128)), "")
 	}
-	sub, _ := unverified["sub"].(string)
 	id, rej := v.verifyFor(ctx, is, raw, header)
 	if rej != nil {
 		rej.issuer = is.cfg.Name
@@ -338,6 +367,15 @@ func (v *Verifier) verifyFor(ctx context.Context, is *issuer, raw string, header
 	if sub == "" {
 		return Identity{}, reject(ReasonNoSubject, "token has no subject (sub) claim", "")
 	}
+	issURL := is.cfg.Issuer
+	if is.cfg.SPIFFE != nil {
+		sid, rej := checkSPIFFE(is, claims)
+		if rej != nil {
+			return Identity{}, rej
+		}
+		sub = sid.String()
+		issURL, _ = claims["iss"].(string)
+	}
 	aud, _ := claims.GetAudience()
 	exp, _ := claims.GetExpirationTime() // required, so present after validation
 	if rej := v.checkLifetime(is, exp.Time, claims); rej != nil {
@@ -345,7 +383,7 @@ func (v *Verifier) verifyFor(ctx context.Context, is *issuer, raw string, header
 	}
 	return Identity{
 		Issuer:    is.cfg.Name,
-		IssuerURL: is.cfg.Issuer,
+		IssuerURL: issURL,
 		Subject:   sub,
 		Audience:  []string(aud),
 		ExpiresAt: exp.Time,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -27,7 +26,7 @@ var _ credbrokerv1connect.AdminServiceHandler = adminService{}
 var errNotAdmin = connect.NewError(connect.CodePermissionDenied, errors.New("this call needs an identity an admin policy matches"))
 
 func (s adminService) admin(ctx context.Context) error {
-	if !s.rt().cfg.IsAdmin(caller(ctx)) {
+	if !s.rt().cfg.Policy().IsAdmin(caller(ctx)) {
 		return errNotAdmin
 	}
 	return nil
@@ -151,11 +150,7 @@ func (s adminService) GetInventory(ctx context.Context, _ *connect.Request[credb
 			DefaultTtl: durationpb.New(r.DefaultTTL), MaxTtl: durationpb.New(r.MaxTTL),
 			ActiveLeases: counts[r.Name],
 		}
-		for _, p := range cfg.Policies {
-			if slices.Contains(p.Roles, r.Name) {
-				ir.Policies = append(ir.Policies, p.Name)
-			}
-		}
+		ir.Policies, ir.BreakGlassPolicies = cfg.Policy().RolePolicies(r.Name)
 		out.Roles = append(out.Roles, ir)
 	}
 	return connect.NewResponse(out), nil

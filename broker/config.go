@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"regexp"
@@ -54,6 +55,7 @@ type Config struct {
 	Warnings []string `yaml:"-"`
 
 	drivers map[string]plugins.Driver
+	policy  *Policy
 }
 
 // TLSConfig names the server certificate and key files, and optionally the
@@ -158,12 +160,16 @@ type PolicyConfig struct {
 	Name string `yaml:"name"`
 	// Issuer is the name of one of the configured issuers.
 	Issuer string `yaml:"issuer"`
-	// Subject is the token's sub, exactly or as a glob (`*` matches anything).
+	// Subject is the token's sub, exactly or as a segment-aware glob: `*`
+	// matches within one segment (it stops at ':' and '/'), `**` across
+	// segments, `?` one character that is not a separator, and a `*` that
+	// is a whole last segment (`repo:org/app:*`) everything under it.
 	Subject string `yaml:"subject"`
-	// Claims must each equal the token's claim, or be one of its members when
-	// the claim is a list.
-	Claims map[string]string `yaml:"claims"`
-	Roles  []string          `yaml:"roles"`
+	// Claims must each match the token's claim (a string, or a list of
+	// strings one of which matches). A value is a string or a list (any of
+	// them), each a glob with the rules of subject.
+	Claims map[string]ClaimValues `yaml:"claims"`
+	Roles  []string               `yaml:"roles"`
 	// BreakGlassRoles may be requested only with a break-glass reason, which
 	// is recorded and audited; such leases end after the role's
 	// break_glass_max_ttl.
@@ -171,16 +177,32 @@ type PolicyConfig struct {
 	// Admin may see and revoke every lease.
 	Admin bool `yaml:"admin"`
 
-	subject *regexp.Regexp
+	subject glob
+	claims  map[string][]glob
 }
 
-// LoadConfig reads and validates the config file at path.
+// LoadConfig reads and validates the config file at path, then reads every
+// issuer's jwks_file or spiffe.bundle_file as the server does: a key file
+// that cannot be read or holds no usable signing key is an error.
 func LoadConfig(path string, drivers []plugins.Driver) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(data, drivers)
+	cfg, err := ParseConfig(data, drivers)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for i, is := range cfg.Issuers {
+		if err := is.CheckKeyFile(); err != nil {
+			errs = append(errs, &FieldError{Path: fmt.Sprintf("issuers[%d]", i), Msg: err.Error()})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errorList(errs)
+	}
+	return cfg, nil
 }
 
 // ParseConfig decodes and validates a config file without touching the
@@ -328,6 +350,9 @@ func (c *Config) validate(found []error) []error {
 		for _, err := range is.Validate() {
 			add(path, "%v", err)
 		}
+		for _, w := range is.Warnings() {
+			c.Warnings = append(c.Warnings, path+"."+w)
+		}
 	}
 
 	backends := map[string]*BackendConfig{}
@@ -434,10 +459,38 @@ func (c *Config) validate(found []error) []error {
 		if p.Subject == "" && len(p.Claims) == 0 {
 			add(path, "matches every identity of the issuer: set subject or claims (use subject: \"*\" if that is really meant)")
 		}
-		p.subject = globPattern(cmp.Or(p.Subject, "*"))
+		var err error
+		if p.subject, err = compileGlob(cmp.Or(p.Subject, "*")); err != nil {
+			add(path+".subject", "%v", err)
+		}
+		if w := globWarning(p.Subject); w != "" {
+			c.Warnings = append(c.Warnings, path+".subject: "+w)
+		}
+		p.claims = map[string][]glob{}
+		for _, name := range slices.Sorted(maps.Keys(p.Claims)) {
+			vals := p.Claims[name]
+			cpath := path + ".claims." + name
+			if len(vals) == 0 {
+				add(cpath, "no value (null or an empty list) matches no token: write the value the claim must have, or a list of values (any of them), or remove the claim")
+			}
+			for j, v := range vals {
+				g, err := compileGlob(v)
+				if err != nil {
+					add(fmt.Sprintf("%s[%d]", cpath, j), "%v", err)
+				}
+				p.claims[name] = append(p.claims[name], g)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		c.policy = compilePolicy(c)
 	}
 	return errs
 }
+
+// Policy returns the compiled policies: the one place that decides what an
+// identity may do.
+func (c *Config) Policy() *Policy { return c.policy }
 
 // decoder returns a strict plugins.Decoder for node that appends its
 // problems to errs and returns a short error so the plugin stops.

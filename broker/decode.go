@@ -38,6 +38,7 @@ var (
 	refType      = reflect.TypeFor[secret.Ref]()
 	nodeType     = reflect.TypeFor[yaml.Node]()
 	textType     = reflect.TypeFor[encoding.TextUnmarshaler]()
+	claimsType   = reflect.TypeFor[ClaimValues]()
 )
 
 // decodeStrict decodes node into out after checking every key and scalar
@@ -128,6 +129,11 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) {
 			fail("want a duration such as 15m or 1h")
 		} else if _, err := time.ParseDuration(n.Value); err != nil {
 			fail("%q is not a duration: write it like 30s, 15m or 1h", n.Value)
+		}
+		return
+	case t == claimsType:
+		if err := new(ClaimValues).UnmarshalYAML(n); err != nil {
+			fail("%v", err)
 		}
 		return
 	case reflect.PointerTo(t).Implements(textType):

@@ -1,91 +1,370 @@
 package broker
 
 import (
+	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/credbroker/credbroker/authn"
 )
 
-// globPattern compiles a subject glob: `*` matches any run of characters
-// (slashes and colons included), `?` one character; everything else is literal.
-func globPattern(glob string) *regexp.Regexp {
+// Subject and claim globs are segment-aware: a segment is a run of
+// characters between the separators ':' and '/'.
+//
+//   - `*` matches any run of characters within one segment;
+//   - `**` matches any run of characters, separators included;
+//   - `*` that is a whole last segment (`repo:org/app:*`,
+//     `system:serviceaccount:orders:*`, or `*` alone) matches everything
+//     under what precedes it, like `**`;
+//   - `?` matches one character that is not a separator.
+//
+// Everything else is literal. So `repo:org/app*` matches `repo:org/app-x`
+// but never `repo:org/app-evil:ref:…` nor `repo:org/app:ref:…`.
+const globSeparators = ":/"
+
+// glob is a compiled subject or claim pattern.
+type glob struct {
+	re *regexp.Regexp
+}
+
+// compileGlob compiles a pattern. A run of three or more `*` is refused:
+// it means nothing `**` does not.
+func compileGlob(pattern string) (glob, error) {
 	var b strings.Builder
 	b.WriteString("^")
-	for _, r := range glob {
-		switch r {
-		case '*':
-			b.WriteString(".*")
-		case '?':
-			b.WriteString(".")
+	seg := "[^" + regexp.QuoteMeta(globSeparators) + "]"
+	for i := 0; i < len(pattern); {
+		switch c := pattern[i]; {
+		case c == '*':
+			n := 1
+			for i+n < len(pattern) && pattern[i+n] == '*' {
+				n++
+			}
+			switch {
+			case n > 2:
+				return glob{}, fmt.Errorf("%q: %s is not a pattern: write ** (any depth) or * (within one segment)", pattern, strings.Repeat("*", n))
+			case n == 2, i+1 == len(pattern) && (i == 0 || strings.IndexByte(globSeparators, pattern[i-1]) >= 0):
+				b.WriteString(".*")
+			default:
+				b.WriteString(seg + "*")
+			}
+			i += n
+		case c == '?':
+			b.WriteString(seg)
+			i++
 		default:
-			b.WriteString(regexp.QuoteMeta(string(r)))
+			j := i
+			for j < len(pattern) && pattern[j] != '*' && pattern[j] != '?' {
+				j++
+			}
+			b.WriteString(regexp.QuoteMeta(pattern[i:j]))
+			i = j
 		}
 	}
 	b.WriteString("$")
-	return regexp.MustCompile(b.String())
+	return glob{re: regexp.MustCompile(b.String())}, nil
 }
 
-// matches reports whether the policy applies to id.
-func (p *PolicyConfig) matches(id authn.Identity) bool {
-	if p.Issuer != id.Issuer || !p.subject.MatchString(id.Subject) {
+func (g glob) match(s string) bool { return g.re.MatchString(s) }
+
+// globWarning says what a subject pattern that ends in a bare `*` right
+// after a name (`repo:org/app*`, a letter, digit or '@' before the `*`)
+// matches now, and what to write instead; "" for any other pattern. After
+// '-' or '_' (`orders:api-*`) the `*` is taken to mean the rest of the name.
+func globWarning(pattern string) string {
+	if !strings.HasSuffix(pattern, "*") || strings.HasSuffix(pattern, "**") || len(pattern) < 2 {
+		return ""
+	}
+	prev := pattern[len(pattern)-2]
+	if !('a' <= prev && prev <= 'z' || 'A' <= prev && prev <= 'Z' || '0' <= prev && prev <= '9' || prev == '@') {
+		return ""
+	}
+	name := pattern[:len(pattern)-1]
+	return fmt.Sprintf("%q ends in a bare * after a name: * stops at ':' and '/', so it matches %q but nothing under it "+
+		"(before issue 7 it also matched %q). For everything under %s write %q (or %q); write ** only where a match across segments is really meant",
+		pattern, name+"-x", name+"-evil:ref:refs/heads/main", name, name+":*", name+"/*")
+}
+
+// ClaimValues is what a policy wants of one token claim: one value or a list
+// of values (any of them), each a glob with the segment rules of subjects.
+// In YAML it is a string or a list of strings.
+type ClaimValues []string
+
+// UnmarshalYAML takes a single scalar or a list of scalars.
+func (v *ClaimValues) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*v = ClaimValues{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		out := make(ClaimValues, 0, len(n.Content))
+		for _, item := range n.Content {
+			if item.Kind != yaml.ScalarNode {
+				return errClaimValues
+			}
+			out = append(out, item.Value)
+		}
+		*v = out
+		return nil
+	default:
+		return errClaimValues
+	}
+}
+
+var errClaimValues = errors.New(`want a string or a list of strings (any of them), e.g. "sre" or [sre, dba]`)
+
+// claimRule is one compiled `claims:` entry.
+type claimRule struct {
+	name string
+	want []glob
+}
+
+// claimMatches reports whether a token claim is a string one of want
+// matches, or a list holding such a string. Nothing else matches: not a
+// number or a boolean that prints as a wanted value, not an object, and not
+// a list nested in a list, so a token cannot satisfy `groups: sre` with
+// `[["sre"]]`, `true` or `{"sre": 1}`.
+func claimMatches(claim any, want []glob) bool {
+	match := func(s string) bool { return slices.ContainsFunc(want, func(g glob) bool { return g.match(s) }) }
+	switch v := claim.(type) {
+	case string:
+		return match(v)
+	case []any:
+		return slices.ContainsFunc(v, func(e any) bool { s, ok := e.(string); return ok && match(s) })
+	case []string:
+		return slices.ContainsFunc(v, match)
+	default:
 		return false
 	}
-	for name, want := range p.Claims {
-		if !claimHas(id.Claims[name], want) {
+}
+
+// rule is one compiled policy.
+type rule struct {
+	name       string
+	issuer     string
+	subject    glob
+	claims     []claimRule // sorted by name
+	roles      []string
+	breakGlass []string
+	admin      bool
+}
+
+func (r *rule) matches(id authn.Identity) bool {
+	if r.issuer != id.Issuer || !r.subject.match(id.Subject) {
+		return false
+	}
+	for _, c := range r.claims {
+		if !claimMatches(claimAt(id.Claims, c.name), c.want) {
 			return false
 		}
 	}
 	return true
 }
 
-// claimHas reports whether a token claim is the string want, or a list that
-// holds the string want. Nothing else matches: not a number or a boolean
-// that prints as want, not an object, and not a list nested in a list, so a
-// token cannot satisfy `groups: sre` with `[["sre"]]`, `true` or `{"sre": 1}`.
-func claimHas(claim any, want string) bool {
-	switch v := claim.(type) {
-	case string:
-		return v == want
-	case []any:
-		return slices.ContainsFunc(v, func(e any) bool { s, ok := e.(string); return ok && s == want })
-	case []string:
-		return slices.Contains(v, want)
-	default:
-		return false
-	}
+// Access is how an identity may request a role.
+type Access int
+
+// The kinds of access, weakest first.
+const (
+	// AccessNone: the role is not granted (or does not exist).
+	AccessNone Access = iota
+	// AccessBreakGlass: only with a break-glass reason, which is recorded;
+	// the lease ends within the role's break_glass_max_ttl.
+	AccessBreakGlass
+	// AccessNormal: requested as usual.
+	AccessNormal
+)
+
+// Grant is the answer to "may this identity have this role, and how".
+type Grant struct {
+	// Role is the role asked about; nil when it does not exist.
+	Role   *RoleConfig
+	Access Access
+	// Policies are the names of the matching policies that grant the role
+	// normally; BreakGlassPolicies those that grant it with a reason.
+	Policies           []string
+	BreakGlassPolicies []string
 }
 
-// Allowed reports whether some policy grants role to id. Deny by default.
-func (c *Config) Allowed(id authn.Identity, role string) bool {
-	for i := range c.Policies {
-		p := &c.Policies[i]
-		if slices.Contains(p.Roles, role) && p.matches(id) {
-			return true
-		}
+// Allowed reports whether a request with (breakGlass) or without a reason
+// is granted. A role granted normally may also be requested with a reason.
+func (g Grant) Allowed(breakGlass bool) bool {
+	if breakGlass {
+		return g.Access >= AccessBreakGlass
 	}
-	return false
+	return g.Access == AccessNormal
 }
 
-// BreakGlassAllowed reports whether some policy lets id request role with a
-// break-glass reason.
-func (c *Config) BreakGlassAllowed(id authn.Identity, role string) bool {
+// MaxTTL is the longest a lease of the role may live, renewals included: the
+// role's max_ttl, and for a break-glass lease no more than its
+// break_glass_max_ttl.
+func (g Grant) MaxTTL(breakGlass bool) time.Duration {
+	if g.Role == nil {
+		return 0
+	}
+	if breakGlass {
+		return min(g.Role.MaxTTL, g.Role.BreakGlassMaxTTL)
+	}
+	return g.Role.MaxTTL
+}
+
+// Renewable reports whether leases of the role may be renewed.
+func (g Grant) Renewable() bool { return g.Role != nil && *g.Role.Renewable }
+
+// Policy is the compiled policies of one config: the one place that decides
+// what an identity may do. It is built once per config, when the config is
+// parsed (and so on every reload), and is safe for concurrent use.
+type Policy struct {
+	rules []rule
+	roles []RoleConfig // the config's, in config order
+}
+
+// compilePolicy compiles c's policies; the config must be valid.
+func compilePolicy(c *Config) *Policy {
+	p := &Policy{roles: c.Roles}
 	for i := range c.Policies {
-		p := &c.Policies[i]
-		if slices.Contains(p.BreakGlassRoles, role) && p.matches(id) {
-			return true
+		pc := &c.Policies[i]
+		r := rule{name: pc.Name, issuer: pc.Issuer, subject: pc.subject, roles: pc.Roles, breakGlass: pc.BreakGlassRoles, admin: pc.Admin}
+		for name, want := range pc.claims {
+			r.claims = append(r.claims, claimRule{name: name, want: want})
+		}
+		slices.SortFunc(r.claims, func(a, b claimRule) int { return strings.Compare(a.name, b.name) })
+		p.rules = append(p.rules, r)
+	}
+	return p
+}
+
+// Decide answers whether id may have the role named role, how, and which
+// policies say so. Deny by default: an unknown role or one no matching
+// policy names gets AccessNone.
+func (p *Policy) Decide(id authn.Identity, role string) Grant {
+	i := slices.IndexFunc(p.roles, func(r RoleConfig) bool { return r.Name == role })
+	if i < 0 {
+		return Grant{}
+	}
+	return p.decide(p.matching(id), &p.roles[i])
+}
+
+func (p *Policy) decide(matched []*rule, role *RoleConfig) Grant {
+	g := Grant{Role: role}
+	for _, r := range matched {
+		if slices.Contains(r.roles, role.Name) {
+			g.Policies = append(g.Policies, r.name)
+			g.Access = AccessNormal
+		}
+		if slices.Contains(r.breakGlass, role.Name) {
+			g.BreakGlassPolicies = append(g.BreakGlassPolicies, r.name)
+			g.Access = max(g.Access, AccessBreakGlass)
 		}
 	}
-	return false
+	return g
+}
+
+func (p *Policy) matching(id authn.Identity) []*rule {
+	var out []*rule
+	for i := range p.rules {
+		if p.rules[i].matches(id) {
+			out = append(out, &p.rules[i])
+		}
+	}
+	return out
+}
+
+// Grants returns every role id may request (normally or with a reason), in
+// config order.
+func (p *Policy) Grants(id authn.Identity) []Grant {
+	matched := p.matching(id)
+	var out []Grant
+	for i := range p.roles {
+		if g := p.decide(matched, &p.roles[i]); g.Access != AccessNone {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Matched returns the names of the policies that match id, in config order.
+func (p *Policy) Matched(id authn.Identity) []string {
+	var out []string
+	for _, r := range p.matching(id) {
+		out = append(out, r.name)
+	}
+	return out
+}
+
+// ClaimsConsidered returns the names of the claims the policies of id's
+// issuer look at, sorted.
+func (p *Policy) ClaimsConsidered(issuer string) []string {
+	var out []string
+	for _, r := range p.rules {
+		if r.issuer != issuer {
+			continue
+		}
+		for _, c := range r.claims {
+			if !slices.Contains(out, c.name) {
+				out = append(out, c.name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // IsAdmin reports whether an admin policy matches id.
-func (c *Config) IsAdmin(id authn.Identity) bool {
-	for i := range c.Policies {
-		if c.Policies[i].Admin && c.Policies[i].matches(id) {
-			return true
+func (p *Policy) IsAdmin(id authn.Identity) bool {
+	return slices.ContainsFunc(p.matching(id), func(r *rule) bool { return r.admin })
+}
+
+// RolePolicies returns the names of the policies that grant role normally
+// and those that grant it with a break-glass reason, whoever they match.
+func (p *Policy) RolePolicies(role string) (normal, breakGlass []string) {
+	for _, r := range p.rules {
+		if slices.Contains(r.roles, role) {
+			normal = append(normal, r.name)
+		}
+		if slices.Contains(r.breakGlass, role) {
+			breakGlass = append(breakGlass, r.name)
 		}
 	}
-	return false
+	return normal, breakGlass
+}
+
+// claimAt looks a policy's claim name up in a token's claims: the claim of
+// exactly that name, or for a dotted name the value nested in objects, so
+// that kubernetes.io.namespace is claim "kubernetes.io", key "namespace". A
+// name that resolves in more than one way finds nothing (and so matches
+// nothing).
+func claimAt(claims map[string]any, name string) any {
+	v, n := resolveClaim(claims, name)
+	if n != 1 {
+		return nil
+	}
+	return v
+}
+
+// resolveClaim returns the value name resolves to in claims and how many
+// ways it resolves; a claim that is present counts even when it is null, so
+// {"a": {"b": null}, "a.b": "x"} is ambiguous, not "x".
+func resolveClaim(claims map[string]any, name string) (any, int) {
+	var found any
+	n := 0
+	if v, ok := claims[name]; ok {
+		found, n = v, 1
+	}
+	for i := range len(name) {
+		if name[i] != '.' {
+			continue
+		}
+		if sub, ok := claims[name[:i]].(map[string]any); ok {
+			if v, m := resolveClaim(sub, name[i+1:]); m > 0 {
+				found, n = v, n+m
+			}
+		}
+	}
+	return found, n
 }

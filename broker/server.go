@@ -140,6 +140,7 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	mux.Handle(credbrokerv1connect.NewCredentialServiceHandler(s.svc, opts...))
 	mux.Handle(credbrokerv1connect.NewAdminServiceHandler(adminService{s.svc}, opts...))
 	mux.Handle(grpchealth.NewHandler(newHealthChecker(s.store, time.Now)))
+	mux.HandleFunc("GET "+LoginConfigPath, s.serveLoginConfig)
 	reflector := grpcreflect.NewStaticReflector(credbrokerv1connect.CredentialServiceName,
 		credbrokerv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

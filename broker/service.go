@@ -63,44 +63,37 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	breakGlass := reason != ""
 	// A role that does not exist and one the caller may not have get the
 	// same answer, so the error does not tell which roles exist.
-	role, exists := rt.cfg.Role(msg.GetRole())
+	grant := rt.cfg.Policy().Decide(id, msg.GetRole())
+	role := grant.Role
 	var deny error
 	switch {
-	case exists && rt.cfg.Allowed(id, role.Name):
-	case exists && rt.cfg.BreakGlassAllowed(id, role.Name):
-		if !breakGlass {
-			deny = fmt.Errorf("role %q is break-glass only for %s: give a break_glass_reason (credbroker creds %s --break-glass \"why\"); it is recorded, and the lease ends within %s",
-				role.Name, id.Subject, role.Name, min(role.MaxTTL, role.BreakGlassMaxTTL))
-		}
+	case grant.Allowed(breakGlass):
+	case grant.Access == AccessBreakGlass:
+		deny = fmt.Errorf("role %q is break-glass only for %s: give a break_glass_reason (credbroker creds %s --break-glass \"why\"); it is recorded, and the lease ends within %s",
+			role.Name, id.Subject, role.Name, grant.MaxTTL(true))
 	default:
-		deny = fmt.Errorf("role %q does not exist or is not granted to you: `credbroker roles` lists the roles you may request", msg.GetRole())
+		deny = fmt.Errorf("role %q does not exist or is not granted to you: `credbroker roles` lists the roles you may request, `credbroker whoami` how the broker sees your token", msg.GetRole())
 	}
 	if deny != nil {
-		label := ""
-		if exists {
-			label = role.Name // a configured name: bounded label values
+		label, counted := "", "(unknown)"
+		if role != nil {
+			// A configured name: bounded metric labels. A role that does not
+			// exist is counted as "(unknown)", which no role can be named, so
+			// a new name each time cannot make a new history row each time.
+			label, counted = role.Name, role.Name
 		}
 		s.metrics.issued.WithLabelValues(label, "denied").Inc()
 		s.log.DebugContext(ctx, "issue denied", slog.String("role", msg.GetRole()), slog.String("issuer", id.Issuer), slog.String("subject", id.Subject))
 		// Counted, not written: one `denied` event per identity, role and
 		// minute is appended later, off the request path.
-		// A role that does not exist is counted as "(unknown)", which no
-		// configured role can be named: otherwise a new name each time would
-		// make a new row each time.
-		counted := "(unknown)"
-		if exists {
-			counted = role.Name
-		}
 		s.store.CountDenial(actor(id), counted)
 		return nil, connect.NewError(connect.CodePermissionDenied, deny)
 	}
 	if !s.limits.allow(actor(id)) {
 		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("too many credentials issued to this identity: slow down and reuse (renew) the ones you have"))
 	}
-	maxTTL := role.MaxTTL
-	if breakGlass {
-		maxTTL = min(maxTTL, role.BreakGlassMaxTTL) // the time limit of emergency access
-	}
+	// A break-glass lease is capped by the time limit of emergency access.
+	maxTTL := grant.MaxTTL(breakGlass)
 	ttl, clamped, err := leaseTTL(role, maxTTL, msg.GetTtl(), "ttl")
 	if err != nil {
 		return nil, err
@@ -117,9 +110,10 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 		Plugin:       backend.Plugin,
 		Username:     plugins.NewUsername(role.Name, driver.UsernameLimit()),
 		Subject:      id.Subject,
+		SubjectName:  subjectName(id.Claims),
 		Issuer:       id.Issuer,
 		BreakGlass:   breakGlass,
-		Renewable:    *role.Renewable,
+		Renewable:    grant.Renewable(),
 		ExpiresAt:    now.Add(ttl),
 		MaxExpiresAt: now.Add(maxTTL),
 	})
@@ -208,10 +202,15 @@ func (s *credentialService) ownLease(ctx context.Context, leaseID string) (lease
 		return leases.Lease{}, toConnect(ctx, s.log, "get lease", err)
 	}
 	id := caller(ctx)
-	if (l.Issuer != id.Issuer || l.Subject != id.Subject) && !s.rt().cfg.IsAdmin(id) {
+	if !holds(id, l) && !s.rt().cfg.Policy().IsAdmin(id) {
 		return leases.Lease{}, errLeaseNotFound
 	}
 	return l, nil
+}
+
+// holds reports whether id is the identity lease l was issued to.
+func holds(id authn.Identity, l leases.Lease) bool {
+	return l.Issuer == id.Issuer && l.Subject == id.Subject
 }
 
 func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request[credbrokerv1.RenewLeaseRequest]) (*connect.Response[credbrokerv1.RenewLeaseResponse], error) {
@@ -223,11 +222,21 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 		return nil, errNotRenewable
 	}
 	rt := s.rt()
-	role, ok := rt.cfg.Role(l.Role)
-	if !ok {
+	id := caller(ctx)
+	grant := rt.cfg.Policy().Decide(id, l.Role)
+	if grant.Role == nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("role %q is no longer configured: the lease cannot be renewed", l.Role))
 	}
-	inc, _, err := leaseTTL(role, role.MaxTTL, req.Msg.GetIncrement(), "increment")
+	// The holder renews only while a policy still grants the role the way
+	// the lease was issued; an admin may renew any lease.
+	if holds(id, l) && !grant.Allowed(l.BreakGlass) {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("role %q is no longer granted to you (`credbroker whoami` shows what is): the lease cannot be renewed and ends at %s",
+			l.Role, l.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	if !grant.Renewable() {
+		return nil, errNotRenewable
+	}
+	inc, _, err := leaseTTL(grant.Role, grant.MaxTTL(l.BreakGlass), req.Msg.GetIncrement(), "increment")
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +256,7 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 	// The store calls fn outside any transaction (a stalled backend holds
 	// no store connection or lock), and again with the fresh lease if a
 	// concurrent renewal won the race.
-	l, err = s.store.Renew(ctx, l.ID, actor(caller(ctx)), func(cur leases.Lease) (time.Time, error) {
+	l, err = s.store.Renew(ctx, l.ID, actor(id), func(cur leases.Lease) (time.Time, error) {
 		// Renewal only ever moves the expiry forward, and never past the max.
 		clamped = false
 		next := s.now().Add(inc)
@@ -278,7 +287,7 @@ func (s *credentialService) RevokeLease(ctx context.Context, req *connect.Reques
 	}
 	id := caller(ctx)
 	reason := "revoked by holder"
-	if l.Issuer != id.Issuer || l.Subject != id.Subject {
+	if !holds(id, l) {
 		reason = "revoked by admin " + actor(id)
 	}
 	l, err = s.reaper.Revoke(context.WithoutCancel(ctx), l.ID, reason, actor(id))
@@ -325,26 +334,27 @@ func (s *credentialService) ListRoles(ctx context.Context, _ *connect.Request[cr
 	out := &credbrokerv1.ListRolesResponse{}
 	cfg := s.rt().cfg
 	id := caller(ctx)
-	for i := range cfg.Roles {
-		r := &cfg.Roles[i]
-		allowed := cfg.Allowed(id, r.Name)
-		if !allowed && !cfg.BreakGlassAllowed(id, r.Name) {
-			continue
-		}
-		b, _ := cfg.Backend(r.Backend)
-		out.Roles = append(out.Roles, &credbrokerv1.Role{
-			Name:             r.Name,
-			Backend:          r.Backend,
-			Plugin:           b.Plugin,
-			DefaultTtl:       durationpb.New(r.DefaultTTL),
-			MaxTtl:           durationpb.New(r.MaxTTL),
-			Owner:            r.Owner,
-			Environment:      b.Environment,
-			BreakGlassOnly:   !allowed,
-			BreakGlassMaxTtl: durationpb.New(min(r.MaxTTL, r.BreakGlassMaxTTL)),
-		})
+	for _, g := range cfg.Policy().Grants(id) {
+		out.Roles = append(out.Roles, roleProto(cfg, g))
 	}
 	return connect.NewResponse(out), nil
+}
+
+// roleProto describes a granted role to the identity it is granted to.
+func roleProto(cfg *Config, g Grant) *credbrokerv1.Role {
+	r := g.Role
+	b, _ := cfg.Backend(r.Backend)
+	return &credbrokerv1.Role{
+		Name:             r.Name,
+		Backend:          r.Backend,
+		Plugin:           b.Plugin,
+		DefaultTtl:       durationpb.New(min(r.DefaultTTL, g.MaxTTL(false))),
+		MaxTtl:           durationpb.New(g.MaxTTL(false)),
+		Owner:            r.Owner,
+		Environment:      b.Environment,
+		BreakGlassOnly:   g.Access == AccessBreakGlass,
+		BreakGlassMaxTtl: durationpb.New(g.MaxTTL(true)),
+	}
 }
 
 func timeProto(t time.Time) *timestamppb.Timestamp {
@@ -386,6 +396,7 @@ func leaseProto(l leases.Lease) *credbrokerv1.Lease {
 		RevokedAt:    timeProto(l.RevokedAt),
 		RevokeReason: l.RevokeReason,
 		BreakGlass:   l.BreakGlass,
+		SubjectName:  l.SubjectName,
 	}
 }
 

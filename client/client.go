@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"os"
 	"strings"
@@ -46,12 +45,12 @@ var httpClient = func() *http.Client {
 // CREDBROKER_TOKEN, else CREDBROKER_TOKEN_FILE.
 func TokenFromEnv() (TokenSource, error) {
 	if t := os.Getenv("CREDBROKER_TOKEN"); t != "" {
-		return StaticToken(t), nil
+		return envToken{"CREDBROKER_TOKEN", t}, nil
 	}
 	if f := os.Getenv("CREDBROKER_TOKEN_FILE"); f != "" {
 		return TokenFile(f), nil
 	}
-	return nil, errors.New("no identity token: set CREDBROKER_TOKEN or CREDBROKER_TOKEN_FILE, or pass --token-command")
+	return nil, errNoToken
 }
 
 // AddrFromEnv returns CREDBROKER_ADDR, or [DefaultAddr].

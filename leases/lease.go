@@ -48,12 +48,16 @@ type Lease struct {
 	Username string
 	State    State
 	// Subject and Issuer identify the holder.
-	Subject    string
-	Issuer     string
-	BreakGlass bool
-	Renewable  bool
-	CreatedAt  time.Time
-	ExpiresAt  time.Time
+	Subject string
+	Issuer  string
+	// SubjectName is who a person is by their token's email or
+	// preferred_username claim, for people reading the audit; empty for
+	// workloads. At most 256 bytes. Never used to authorize.
+	SubjectName string
+	BreakGlass  bool
+	Renewable   bool
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
 	// MaxExpiresAt is the latest ExpiresAt renewals may reach.
 	MaxExpiresAt time.Time
 	// RevokedAt is zero unless State is StateRevoked.
@@ -73,7 +77,7 @@ type Lease struct {
 // the order scanLease reads.
 const leaseColumns = `id, role, backend, plugin, username, state, subject, issuer,
 	break_glass, renewable, created_at, expires_at, max_expires_at, revoked_at,
-	revoke_reason, revoke_attempts, next_attempt_at, last_error`
+	revoke_reason, revoke_attempts, next_attempt_at, last_error, subject_name`
 
 func scanLease(row pgx.Row) (Lease, error) {
 	var (
@@ -83,7 +87,7 @@ func scanLease(row pgx.Row) (Lease, error) {
 	)
 	err := row.Scan(&l.ID, &l.Role, &l.Backend, &l.Plugin, &l.Username, &state, &l.Subject, &l.Issuer,
 		&l.BreakGlass, &l.Renewable, &l.CreatedAt, &l.ExpiresAt, &l.MaxExpiresAt, &revokedAt,
-		&l.RevokeReason, &l.RevokeAttempts, &nextAtAt, &l.LastError)
+		&l.RevokeReason, &l.RevokeAttempts, &nextAtAt, &l.LastError, &l.SubjectName)
 	if err != nil {
 		return Lease{}, interpretError(err)
 	}
@@ -129,11 +133,11 @@ func (s *Store) CreatePending(ctx context.Context, l Lease) (Lease, error) {
 	}
 	row := s.pool.QueryRow(ctx, `
 		INSERT INTO leases (id, role, backend, plugin, username, state, subject, issuer,
-			break_glass, renewable, created_at, expires_at, max_expires_at)
-		VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12)
+			break_glass, renewable, created_at, expires_at, max_expires_at, subject_name)
+		VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13)
 		RETURNING `+leaseColumns,
 		l.ID, l.Role, l.Backend, l.Plugin, l.Username, l.Subject, l.Issuer,
-		l.BreakGlass, l.Renewable, s.now(), l.ExpiresAt, l.MaxExpiresAt)
+		l.BreakGlass, l.Renewable, s.now(), l.ExpiresAt, l.MaxExpiresAt, l.SubjectName)
 	out, err := scanLease(row)
 	if err != nil {
 		return Lease{}, fmt.Errorf("create lease %s: %w", l.ID, err)
@@ -160,6 +164,9 @@ func leaseDetails(l Lease, extra map[string]string) map[string]string {
 		"max_expires_at": l.MaxExpiresAt.Format(time.RFC3339Nano),
 		"break_glass":    strconv.FormatBool(l.BreakGlass),
 		"renewable":      strconv.FormatBool(l.Renewable),
+	}
+	if l.SubjectName != "" {
+		d["subject_name"] = l.SubjectName
 	}
 	for k, v := range extra {
 		if _, taken := d[k]; !taken {

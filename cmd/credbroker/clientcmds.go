@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"slices"
 	"strings"
@@ -25,18 +27,34 @@ var clientOpts struct {
 
 func clientFlags(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&clientOpts.addr, "addr", "", "broker address (default $CREDBROKER_ADDR or "+client.DefaultAddr+")")
-	root.PersistentFlags().StringVar(&clientOpts.tokenCommand, "token-command", "", "command that prints an identity token (default: $CREDBROKER_TOKEN, then $CREDBROKER_TOKEN_FILE)")
+	root.PersistentFlags().StringVar(&clientOpts.tokenCommand, "token-command", "", "command that prints an identity token (default: $CREDBROKER_TOKEN, then $CREDBROKER_TOKEN_FILE, then the login of credbroker login)")
 }
 
 func newClient() (*client.Client, error) {
-	var tokens client.TokenSource = client.TokenCommand(clientOpts.tokenCommand)
-	if clientOpts.tokenCommand == "" {
-		var err error
-		if tokens, err = client.TokenFromEnv(); err != nil {
-			return nil, err
-		}
+	tokens, err := tokenSource()
+	if err != nil {
+		return nil, err
 	}
 	return client.New(clientAddr(), tokens), nil
+}
+
+// tokenSource is where the client commands get their token: --token-command,
+// else $CREDBROKER_TOKEN, else $CREDBROKER_TOKEN_FILE, else the login cached
+// by `credbroker login` for this broker.
+func tokenSource() (client.TokenSource, error) {
+	if clientOpts.tokenCommand != "" {
+		return client.TokenCommand(clientOpts.tokenCommand), nil
+	}
+	tokens, err := client.TokenFromEnv()
+	if err == nil {
+		return tokens, nil
+	}
+	// A cached login, or a damaged one (its error says so); without a
+	// config directory ($HOME unset, as for some services) there is none.
+	if _, path, lerr := client.LoadSession(clientAddr()); lerr == nil || path != "" && !errors.Is(lerr, fs.ErrNotExist) {
+		return client.SessionToken{Addr: clientAddr()}, nil
+	}
+	return nil, err
 }
 
 // clientAddr is the broker the client commands talk to.

@@ -14,6 +14,8 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+
+	"github.com/credbroker/credbroker/client"
 )
 
 // Exit codes scripts can rely on.
@@ -45,11 +47,15 @@ func run(ctx context.Context, args []string) int {
 	var ue usageError
 	var xe exitCodeError
 	var opErr *net.OpError
+	var te *client.TokenError
 	switch {
 	case errors.As(err, &xe):
 		return xe.code // the command run by exec/connect said why
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		fmt.Fprintf(os.Stderr, "credbroker: cannot reach the broker at %s: %v\nIs it running? Set CREDBROKER_ADDR or --addr to where it listens.\n", clientAddr(), opErr.Err)
+	case errors.As(err, &te):
+		// A local error: the token was never sent.
+		fmt.Fprintf(os.Stderr, "credbroker: %v\n", te)
 	case errors.As(err, &ce):
 		// The server's message is written for the person reading it.
 		fmt.Fprintf(os.Stderr, "credbroker: %s: %s\n", ce.Code(), ce.Message())
@@ -76,12 +82,15 @@ func newRoot() *cobra.Command {
 		newDevCmd(),
 		newCredsCmd(),
 		newRolesCmd(),
+		newWhoAmICmd(),
 		newLeaseCmd(),
 		newConfigCmd(),
 		newExportCmd(),
 		newConnectCmd(),
 		newExecCmd(),
 		newAgentCmd(),
+		newLoginCmd(),
+		newLogoutCmd(),
 		newAdminCmd(),
 		&cobra.Command{
 			Use:   "version",

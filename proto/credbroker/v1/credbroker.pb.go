@@ -98,11 +98,15 @@ type Lease struct {
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// Renewals never move expires_at past this.
-	MaxExpiresAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=max_expires_at,json=maxExpiresAt,proto3" json:"max_expires_at,omitempty"`
-	Renewable     bool                   `protobuf:"varint,11,opt,name=renewable,proto3" json:"renewable,omitempty"`
-	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	RevokeReason  string                 `protobuf:"bytes,13,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
-	BreakGlass    bool                   `protobuf:"varint,14,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
+	MaxExpiresAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=max_expires_at,json=maxExpiresAt,proto3" json:"max_expires_at,omitempty"`
+	Renewable    bool                   `protobuf:"varint,11,opt,name=renewable,proto3" json:"renewable,omitempty"`
+	RevokedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokeReason string                 `protobuf:"bytes,13,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	BreakGlass   bool                   `protobuf:"varint,14,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
+	// Who a person holding the lease is, from their token's email (or else
+	// preferred_username) claim; empty for workloads. For people reading the
+	// audit; never used to authorize.
+	SubjectName   string `protobuf:"bytes,15,opt,name=subject_name,json=subjectName,proto3" json:"subject_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +237,13 @@ func (x *Lease) GetBreakGlass() bool {
 		return x.BreakGlass
 	}
 	return false
+}
+
+func (x *Lease) GetSubjectName() string {
+	if x != nil {
+		return x.SubjectName
+	}
+	return ""
 }
 
 // Credential is a ready-to-use login. It is returned once, at issue.
@@ -1028,6 +1039,160 @@ func (x *ListRolesResponse) GetRoles() []*Role {
 	return nil
 }
 
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{15}
+}
+
+type WhoAmIResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configured name of the issuer that verified the token.
+	Issuer string `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The token's `iss` claim (empty when the token has none).
+	IssuerUrl string `protobuf:"bytes,2,opt,name=issuer_url,json=issuerUrl,proto3" json:"issuer_url,omitempty"`
+	// The token's `sub`.
+	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// When the token expires.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The claims the issuer's policies look at, as JSON text, by name; a
+	// claim the token does not carry is absent. No other claim is returned.
+	Claims map[string]string `protobuf:"bytes,5,rep,name=claims,proto3" json:"claims,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The policies that match the caller, in config order.
+	Policies []string `protobuf:"bytes,6,rep,name=policies,proto3" json:"policies,omitempty"`
+	// The roles the caller may request without a reason.
+	Roles []string `protobuf:"bytes,7,rep,name=roles,proto3" json:"roles,omitempty"`
+	// The roles the caller may request only with a break-glass reason.
+	BreakGlassRoles []string `protobuf:"bytes,8,rep,name=break_glass_roles,json=breakGlassRoles,proto3" json:"break_glass_roles,omitempty"`
+	// An admin policy matches the caller.
+	Admin         bool `protobuf:"varint,9,opt,name=admin,proto3" json:"admin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WhoAmIResponse) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetIssuerUrl() string {
+	if x != nil {
+		return x.IssuerUrl
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *WhoAmIResponse) GetClaims() map[string]string {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+func (x *WhoAmIResponse) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *WhoAmIResponse) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *WhoAmIResponse) GetBreakGlassRoles() []string {
+	if x != nil {
+		return x.BreakGlassRoles
+	}
+	return nil
+}
+
+func (x *WhoAmIResponse) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
 type RevokeLeasesRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Role    string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
@@ -1042,7 +1207,7 @@ type RevokeLeasesRequest struct {
 
 func (x *RevokeLeasesRequest) Reset() {
 	*x = RevokeLeasesRequest{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[15]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1219,7 @@ func (x *RevokeLeasesRequest) String() string {
 func (*RevokeLeasesRequest) ProtoMessage() {}
 
 func (x *RevokeLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[15]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1232,7 @@ func (x *RevokeLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeasesRequest.ProtoReflect.Descriptor instead.
 func (*RevokeLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{15}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeLeasesRequest) GetRole() string {
@@ -1111,7 +1276,7 @@ type RevokeLeasesResponse struct {
 
 func (x *RevokeLeasesResponse) Reset() {
 	*x = RevokeLeasesResponse{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[16]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1288,7 @@ func (x *RevokeLeasesResponse) String() string {
 func (*RevokeLeasesResponse) ProtoMessage() {}
 
 func (x *RevokeLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[16]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1301,7 @@ func (x *RevokeLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeasesResponse.ProtoReflect.Descriptor instead.
 func (*RevokeLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{16}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevokeLeasesResponse) GetRevoked() int32 {
@@ -1169,7 +1334,7 @@ type ExportLeaseHistoryRequest struct {
 
 func (x *ExportLeaseHistoryRequest) Reset() {
 	*x = ExportLeaseHistoryRequest{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1346,7 @@ func (x *ExportLeaseHistoryRequest) String() string {
 func (*ExportLeaseHistoryRequest) ProtoMessage() {}
 
 func (x *ExportLeaseHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1359,7 @@ func (x *ExportLeaseHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportLeaseHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ExportLeaseHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{17}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExportLeaseHistoryRequest) GetStartTime() *timestamppb.Timestamp {
@@ -1247,7 +1412,7 @@ type LeaseEvent struct {
 
 func (x *LeaseEvent) Reset() {
 	*x = LeaseEvent{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1424,7 @@ func (x *LeaseEvent) String() string {
 func (*LeaseEvent) ProtoMessage() {}
 
 func (x *LeaseEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1437,7 @@ func (x *LeaseEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEvent.ProtoReflect.Descriptor instead.
 func (*LeaseEvent) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{18}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LeaseEvent) GetSeq() int64 {
@@ -1347,7 +1512,7 @@ type ExportLeaseHistoryResponse struct {
 
 func (x *ExportLeaseHistoryResponse) Reset() {
 	*x = ExportLeaseHistoryResponse{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1524,7 @@ func (x *ExportLeaseHistoryResponse) String() string {
 func (*ExportLeaseHistoryResponse) ProtoMessage() {}
 
 func (x *ExportLeaseHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1537,7 @@ func (x *ExportLeaseHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportLeaseHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ExportLeaseHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{19}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExportLeaseHistoryResponse) GetEvent() *LeaseEvent {
@@ -1390,7 +1555,7 @@ type GetInventoryRequest struct {
 
 func (x *GetInventoryRequest) Reset() {
 	*x = GetInventoryRequest{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1567,7 @@ func (x *GetInventoryRequest) String() string {
 func (*GetInventoryRequest) ProtoMessage() {}
 
 func (x *GetInventoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1580,7 @@ func (x *GetInventoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInventoryRequest.ProtoReflect.Descriptor instead.
 func (*GetInventoryRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{20}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{22}
 }
 
 // InventoryBackend is one configured backend.
@@ -1433,7 +1598,7 @@ type InventoryBackend struct {
 
 func (x *InventoryBackend) Reset() {
 	*x = InventoryBackend{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1610,7 @@ func (x *InventoryBackend) String() string {
 func (*InventoryBackend) ProtoMessage() {}
 
 func (x *InventoryBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1623,7 @@ func (x *InventoryBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryBackend.ProtoReflect.Descriptor instead.
 func (*InventoryBackend) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{21}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *InventoryBackend) GetName() string {
@@ -1508,14 +1673,16 @@ type InventoryRole struct {
 	// The policies that grant the role.
 	Policies []string `protobuf:"bytes,7,rep,name=policies,proto3" json:"policies,omitempty"`
 	// Leases of the role that are ACTIVE now.
-	ActiveLeases  int64 `protobuf:"varint,8,opt,name=active_leases,json=activeLeases,proto3" json:"active_leases,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActiveLeases int64 `protobuf:"varint,8,opt,name=active_leases,json=activeLeases,proto3" json:"active_leases,omitempty"`
+	// The policies that grant the role only with a break-glass reason.
+	BreakGlassPolicies []string `protobuf:"bytes,9,rep,name=break_glass_policies,json=breakGlassPolicies,proto3" json:"break_glass_policies,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *InventoryRole) Reset() {
 	*x = InventoryRole{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1694,7 @@ func (x *InventoryRole) String() string {
 func (*InventoryRole) ProtoMessage() {}
 
 func (x *InventoryRole) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1707,7 @@ func (x *InventoryRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryRole.ProtoReflect.Descriptor instead.
 func (*InventoryRole) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{22}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InventoryRole) GetName() string {
@@ -1599,6 +1766,13 @@ func (x *InventoryRole) GetActiveLeases() int64 {
 	return 0
 }
 
+func (x *InventoryRole) GetBreakGlassPolicies() []string {
+	if x != nil {
+		return x.BreakGlassPolicies
+	}
+	return nil
+}
+
 type GetInventoryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Backends      []*InventoryBackend    `protobuf:"bytes,1,rep,name=backends,proto3" json:"backends,omitempty"`
@@ -1609,7 +1783,7 @@ type GetInventoryResponse struct {
 
 func (x *GetInventoryResponse) Reset() {
 	*x = GetInventoryResponse{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1795,7 @@ func (x *GetInventoryResponse) String() string {
 func (*GetInventoryResponse) ProtoMessage() {}
 
 func (x *GetInventoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1808,7 @@ func (x *GetInventoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInventoryResponse.ProtoReflect.Descriptor instead.
 func (*GetInventoryResponse) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{23}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetInventoryResponse) GetBackends() []*InventoryBackend {
@@ -1655,7 +1829,7 @@ var File_credbroker_v1_credbroker_proto protoreflect.FileDescriptor
 
 const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\n" +
-	"\x1ecredbroker/v1/credbroker.proto\x12\rcredbroker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x04\n" +
+	"\x1ecredbroker/v1/credbroker.proto\x12\rcredbroker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x04\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n" +
@@ -1675,7 +1849,8 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"revoked_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12#\n" +
 	"\rrevoke_reason\x18\r \x01(\tR\frevokeReason\x12\x1f\n" +
 	"\vbreak_glass\x18\x0e \x01(\bR\n" +
-	"breakGlass\"\xbe\x02\n" +
+	"breakGlass\x12!\n" +
+	"\fsubject_name\x18\x0f \x01(\tR\vsubjectName\"\xbe\x02\n" +
 	"\n" +
 	"Credential\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
@@ -1736,7 +1911,23 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\x10break_glass_only\x18\b \x01(\bR\x0ebreakGlassOnly\x12H\n" +
 	"\x13break_glass_max_ttl\x18\t \x01(\v2\x19.google.protobuf.DurationR\x10breakGlassMaxTtl\">\n" +
 	"\x11ListRolesResponse\x12)\n" +
-	"\x05roles\x18\x01 \x03(\v2\x13.credbroker.v1.RoleR\x05roles\"u\n" +
+	"\x05roles\x18\x01 \x03(\v2\x13.credbroker.v1.RoleR\x05roles\"\x0f\n" +
+	"\rWhoAmIRequest\"\x8e\x03\n" +
+	"\x0eWhoAmIResponse\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x1d\n" +
+	"\n" +
+	"issuer_url\x18\x02 \x01(\tR\tissuerUrl\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12A\n" +
+	"\x06claims\x18\x05 \x03(\v2).credbroker.v1.WhoAmIResponse.ClaimsEntryR\x06claims\x12\x1a\n" +
+	"\bpolicies\x18\x06 \x03(\tR\bpolicies\x12\x14\n" +
+	"\x05roles\x18\a \x03(\tR\x05roles\x12*\n" +
+	"\x11break_glass_roles\x18\b \x03(\tR\x0fbreakGlassRoles\x12\x14\n" +
+	"\x05admin\x18\t \x01(\bR\x05admin\x1a9\n" +
+	"\vClaimsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
 	"\x13RevokeLeasesRequest\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\abackend\x18\x02 \x01(\tR\abackend\x12\x18\n" +
@@ -1773,7 +1964,7 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\x06plugin\x18\x02 \x01(\tR\x06plugin\x12 \n" +
 	"\venvironment\x18\x03 \x01(\tR\venvironment\x12\x14\n" +
 	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x14\n" +
-	"\x05sweep\x18\x05 \x01(\bR\x05sweep\"\xa6\x02\n" +
+	"\x05sweep\x18\x05 \x01(\bR\x05sweep\"\xd8\x02\n" +
 	"\rInventoryRole\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\abackend\x18\x02 \x01(\tR\abackend\x12\x14\n" +
@@ -1783,7 +1974,8 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"defaultTtl\x122\n" +
 	"\amax_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06maxTtl\x12\x1a\n" +
 	"\bpolicies\x18\a \x03(\tR\bpolicies\x12#\n" +
-	"\ractive_leases\x18\b \x01(\x03R\factiveLeases\"\x87\x01\n" +
+	"\ractive_leases\x18\b \x01(\x03R\factiveLeases\x120\n" +
+	"\x14break_glass_policies\x18\t \x03(\tR\x12breakGlassPolicies\"\x87\x01\n" +
 	"\x14GetInventoryResponse\x12;\n" +
 	"\bbackends\x18\x01 \x03(\v2\x1f.credbroker.v1.InventoryBackendR\bbackends\x122\n" +
 	"\x05roles\x18\x02 \x03(\v2\x1c.credbroker.v1.InventoryRoleR\x05roles*\x8d\x01\n" +
@@ -1793,7 +1985,7 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\x13LEASE_STATE_PENDING\x10\x01\x12\x16\n" +
 	"\x12LEASE_STATE_ACTIVE\x10\x02\x12\x18\n" +
 	"\x14LEASE_STATE_REVOKING\x10\x03\x12\x17\n" +
-	"\x13LEASE_STATE_REVOKED\x10\x042\xa3\x04\n" +
+	"\x13LEASE_STATE_REVOKED\x10\x042\xef\x04\n" +
 	"\x11CredentialService\x12b\n" +
 	"\x0fIssueCredential\x12%.credbroker.v1.IssueCredentialRequest\x1a&.credbroker.v1.IssueCredentialResponse\"\x00\x12S\n" +
 	"\n" +
@@ -1802,7 +1994,8 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\bGetLease\x12\x1e.credbroker.v1.GetLeaseRequest\x1a\x1f.credbroker.v1.GetLeaseResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\n" +
 	"ListLeases\x12 .credbroker.v1.ListLeasesRequest\x1a!.credbroker.v1.ListLeasesResponse\"\x03\x90\x02\x01\x12S\n" +
-	"\tListRoles\x12\x1f.credbroker.v1.ListRolesRequest\x1a .credbroker.v1.ListRolesResponse\"\x03\x90\x02\x012\xb6\x02\n" +
+	"\tListRoles\x12\x1f.credbroker.v1.ListRolesRequest\x1a .credbroker.v1.ListRolesResponse\"\x03\x90\x02\x01\x12J\n" +
+	"\x06WhoAmI\x12\x1c.credbroker.v1.WhoAmIRequest\x1a\x1d.credbroker.v1.WhoAmIResponse\"\x03\x90\x02\x012\xb6\x02\n" +
 	"\fAdminService\x12Y\n" +
 	"\fRevokeLeases\x12\".credbroker.v1.RevokeLeasesRequest\x1a#.credbroker.v1.RevokeLeasesResponse\"\x00\x12m\n" +
 	"\x12ExportLeaseHistory\x12(.credbroker.v1.ExportLeaseHistoryRequest\x1a).credbroker.v1.ExportLeaseHistoryResponse\"\x000\x01\x12\\\n" +
@@ -1821,7 +2014,7 @@ func file_credbroker_v1_credbroker_proto_rawDescGZIP() []byte {
 }
 
 var file_credbroker_v1_credbroker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_credbroker_v1_credbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_credbroker_v1_credbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_credbroker_v1_credbroker_proto_goTypes = []any{
 	(LeaseState)(0),                    // 0: credbroker.v1.LeaseState
 	(*Lease)(nil),                      // 1: credbroker.v1.Lease
@@ -1839,74 +2032,81 @@ var file_credbroker_v1_credbroker_proto_goTypes = []any{
 	(*ListRolesRequest)(nil),           // 13: credbroker.v1.ListRolesRequest
 	(*Role)(nil),                       // 14: credbroker.v1.Role
 	(*ListRolesResponse)(nil),          // 15: credbroker.v1.ListRolesResponse
-	(*RevokeLeasesRequest)(nil),        // 16: credbroker.v1.RevokeLeasesRequest
-	(*RevokeLeasesResponse)(nil),       // 17: credbroker.v1.RevokeLeasesResponse
-	(*ExportLeaseHistoryRequest)(nil),  // 18: credbroker.v1.ExportLeaseHistoryRequest
-	(*LeaseEvent)(nil),                 // 19: credbroker.v1.LeaseEvent
-	(*ExportLeaseHistoryResponse)(nil), // 20: credbroker.v1.ExportLeaseHistoryResponse
-	(*GetInventoryRequest)(nil),        // 21: credbroker.v1.GetInventoryRequest
-	(*InventoryBackend)(nil),           // 22: credbroker.v1.InventoryBackend
-	(*InventoryRole)(nil),              // 23: credbroker.v1.InventoryRole
-	(*GetInventoryResponse)(nil),       // 24: credbroker.v1.GetInventoryResponse
-	nil,                                // 25: credbroker.v1.Credential.EnvEntry
-	nil,                                // 26: credbroker.v1.Credential.FieldsEntry
-	nil,                                // 27: credbroker.v1.LeaseEvent.DetailsEntry
-	(*timestamppb.Timestamp)(nil),      // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
+	(*WhoAmIRequest)(nil),              // 16: credbroker.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),             // 17: credbroker.v1.WhoAmIResponse
+	(*RevokeLeasesRequest)(nil),        // 18: credbroker.v1.RevokeLeasesRequest
+	(*RevokeLeasesResponse)(nil),       // 19: credbroker.v1.RevokeLeasesResponse
+	(*ExportLeaseHistoryRequest)(nil),  // 20: credbroker.v1.ExportLeaseHistoryRequest
+	(*LeaseEvent)(nil),                 // 21: credbroker.v1.LeaseEvent
+	(*ExportLeaseHistoryResponse)(nil), // 22: credbroker.v1.ExportLeaseHistoryResponse
+	(*GetInventoryRequest)(nil),        // 23: credbroker.v1.GetInventoryRequest
+	(*InventoryBackend)(nil),           // 24: credbroker.v1.InventoryBackend
+	(*InventoryRole)(nil),              // 25: credbroker.v1.InventoryRole
+	(*GetInventoryResponse)(nil),       // 26: credbroker.v1.GetInventoryResponse
+	nil,                                // 27: credbroker.v1.Credential.EnvEntry
+	nil,                                // 28: credbroker.v1.Credential.FieldsEntry
+	nil,                                // 29: credbroker.v1.WhoAmIResponse.ClaimsEntry
+	nil,                                // 30: credbroker.v1.LeaseEvent.DetailsEntry
+	(*timestamppb.Timestamp)(nil),      // 31: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 32: google.protobuf.Duration
 }
 var file_credbroker_v1_credbroker_proto_depIdxs = []int32{
 	0,  // 0: credbroker.v1.Lease.state:type_name -> credbroker.v1.LeaseState
-	28, // 1: credbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
-	28, // 2: credbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 3: credbroker.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
-	28, // 4: credbroker.v1.Lease.revoked_at:type_name -> google.protobuf.Timestamp
-	25, // 5: credbroker.v1.Credential.env:type_name -> credbroker.v1.Credential.EnvEntry
-	26, // 6: credbroker.v1.Credential.fields:type_name -> credbroker.v1.Credential.FieldsEntry
-	29, // 7: credbroker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	31, // 1: credbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
+	31, // 2: credbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 3: credbroker.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
+	31, // 4: credbroker.v1.Lease.revoked_at:type_name -> google.protobuf.Timestamp
+	27, // 5: credbroker.v1.Credential.env:type_name -> credbroker.v1.Credential.EnvEntry
+	28, // 6: credbroker.v1.Credential.fields:type_name -> credbroker.v1.Credential.FieldsEntry
+	32, // 7: credbroker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 8: credbroker.v1.IssueCredentialResponse.lease:type_name -> credbroker.v1.Lease
 	2,  // 9: credbroker.v1.IssueCredentialResponse.credential:type_name -> credbroker.v1.Credential
-	29, // 10: credbroker.v1.RenewLeaseRequest.increment:type_name -> google.protobuf.Duration
+	32, // 10: credbroker.v1.RenewLeaseRequest.increment:type_name -> google.protobuf.Duration
 	1,  // 11: credbroker.v1.RenewLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	1,  // 12: credbroker.v1.RevokeLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	1,  // 13: credbroker.v1.GetLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	0,  // 14: credbroker.v1.ListLeasesRequest.state:type_name -> credbroker.v1.LeaseState
 	1,  // 15: credbroker.v1.ListLeasesResponse.leases:type_name -> credbroker.v1.Lease
-	29, // 16: credbroker.v1.Role.default_ttl:type_name -> google.protobuf.Duration
-	29, // 17: credbroker.v1.Role.max_ttl:type_name -> google.protobuf.Duration
-	29, // 18: credbroker.v1.Role.break_glass_max_ttl:type_name -> google.protobuf.Duration
+	32, // 16: credbroker.v1.Role.default_ttl:type_name -> google.protobuf.Duration
+	32, // 17: credbroker.v1.Role.max_ttl:type_name -> google.protobuf.Duration
+	32, // 18: credbroker.v1.Role.break_glass_max_ttl:type_name -> google.protobuf.Duration
 	14, // 19: credbroker.v1.ListRolesResponse.roles:type_name -> credbroker.v1.Role
-	28, // 20: credbroker.v1.ExportLeaseHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
-	28, // 21: credbroker.v1.ExportLeaseHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
-	28, // 22: credbroker.v1.LeaseEvent.at:type_name -> google.protobuf.Timestamp
-	27, // 23: credbroker.v1.LeaseEvent.details:type_name -> credbroker.v1.LeaseEvent.DetailsEntry
-	19, // 24: credbroker.v1.ExportLeaseHistoryResponse.event:type_name -> credbroker.v1.LeaseEvent
-	29, // 25: credbroker.v1.InventoryRole.default_ttl:type_name -> google.protobuf.Duration
-	29, // 26: credbroker.v1.InventoryRole.max_ttl:type_name -> google.protobuf.Duration
-	22, // 27: credbroker.v1.GetInventoryResponse.backends:type_name -> credbroker.v1.InventoryBackend
-	23, // 28: credbroker.v1.GetInventoryResponse.roles:type_name -> credbroker.v1.InventoryRole
-	3,  // 29: credbroker.v1.CredentialService.IssueCredential:input_type -> credbroker.v1.IssueCredentialRequest
-	5,  // 30: credbroker.v1.CredentialService.RenewLease:input_type -> credbroker.v1.RenewLeaseRequest
-	7,  // 31: credbroker.v1.CredentialService.RevokeLease:input_type -> credbroker.v1.RevokeLeaseRequest
-	9,  // 32: credbroker.v1.CredentialService.GetLease:input_type -> credbroker.v1.GetLeaseRequest
-	11, // 33: credbroker.v1.CredentialService.ListLeases:input_type -> credbroker.v1.ListLeasesRequest
-	13, // 34: credbroker.v1.CredentialService.ListRoles:input_type -> credbroker.v1.ListRolesRequest
-	16, // 35: credbroker.v1.AdminService.RevokeLeases:input_type -> credbroker.v1.RevokeLeasesRequest
-	18, // 36: credbroker.v1.AdminService.ExportLeaseHistory:input_type -> credbroker.v1.ExportLeaseHistoryRequest
-	21, // 37: credbroker.v1.AdminService.GetInventory:input_type -> credbroker.v1.GetInventoryRequest
-	4,  // 38: credbroker.v1.CredentialService.IssueCredential:output_type -> credbroker.v1.IssueCredentialResponse
-	6,  // 39: credbroker.v1.CredentialService.RenewLease:output_type -> credbroker.v1.RenewLeaseResponse
-	8,  // 40: credbroker.v1.CredentialService.RevokeLease:output_type -> credbroker.v1.RevokeLeaseResponse
-	10, // 41: credbroker.v1.CredentialService.GetLease:output_type -> credbroker.v1.GetLeaseResponse
-	12, // 42: credbroker.v1.CredentialService.ListLeases:output_type -> credbroker.v1.ListLeasesResponse
-	15, // 43: credbroker.v1.CredentialService.ListRoles:output_type -> credbroker.v1.ListRolesResponse
-	17, // 44: credbroker.v1.AdminService.RevokeLeases:output_type -> credbroker.v1.RevokeLeasesResponse
-	20, // 45: credbroker.v1.AdminService.ExportLeaseHistory:output_type -> credbroker.v1.ExportLeaseHistoryResponse
-	24, // 46: credbroker.v1.AdminService.GetInventory:output_type -> credbroker.v1.GetInventoryResponse
-	38, // [38:47] is the sub-list for method output_type
-	29, // [29:38] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	31, // 20: credbroker.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 21: credbroker.v1.WhoAmIResponse.claims:type_name -> credbroker.v1.WhoAmIResponse.ClaimsEntry
+	31, // 22: credbroker.v1.ExportLeaseHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 23: credbroker.v1.ExportLeaseHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
+	31, // 24: credbroker.v1.LeaseEvent.at:type_name -> google.protobuf.Timestamp
+	30, // 25: credbroker.v1.LeaseEvent.details:type_name -> credbroker.v1.LeaseEvent.DetailsEntry
+	21, // 26: credbroker.v1.ExportLeaseHistoryResponse.event:type_name -> credbroker.v1.LeaseEvent
+	32, // 27: credbroker.v1.InventoryRole.default_ttl:type_name -> google.protobuf.Duration
+	32, // 28: credbroker.v1.InventoryRole.max_ttl:type_name -> google.protobuf.Duration
+	24, // 29: credbroker.v1.GetInventoryResponse.backends:type_name -> credbroker.v1.InventoryBackend
+	25, // 30: credbroker.v1.GetInventoryResponse.roles:type_name -> credbroker.v1.InventoryRole
+	3,  // 31: credbroker.v1.CredentialService.IssueCredential:input_type -> credbroker.v1.IssueCredentialRequest
+	5,  // 32: credbroker.v1.CredentialService.RenewLease:input_type -> credbroker.v1.RenewLeaseRequest
+	7,  // 33: credbroker.v1.CredentialService.RevokeLease:input_type -> credbroker.v1.RevokeLeaseRequest
+	9,  // 34: credbroker.v1.CredentialService.GetLease:input_type -> credbroker.v1.GetLeaseRequest
+	11, // 35: credbroker.v1.CredentialService.ListLeases:input_type -> credbroker.v1.ListLeasesRequest
+	13, // 36: credbroker.v1.CredentialService.ListRoles:input_type -> credbroker.v1.ListRolesRequest
+	16, // 37: credbroker.v1.CredentialService.WhoAmI:input_type -> credbroker.v1.WhoAmIRequest
+	18, // 38: credbroker.v1.AdminService.RevokeLeases:input_type -> credbroker.v1.RevokeLeasesRequest
+	20, // 39: credbroker.v1.AdminService.ExportLeaseHistory:input_type -> credbroker.v1.ExportLeaseHistoryRequest
+	23, // 40: credbroker.v1.AdminService.GetInventory:input_type -> credbroker.v1.GetInventoryRequest
+	4,  // 41: credbroker.v1.CredentialService.IssueCredential:output_type -> credbroker.v1.IssueCredentialResponse
+	6,  // 42: credbroker.v1.CredentialService.RenewLease:output_type -> credbroker.v1.RenewLeaseResponse
+	8,  // 43: credbroker.v1.CredentialService.RevokeLease:output_type -> credbroker.v1.RevokeLeaseResponse
+	10, // 44: credbroker.v1.CredentialService.GetLease:output_type -> credbroker.v1.GetLeaseResponse
+	12, // 45: credbroker.v1.CredentialService.ListLeases:output_type -> credbroker.v1.ListLeasesResponse
+	15, // 46: credbroker.v1.CredentialService.ListRoles:output_type -> credbroker.v1.ListRolesResponse
+	17, // 47: credbroker.v1.CredentialService.WhoAmI:output_type -> credbroker.v1.WhoAmIResponse
+	19, // 48: credbroker.v1.AdminService.RevokeLeases:output_type -> credbroker.v1.RevokeLeasesResponse
+	22, // 49: credbroker.v1.AdminService.ExportLeaseHistory:output_type -> credbroker.v1.ExportLeaseHistoryResponse
+	26, // 50: credbroker.v1.AdminService.GetInventory:output_type -> credbroker.v1.GetInventoryResponse
+	41, // [41:51] is the sub-list for method output_type
+	31, // [31:41] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_credbroker_v1_credbroker_proto_init() }
@@ -1920,7 +2120,7 @@ func file_credbroker_v1_credbroker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_credbroker_v1_credbroker_proto_rawDesc), len(file_credbroker_v1_credbroker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -53,6 +53,9 @@ const (
 	// CredentialServiceListRolesProcedure is the fully-qualified name of the CredentialService's
 	// ListRoles RPC.
 	CredentialServiceListRolesProcedure = "/credbroker.v1.CredentialService/ListRoles"
+	// CredentialServiceWhoAmIProcedure is the fully-qualified name of the CredentialService's WhoAmI
+	// RPC.
+	CredentialServiceWhoAmIProcedure = "/credbroker.v1.CredentialService/WhoAmI"
 	// AdminServiceRevokeLeasesProcedure is the fully-qualified name of the AdminService's RevokeLeases
 	// RPC.
 	AdminServiceRevokeLeasesProcedure = "/credbroker.v1.AdminService/RevokeLeases"
@@ -80,6 +83,10 @@ type CredentialServiceClient interface {
 	ListLeases(context.Context, *connect.Request[v1.ListLeasesRequest]) (*connect.Response[v1.ListLeasesResponse], error)
 	// ListRoles returns the roles the caller may request.
 	ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error)
+	// WhoAmI says how the broker sees the caller's token: its issuer and
+	// subject, the claims the policies look at, the policies that match and
+	// the roles the caller may request. It never returns the token.
+	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
 }
 
 // NewCredentialServiceClient constructs a client for the credbroker.v1.CredentialService service.
@@ -132,6 +139,13 @@ func NewCredentialServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		whoAmI: connect.NewClient[v1.WhoAmIRequest, v1.WhoAmIResponse](
+			httpClient,
+			baseURL+CredentialServiceWhoAmIProcedure,
+			connect.WithSchema(credentialServiceMethods.ByName("WhoAmI")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -143,6 +157,7 @@ type credentialServiceClient struct {
 	getLease        *connect.Client[v1.GetLeaseRequest, v1.GetLeaseResponse]
 	listLeases      *connect.Client[v1.ListLeasesRequest, v1.ListLeasesResponse]
 	listRoles       *connect.Client[v1.ListRolesRequest, v1.ListRolesResponse]
+	whoAmI          *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
 }
 
 // IssueCredential calls credbroker.v1.CredentialService.IssueCredential.
@@ -175,6 +190,11 @@ func (c *credentialServiceClient) ListRoles(ctx context.Context, req *connect.Re
 	return c.listRoles.CallUnary(ctx, req)
 }
 
+// WhoAmI calls credbroker.v1.CredentialService.WhoAmI.
+func (c *credentialServiceClient) WhoAmI(ctx context.Context, req *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
+	return c.whoAmI.CallUnary(ctx, req)
+}
+
 // CredentialServiceHandler is an implementation of the credbroker.v1.CredentialService service.
 type CredentialServiceHandler interface {
 	// IssueCredential creates a brand-new backend user with the grants of the
@@ -191,6 +211,10 @@ type CredentialServiceHandler interface {
 	ListLeases(context.Context, *connect.Request[v1.ListLeasesRequest]) (*connect.Response[v1.ListLeasesResponse], error)
 	// ListRoles returns the roles the caller may request.
 	ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error)
+	// WhoAmI says how the broker sees the caller's token: its issuer and
+	// subject, the claims the policies look at, the policies that match and
+	// the roles the caller may request. It never returns the token.
+	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
 }
 
 // NewCredentialServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -239,6 +263,13 @@ func NewCredentialServiceHandler(svc CredentialServiceHandler, opts ...connect.H
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	credentialServiceWhoAmIHandler := connect.NewUnaryHandler(
+		CredentialServiceWhoAmIProcedure,
+		svc.WhoAmI,
+		connect.WithSchema(credentialServiceMethods.ByName("WhoAmI")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/credbroker.v1.CredentialService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CredentialServiceIssueCredentialProcedure:
@@ -253,6 +284,8 @@ func NewCredentialServiceHandler(svc CredentialServiceHandler, opts ...connect.H
 			credentialServiceListLeasesHandler.ServeHTTP(w, r)
 		case CredentialServiceListRolesProcedure:
 			credentialServiceListRolesHandler.ServeHTTP(w, r)
+		case CredentialServiceWhoAmIProcedure:
+			credentialServiceWhoAmIHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -284,6 +317,10 @@ func (UnimplementedCredentialServiceHandler) ListLeases(context.Context, *connec
 
 func (UnimplementedCredentialServiceHandler) ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.CredentialService.ListRoles is not implemented"))
+}
+
+func (UnimplementedCredentialServiceHandler) WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.CredentialService.WhoAmI is not implemented"))
 }
 
 // AdminServiceClient is a client for the credbroker.v1.AdminService service.
