@@ -56,16 +56,36 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 
 // closeConnections closes every connection of username.
 func (p *Plugin) closeConnections(ctx context.Context, c *rabbithole.Client, username string) error {
-	names, err := p.trackedConnections(ctx, username)
-	if errors.Is(err, errNoUserConnections) {
-		names, err = listedConnections(c, username)
+	list := func() ([]string, error) {
+		names, err := p.trackedConnections(ctx, username)
+		if errors.Is(err, errNoUserConnections) {
+			names, err = listedConnections(c, username)
+		}
+		return names, err
 	}
+	names, err := list()
+	if err != nil {
+		return fmt.Errorf("list connections: %w", err)
+	}
+	failed := map[string]error{}
+	for _, name := range names {
+		if err := gone(c.CloseConnection(name)); err != nil {
+			failed[name] = err
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	// A connection that ends while it is being closed (deleting the user
+	// closes them too) can answer 500 instead of 404: what is no longer
+	// listed is closed.
+	left, err := list()
 	if err != nil {
 		return fmt.Errorf("list connections: %w", err)
 	}
 	var errs []error
-	for _, name := range names {
-		if err := gone(c.CloseConnection(name)); err != nil {
+	for _, name := range left {
+		if err, ok := failed[name]; ok {
 			errs = append(errs, fmt.Errorf("close connection %q: %w", name, err))
 		}
 	}
