@@ -42,6 +42,9 @@ type OIDCProvider struct {
 	Issuer                string `json:"issuer"`
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
+	// DeviceAuthorizationEndpoint is RFC 8628's; empty when the provider
+	// has no device authorization grant.
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
 }
 
 // Discover reads <issuer>/.well-known/openid-configuration and checks that

@@ -28,7 +28,7 @@ const loginTimeout = 5 * time.Minute
 
 func newLoginCmd() *cobra.Command {
 	var issuerName string
-	var noBrowser bool
+	var noBrowser, device bool
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Log in as a person with the broker's OIDC provider",
@@ -38,14 +38,25 @@ loopback redirect: the browser opens (or the URL is printed), you log in, and
 the ID token and refresh token are cached for this broker in the user's
 config directory (0600). Every client command then uses them when no other
 token is given, refreshing the ID token when it expires. 'credbroker logout'
-removes them.`,
+removes them.
+
+With --device, for a terminal without a browser, login uses the device
+authorization grant (RFC 8628) instead: it prints a URL and a code to enter
+there from any device, and waits while you log in and approve.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if device && noBrowser {
+				return usageError{errors.New("--device and --no-browser are two ways to log in: pass one (--device needs no browser here at all)")}
+			}
+			if device {
+				return loginDevice(cmd.Context(), cmd.ErrOrStderr(), clientAddr(), issuerName)
+			}
 			return login(cmd.Context(), cmd.ErrOrStderr(), clientAddr(), issuerName, noBrowser)
 		},
 	}
 	cmd.Flags().StringVar(&issuerName, "issuer", "", "the issuer to log in with, by its name in the broker's config (needed when the broker offers several)")
 	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "print the URL to open instead of opening a browser")
+	cmd.Flags().BoolVar(&device, "device", false, "log in with the device authorization grant: enter a printed code at a URL from any device (no browser or loopback port here)")
 	return cmd
 }
 
@@ -183,6 +194,12 @@ func login(ctx context.Context, out io.Writer, addr, issuerName string, noBrowse
 	if got, _ := claims["nonce"].(string); subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
 		return errors.New("the ID token does not carry this login's nonce: refusing it")
 	}
+	return saveLogin(out, addr, s, claims)
+}
+
+// saveLogin caches s, the login to the broker at addr whose ID token has
+// claims, and says who is logged in until when.
+func saveLogin(out io.Writer, addr string, s *client.Session, claims map[string]any) error {
 	path, err := s.Save(addr)
 	if err != nil {
 		return fmt.Errorf("cache the login: %w", err)

@@ -228,6 +228,11 @@ func TestLoginHydraPerson(t *testing.T) {
 	if _, stderr, code := harness.RunCLI(t, env, "login", "--issuer", "nope", "--no-browser"); code != 2 || !strings.Contains(stderr, "one of hydra") {
 		t.Errorf("login --issuer nope: exit %d, stderr %s; want a usage error naming hydra", code, stderr)
 	}
+	// Hydra v2.3.0 has no device authorization endpoint.
+	if _, stderr, code := harness.RunCLI(t, env, "login", "--device"); code != 1 ||
+		!strings.Contains(stderr, "issuer hydra ("+h.Issuer+") has no device_authorization_endpoint") {
+		t.Errorf("login --device with Hydra: exit %d, stderr %s; want an error naming hydra and the missing endpoint", code, stderr)
+	}
 
 	// The person says no at the provider.
 	printed, page, err := loginCLI(t, h, env, func(u string) *http.Response { return h.BrowseRejected(t, u) })
