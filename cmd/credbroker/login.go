@@ -81,18 +81,29 @@ func newLogoutCmd() *cobra.Command {
 	}
 }
 
-func login(ctx context.Context, out io.Writer, addr, issuerName string, noBrowser bool) error {
+// loginProvider finds the issuer for people the broker at addr publishes
+// (the one named issuerName, or its only one) and that issuer's OIDC
+// discovery document.
+func loginProvider(ctx context.Context, addr, issuerName string) (client.LoginIssuer, *client.OIDCProvider, error) {
 	issuers, err := client.FetchLoginIssuers(ctx, addr)
 	if err != nil {
-		return err
+		return client.LoginIssuer{}, nil, err
 	}
 	li, err := pickIssuer(addr, issuers, issuerName)
 	if err != nil {
-		return err
+		return client.LoginIssuer{}, nil, err
 	}
 	provider, err := client.Discover(ctx, li.Issuer)
 	if err != nil {
-		return fmt.Errorf("issuer %s: %w", li.Name, err)
+		return client.LoginIssuer{}, nil, fmt.Errorf("issuer %s: %w", li.Name, err)
+	}
+	return li, provider, nil
+}
+
+func login(ctx context.Context, out io.Writer, addr, issuerName string, noBrowser bool) error {
+	li, provider, err := loginProvider(ctx, addr, issuerName)
+	if err != nil {
+		return err
 	}
 
 	// RFC 8252 §7.3: a loopback redirect on a port of our own.

@@ -20,17 +20,9 @@ import (
 // interval the provider asks for (slowing down when told to) until the code
 // expires, the person approves or denies, or ctx (ctrl-C) ends.
 func loginDevice(ctx context.Context, out io.Writer, addr, issuerName string) error {
-	issuers, err := client.FetchLoginIssuers(ctx, addr)
+	li, provider, err := loginProvider(ctx, addr, issuerName)
 	if err != nil {
 		return err
-	}
-	li, err := pickIssuer(addr, issuers, issuerName)
-	if err != nil {
-		return err
-	}
-	provider, err := client.Discover(ctx, li.Issuer)
-	if err != nil {
-		return fmt.Errorf("issuer %s: %w", li.Name, err)
 	}
 	if provider.DeviceAuthorizationEndpoint == "" {
 		return fmt.Errorf("issuer %s (%s) has no device_authorization_endpoint in its OIDC discovery document, so it cannot do the device authorization grant: log in without --device", li.Name, li.Issuer)
