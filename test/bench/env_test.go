@@ -92,7 +92,7 @@ func newEnv(tb testing.TB, name string) *env {
 	e.issuer = iss
 	e.token = iss.Token(tb, benchSubject, nil, 3*time.Hour)
 	cfg := fmt.Sprintf(`listen: %s
-limits: {issue_rate: 100000, issue_burst: 100000}
+limits: {issue_rate: 100000, issue_burst: 100000, request_rate: 100000, request_burst: 100000}
 store:
   dsn: env:CB_BENCH_STORE_DSN
 issuers:

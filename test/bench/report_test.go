@@ -136,7 +136,7 @@ func (rep *report) print(w io.Writer) {
 	if bin == "" {
 		bin = "built by the harness"
 	}
-	p("broker: `credbroker serve` (%s), log level info, limits {issue_rate: 100000, issue_burst: 100000},\n", bin)
+	p("broker: `credbroker serve` (%s), log level info, limits {issue_rate, issue_burst, request_rate, request_burst: 100000},\n", bin)
 	p("        default/max TTL 1h/2h, backend pool max_conns %d, store pool default (10), reaper default (5s);\n", conns)
 	p("        called over HTTP/1.1 with the Go client (client.New) and one ES256 token on every call,\n")
 	idle := *flagClientIdle

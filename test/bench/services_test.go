@@ -64,7 +64,7 @@ func startSvcBroker(b *testing.B, s svcBroker) sideOps {
 	token := iss.Token(b, benchSubject, nil, 3*time.Hour)
 	backend := "bench-" + s.plugin
 	cfg := fmt.Sprintf(`listen: %s
-limits: {issue_rate: 100000, issue_burst: 100000}
+limits: {issue_rate: 100000, issue_burst: 100000, request_rate: 100000, request_burst: 100000}
 store:
   dsn: env:CB_BENCH_STORE_DSN
 issuers:
