@@ -20,39 +20,19 @@ import (
 // for people: login with its public device client), a policy giving its
 // user ZitadelSubject the readonly role.
 func zitadelConfig(d *harness.Deployment, z *harness.ZitadelOP) string {
-	return fmt.Sprintf(`listen: %[1]s
-store:
-  dsn: env:CB_TEST_STORE_DSN
-issuers:
-%[2]s  - name: zitadel
-    issuer: %[3]s
-    audiences: [%[4]s]
+	return d.ConfigWithIssuers(fmt.Sprintf(`  - name: zitadel
+    issuer: %[1]s
+    audiences: [%[2]s]
     discovery: true
     algorithms: [RS256]
     login:
-      client_id: %[4]s
-backends:
-  - name: %[5]s
-    plugin: postgres
-    environment: test
-    owner: harness
-    connection:
-      dsn: env:CB_TEST_BACKEND_DSN
-      max_conns: 4
-roles:
-  - name: readonly
-    backend: %[5]s
-    owner: e2e
-    default_ttl: 5m
-    max_ttl: 10m
-    postgres:
-      member_of: [%[6]s]
-policies:
+      client_id: %[2]s
+`, z.Issuer, harness.ZitadelClientID), readonlyRole(d)+fmt.Sprintf(`policies:
   - name: people
     issuer: zitadel
-    subject: %[7]s
+    subject: %s
     roles: [readonly]
-`, harness.ListenPlaceholder, d.Issuer.YAML(), z.Issuer, harness.ZitadelClientID, harness.BackendName, d.Backend.ReadGroup, harness.ZitadelSubject)
+`, harness.ZitadelSubject))
 }
 
 // TestLoginDevice: `credbroker login --device` against a real OpenID

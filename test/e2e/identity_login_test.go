@@ -101,32 +101,26 @@ func TestLoginTokenSources(t *testing.T) {
 // audiences credbroker and those of extraAud), with extra appended to the
 // hydra issuer's block (login:, say); sections follow.
 func hydraConfig(d *harness.Deployment, h *harness.Hydra, extraAud, extra, sections string) string {
-	return fmt.Sprintf(`listen: %[1]s
-store:
-  dsn: env:CB_TEST_STORE_DSN
-issuers:
-%[2]s  - name: hydra
-    issuer: %[3]s
-    audiences: [credbroker%[8]s]
+	return d.ConfigWithIssuers(fmt.Sprintf(`  - name: hydra
+    issuer: %s
+    audiences: [credbroker%s]
     discovery: true
     algorithms: [RS256]
-%[4]sbackends:
-  - name: %[5]s
-    plugin: postgres
-    environment: test
-    owner: harness
-    connection:
-      dsn: env:CB_TEST_BACKEND_DSN
-      max_conns: 4
-roles:
+%s`, h.Issuer, extraAud, extra), readonlyRole(d)+sections)
+}
+
+// readonlyRole is the roles: section of the identity tests: "readonly", a
+// member of the deployment's read group.
+func readonlyRole(d *harness.Deployment) string {
+	return fmt.Sprintf(`roles:
   - name: readonly
-    backend: %[5]s
+    backend: %s
     owner: e2e
     default_ttl: 5m
     max_ttl: 10m
     postgres:
-      member_of: [%[6]s]
-%[7]s`, harness.ListenPlaceholder, d.Issuer.YAML(), h.Issuer, extra, harness.BackendName, d.Backend.ReadGroup, sections, extraAud)
+      member_of: [%s]
+`, harness.BackendName, d.Backend.ReadGroup)
 }
 
 // TestLoginHydraWorkload: a broker trusts a real Ory Hydra by OIDC

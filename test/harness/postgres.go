@@ -242,12 +242,19 @@ func (d *Deployment) Env() []string {
 // issuer and the backend (called "app-pg"), followed by sections: the roles,
 // policies and any other top-level keys (reaper:, limits: …) of the test.
 func (d *Deployment) Config(sections string) string {
+	return d.ConfigWithIssuers("", sections)
+}
+
+// ConfigWithIssuers is [Deployment.Config] with more issuers after the
+// deployment's own: issuers holds their YAML list items, indented as under
+// issuers:, each line ending in a newline.
+func (d *Deployment) ConfigWithIssuers(issuers, sections string) string {
 	return fmt.Sprintf(`listen: %s
 store:
   dsn: env:CB_TEST_STORE_DSN
   max_conns: 20
 issuers:
-%sbackends:
+%s%sbackends:
   - name: %s
     plugin: postgres
     environment: test
@@ -255,7 +262,7 @@ issuers:
     connection:
       dsn: env:CB_TEST_BACKEND_DSN
       max_conns: 8
-%s`, ListenPlaceholder, d.Issuer.YAML(), BackendName, sections)
+%s`, ListenPlaceholder, d.Issuer.YAML(), issuers, BackendName, sections)
 }
 
 // Dump returns every row of the store's leases and lease_events tables as
