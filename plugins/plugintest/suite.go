@@ -95,7 +95,7 @@ func Run(t *testing.T, h Harness) {
 	if h.Driver == nil || h.Login == nil {
 		t.Fatal("plugintest.Run: the Harness needs a Driver and a Login")
 	}
-	p, err := h.Driver.Open(testContext(t), h.Connection)
+	p, err := plugins.Open(testContext(t), h.Driver, h.Connection)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -135,7 +135,8 @@ type suite struct {
 	revoked bool
 
 	mu      sync.Mutex
-	created []string // every username the suite asked for, for cleanup
+	created []string          // every username the suite asked for, for cleanup
+	states  map[string][]byte // the State Create returned, by username
 }
 
 // create asks for a new user expiring after createTTL and records it for
@@ -144,12 +145,42 @@ func (s *suite) create(ctx context.Context, username string, password secret.Val
 	s.mu.Lock()
 	s.created = append(s.created, username)
 	s.mu.Unlock()
-	return s.p.Create(ctx, plugins.CreateRequest{
+	resp, err := s.p.Create(ctx, plugins.CreateRequest{
 		Username:  username,
 		Password:  password,
 		ExpiresAt: time.Now().Add(createTTL).Truncate(time.Second),
-		Role:      role,
+		Role:      roleName,
+		Spec:      role,
 	})
+	if err != nil {
+		return plugins.Credential{}, err
+	}
+	s.mu.Lock()
+	if s.states == nil {
+		s.states = map[string][]byte{}
+	}
+	s.states[username] = resp.State
+	s.mu.Unlock()
+	return resp.Credential, nil
+}
+
+// state returns the State Create returned for username.
+func (s *suite) state(username string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.states[username]
+}
+
+// revokeUser revokes username as the broker would for a lease of the
+// harness's role, with the State Create returned. Without spec, it revokes
+// as for a lease whose role was removed from the config: from State alone.
+func (s *suite) revokeUser(ctx context.Context, username string, spec bool) error {
+	req := plugins.RevokeRequest{Username: username, Role: roleName, State: s.state(username)}
+	if spec {
+		req.Spec = s.h.Role
+	}
+	_, err := s.p.Revoke(ctx, req)
+	return err
 }
 
 // cleanup closes the session and revokes every user the suite asked for.
@@ -162,7 +193,7 @@ func (s *suite) cleanup(t *testing.T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, u := range s.created {
-		if err := s.p.Revoke(ctx, u); err != nil {
+		if err := s.revokeUser(ctx, u, true); err != nil {
 			t.Errorf("cleanup: Revoke %s: %v", u, err)
 		}
 	}
@@ -301,7 +332,7 @@ func (s *suite) renew(t *testing.T) {
 		}
 	}
 	want := time.Now().Add(30 * time.Minute).Truncate(time.Second)
-	if err := s.p.Renew(ctx, s.cred.Username, want); err != nil {
+	if _, err := s.p.Renew(ctx, plugins.RenewRequest{Username: s.cred.Username, Role: roleName, Spec: s.h.Role, State: s.state(s.cred.Username), ExpiresAt: want}); err != nil {
 		t.Fatalf("Renew: %v", err)
 	}
 	if s.h.BackendExpiry == nil {
@@ -321,7 +352,9 @@ func (s *suite) renew(t *testing.T) {
 
 func (s *suite) revoke(t *testing.T) {
 	s.needUser(t)
-	if err := s.p.Revoke(testContext(t), s.cred.Username); err != nil {
+	// As for a lease whose role was removed from the config: State is all
+	// the plugin gets, and it must be enough.
+	if err := s.revokeUser(testContext(t), s.cred.Username, false); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	s.revoked = true
@@ -350,13 +383,13 @@ func (s *suite) revokeAgainIsNil(t *testing.T) {
 	if !s.revoked {
 		t.Skip("needs Revoke, which failed")
 	}
-	if err := s.p.Revoke(testContext(t), s.cred.Username); err != nil {
+	if err := s.revokeUser(testContext(t), s.cred.Username, true); err != nil {
 		t.Errorf("Revoke of a revoked user = %v, want nil", err)
 	}
 }
 
 func (s *suite) revokeUnknownIsNil(t *testing.T) {
-	if err := s.p.Revoke(testContext(t), plugins.NewUsername(roleName, s.limit)); err != nil {
+	if _, err := s.p.Revoke(testContext(t), plugins.RevokeRequest{Username: plugins.NewUsername(roleName, s.limit)}); err != nil {
 		t.Errorf("Revoke of a user that never existed = %v, want nil", err)
 	}
 }
@@ -404,7 +437,7 @@ func (s *suite) concurrentCreatesNeverCollide(t *testing.T) {
 
 	errs := make([]error, len(results))
 	for i, r := range results {
-		wg.Go(func() { errs[i] = s.p.Revoke(ctx, r.username) })
+		wg.Go(func() { errs[i] = s.revokeUser(ctx, r.username, true) })
 	}
 	wg.Wait()
 	for i, err := range errs {
