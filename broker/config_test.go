@@ -9,7 +9,7 @@ import (
 	"github.com/credbroker/credbroker/plugins/postgres"
 )
 
-var testDrivers = []plugins.Driver{postgres.Driver{}}
+var testDrivers = []plugins.Driver{postgres.New()}
 
 // validConfig is DESIGN.md §3's example, with jwks_file so it needs no network.
 const validConfig = `

@@ -15,9 +15,33 @@ import (
 // verifier. Requests load the current runtime once and use it throughout, so
 // a reload never mixes an old role with a new backend.
 type runtime struct {
-	cfg      *Config
-	plugins  map[string]plugins.Plugin // by backend name
+	cfg *Config
+	// plugins are the open backends, by backend name, each opened with
+	// plugins.Open: their errors and warnings are sanitized already.
+	plugins  map[string]plugins.Plugin
 	verifier *authn.Verifier
+}
+
+// roleSpec returns the current spec of the role called role if it is still
+// configured on backend, else nil: a lease's role that was removed, or now
+// names another backend (whose plugin could not read the spec), is renewed
+// and revoked from the lease's state alone.
+func (rt *runtime) roleSpec(backend, role string) any {
+	r, ok := rt.cfg.Role(role)
+	if !ok || r.Backend != backend {
+		return nil
+	}
+	return r.spec
+}
+
+// target is the reaper's lookup: the plugin of backend and the current spec
+// of role on it.
+func (rt *runtime) target(backend, role string) (plugins.Plugin, any, bool) {
+	p, ok := rt.plugins[backend]
+	if !ok {
+		return nil, nil, false
+	}
+	return p, rt.roleSpec(backend, role), true
 }
 
 // openRuntime opens every backend of cfg, checks its roles against the live
@@ -31,23 +55,23 @@ func openRuntime(ctx context.Context, cfg *Config, log *slog.Logger, now func() 
 	}()
 	for i := range cfg.Backends {
 		b := &cfg.Backends[i]
-		p, err := cfg.drivers[b.Plugin].Open(ctx, b.connection)
+		// The one place plugins are opened: plugins.Open wraps each in the
+		// sanitizing decorator, so no caller sanitizes a plugin's error again.
+		p, err := plugins.Open(ctx, cfg.drivers[b.Plugin], b.connection)
 		if err != nil {
-			return nil, fmt.Errorf("backend %s (%s): %w", b.Name, b.Plugin, plugins.Sanitize(err))
+			return nil, fmt.Errorf("backend %s (%s): %w", b.Name, b.Plugin, err)
 		}
 		rt.plugins[b.Name] = p
 		if w, ok := p.(plugins.Warner); ok {
 			for _, msg := range w.Warnings(ctx) {
-				log.Warn("backend warning", slog.String("backend", b.Name), slog.String("plugin", b.Plugin), slog.String("warning", plugins.SanitizeString(msg)))
+				log.Warn("backend warning", slog.String("backend", b.Name), slog.String("plugin", b.Plugin), slog.String("warning", msg))
 			}
 		}
 	}
 	for i := range cfg.Roles {
 		r := &cfg.Roles[i]
-		if rc, ok := rt.plugins[r.Backend].(plugins.RoleChecker); ok {
-			if err := rc.CheckRole(ctx, r.spec); err != nil {
-				return nil, fmt.Errorf("role %s on backend %s: %w", r.Name, r.Backend, plugins.Sanitize(err))
-			}
+		if err := rt.plugins[r.Backend].CheckRole(ctx, r.spec); err != nil {
+			return nil, fmt.Errorf("role %s on backend %s: %w", r.Name, r.Backend, err)
 		}
 	}
 	rt.verifier, err = authn.NewVerifier(ctx, authn.Config{Issuers: cfg.Issuers, Logger: log, Now: now})
@@ -63,7 +87,7 @@ func (rt *runtime) close(log *slog.Logger) {
 	}
 	for name, p := range rt.plugins {
 		if err := p.Close(); err != nil {
-			log.Warn("close backend", slog.String("backend", name), slog.String("error", plugins.SanitizeString(err.Error())))
+			log.Warn("close backend", slog.String("backend", name), slog.String("error", err.Error()))
 		}
 	}
 }

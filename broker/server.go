@@ -97,9 +97,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	s.rt.Store(rt)
 	s.reaper, err = leases.NewReaper(leases.ReaperConfig{
 		Store: s.store,
-		Plugin: func(backend string) (plugins.Plugin, bool) {
-			p, ok := s.rt.Load().plugins[backend]
-			return p, ok
+		Plugin: func(backend, role string) (plugins.Plugin, any, bool) {
+			return s.rt.Load().target(backend, role)
 		},
 		Backends:      func() []string { return s.rt.Load().swept() },
 		Interval:      cfg.Reaper.Interval,
@@ -382,7 +381,7 @@ func (s *Server) checkBackends(ctx context.Context) {
 					return
 				}
 				up = 0
-				s.log.Warn("backend check failed", slog.String("backend", b.Name), slog.String("error", plugins.SanitizeString(err.Error())))
+				s.log.Warn("backend check failed", slog.String("backend", b.Name), slog.String("error", err.Error()))
 			}
 			s.svc.metrics.backendUp.WithLabelValues(b.Name, b.Plugin).Set(up)
 		}

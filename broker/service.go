@@ -125,15 +125,15 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	// it ends ACTIVE or handed to the reaper, never in between.
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), pluginTimeout)
 	defer cancel()
-	password := plugins.NewPassword()
-	cred, err := plugin.Create(work, plugins.CreateRequest{
+	created, err := plugin.Create(work, plugins.CreateRequest{
 		Username:  lease.Username,
-		Password:  password,
+		Password:  plugins.NewPassword(),
 		ExpiresAt: lease.ExpiresAt,
-		Role:      role.spec,
+		Role:      role.Name,
+		Spec:      role.spec,
 	})
 	if err != nil {
-		err = plugins.Sanitize(err, password)
+		// The plugin's decorator (plugins.Open) has redacted the password.
 		s.metrics.issued.WithLabelValues(role.Name, "backend_error").Inc()
 		s.log.ErrorContext(ctx, "backend create failed; the reaper will clean up", slog.String("lease_id", lease.ID), slog.String("backend", backend.Name), slog.String("error", err.Error()))
 		if ferr := s.store.Fail(work, lease.ID, actor(id), err.Error()); ferr != nil {
@@ -150,7 +150,7 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	if breakGlass {
 		details["break_glass_reason"] = reason
 	}
-	lease, err = s.store.Activate(work, lease.ID, actor(id), details)
+	lease, err = s.store.Activate(work, lease.ID, actor(id), created.State, details)
 	if err != nil {
 		// The reaper owns the lease now (or will after the grace) and will
 		// delete the user; the caller gets nothing half-made.
@@ -167,7 +167,7 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	s.log.InfoContext(ctx, "credential issued", slog.String("lease_id", lease.ID), slog.String("role", role.Name), slog.String("username", lease.Username), slog.String("subject", id.Subject), slog.Time("expires_at", lease.ExpiresAt))
 	return connect.NewResponse(&credbrokerv1.IssueCredentialResponse{
 		Lease:      leaseProto(lease),
-		Credential: credentialProto(cred),
+		Credential: credentialProto(created.Credential),
 		TtlClamped: clamped,
 	}), nil
 }
@@ -256,7 +256,8 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 	// The store calls fn outside any transaction (a stalled backend holds
 	// no store connection or lock), and again with the fresh lease if a
 	// concurrent renewal won the race.
-	l, err = s.store.Renew(ctx, l.ID, actor(id), func(cur leases.Lease) (time.Time, error) {
+	spec := rt.roleSpec(l.Backend, l.Role)
+	l, err = s.store.Renew(ctx, l.ID, actor(id), func(cur leases.Lease) (leases.Renewal, error) {
 		// Renewal only ever moves the expiry forward, and never past the max.
 		clamped = false
 		next := s.now().Add(inc)
@@ -268,10 +269,17 @@ func (s *credentialService) RenewLease(ctx context.Context, req *connect.Request
 		}
 		pctx, cancel := context.WithTimeout(ctx, pluginTimeout)
 		defer cancel()
-		if err := plugin.Renew(pctx, cur.Username, next); err != nil {
-			return time.Time{}, connect.NewError(connect.CodeUnavailable, fmt.Errorf("backend %s could not extend the user: %w", cur.Backend, plugins.Sanitize(err)))
+		resp, err := plugin.Renew(pctx, plugins.RenewRequest{
+			Username:  cur.Username,
+			Role:      cur.Role,
+			Spec:      spec,
+			State:     cur.StateForPlugin(),
+			ExpiresAt: next,
+		})
+		if err != nil {
+			return leases.Renewal{}, connect.NewError(connect.CodeUnavailable, fmt.Errorf("backend %s could not extend the user: %w", cur.Backend, err))
 		}
-		return next, nil
+		return leases.Renewal{ExpiresAt: next, PluginState: resp.State}, nil
 	})
 	if err != nil {
 		return nil, toConnect(ctx, s.log, "renew", err)

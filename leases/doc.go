@@ -4,8 +4,16 @@
 // A lease is one issued backend user: which role, backend and plugin made it,
 // its username, who holds it and when it ends. The store never holds a
 // password. Every lease keeps what revocation needs (backend, plugin,
-// username), so a role later removed from the configuration can still be
-// revoked.
+// username, and the plugin's own State, see below), so a role later removed
+// from the configuration can still be revoked exactly as before.
+//
+// # Plugin state
+//
+// Contract v2 plugins return an opaque, non-secret State from Create (the
+// revocation statements of the role, a marker name); [Store.Activate] keeps
+// it beside the lease, a renewal that returns one replaces it, and the
+// reaper hands it back to Revoke with the lease's role and the role's
+// current spec. Leases written before contract v2 have none (NULL).
 //
 // # Schema
 //

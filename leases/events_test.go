@@ -133,7 +133,7 @@ func TestEvents(t *testing.T) {
 							errs <- err
 							return
 						}
-						if _, err := s.Activate(ctx, l.ID, "broker", nil); err != nil {
+						if _, err := s.Activate(ctx, l.ID, "broker", nil, nil); err != nil {
 							errs <- err
 							return
 						}

@@ -71,25 +71,46 @@ type Lease struct {
 	NextAttemptAt time.Time
 	// LastError is the last revoke failure, sanitized; never a secret.
 	LastError string
+	// PluginState is the State the plugin returned from Create (or its last
+	// Renew), handed back to Renew and Revoke; never a secret. Nil for a
+	// lease written before contract v2 whose state has not been derived yet
+	// (see the upgrade at start); empty, not nil, when the plugin keeps
+	// nothing or the lease's Create never returned.
+	PluginState []byte
+}
+
+// StateForPlugin is PluginState as the broker hands it to the plugin's
+// Renew and Revoke: nil when the store holds no state or an empty one, so a
+// plugin tells "Create returned nothing" (or never returned) from a state it
+// can decode by len(State) == 0, and derives what it needs itself then.
+func (l Lease) StateForPlugin() []byte {
+	if len(l.PluginState) == 0 {
+		return nil
+	}
+	return l.PluginState
 }
 
 // leaseColumns is the column list every lease query selects or returns, in
 // the order scanLease reads.
 const leaseColumns = `id, role, backend, plugin, username, state, subject, issuer,
 	break_glass, renewable, created_at, expires_at, max_expires_at, revoked_at,
-	revoke_reason, revoke_attempts, next_attempt_at, last_error, subject_name`
+	revoke_reason, revoke_attempts, next_attempt_at, last_error, subject_name, plugin_state`
 
 func scanLease(row pgx.Row) (Lease, error) {
 	var (
 		l                   Lease
 		state               string
 		revokedAt, nextAtAt *time.Time
+		pluginState         *[]byte
 	)
 	err := row.Scan(&l.ID, &l.Role, &l.Backend, &l.Plugin, &l.Username, &state, &l.Subject, &l.Issuer,
 		&l.BreakGlass, &l.Renewable, &l.CreatedAt, &l.ExpiresAt, &l.MaxExpiresAt, &revokedAt,
-		&l.RevokeReason, &l.RevokeAttempts, &nextAtAt, &l.LastError, &l.SubjectName)
+		&l.RevokeReason, &l.RevokeAttempts, &nextAtAt, &l.LastError, &l.SubjectName, &pluginState)
 	if err != nil {
 		return Lease{}, interpretError(err)
+	}
+	if pluginState != nil { // NULL stays nil; a stored state, even empty, is not
+		l.PluginState = nonNilState(*pluginState)
 	}
 	l.State = State(state)
 	l.CreatedAt = l.CreatedAt.UTC()
@@ -107,9 +128,10 @@ func scanLease(row pgx.Row) (Lease, error) {
 // CreatePending records a new lease in state PENDING with CreatedAt = now,
 // before the backend is touched. ID defaults to [NewID]; MaxExpiresAt
 // defaults to ExpiresAt. Role, Backend, Plugin, Username and ExpiresAt are
-// required. The State, revocation fields and CreatedAt of l are ignored. A
-// lease with the same id, or the same backend and username, gives
-// [ErrConflict].
+// required. The State, revocation fields, PluginState and CreatedAt of l are
+// ignored: the lease starts with an empty plugin state, which
+// [Store.Activate] replaces with what Create returned. A lease with the same
+// id, or the same backend and username, gives [ErrConflict].
 func (s *Store) CreatePending(ctx context.Context, l Lease) (Lease, error) {
 	if l.ID == "" {
 		l.ID = NewID()
@@ -133,8 +155,8 @@ func (s *Store) CreatePending(ctx context.Context, l Lease) (Lease, error) {
 	}
 	row := s.pool.QueryRow(ctx, `
 		INSERT INTO leases (id, role, backend, plugin, username, state, subject, issuer,
-			break_glass, renewable, created_at, expires_at, max_expires_at, subject_name)
-		VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13)
+			break_glass, renewable, created_at, expires_at, max_expires_at, subject_name, plugin_state)
+		VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, ''::bytea)
 		RETURNING `+leaseColumns,
 		l.ID, l.Role, l.Backend, l.Plugin, l.Username, l.Subject, l.Issuer,
 		l.BreakGlass, l.Renewable, s.now(), l.ExpiresAt, l.MaxExpiresAt, l.SubjectName)
@@ -176,16 +198,18 @@ func leaseDetails(l Lease, extra map[string]string) map[string]string {
 	return d
 }
 
-// Activate marks a PENDING lease ACTIVE and appends its `issued` event (with
-// actor, the lease's fields and details) in one transaction.
+// Activate marks a PENDING lease ACTIVE, stores pluginState (the State the
+// plugin's Create returned; nil is stored as empty) and appends its `issued`
+// event (with actor, the lease's fields and details) in one transaction.
 //
 // If the lease is no longer PENDING, Activate returns [ErrConflict]. When the
 // reaper has already taken the lease (REVOKING or REVOKED), Activate also puts
-// it back in the reaper's queue, due now, with an `issue_conflict` event: the
-// backend user the caller has just created may postdate the reaper's revoke,
-// and it must not outlive the lease.
-func (s *Store) Activate(ctx context.Context, id, actor string, details map[string]string) (Lease, error) {
+// it back in the reaper's queue, due now, with an `issue_conflict` event and
+// pluginState stored: the backend user the caller has just created may
+// postdate the reaper's revoke, and it must not outlive the lease.
+func (s *Store) Activate(ctx context.Context, id, actor string, pluginState []byte, details map[string]string) (Lease, error) {
 	now := s.now()
+	pluginState = nonNilState(pluginState)
 	var (
 		out      Lease
 		conflict State
@@ -193,7 +217,8 @@ func (s *Store) Activate(ctx context.Context, id, actor string, details map[stri
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The common case in one statement: the lease is still PENDING.
 		active, err := scanLease(tx.QueryRow(ctx, `
-			UPDATE leases SET state = 'ACTIVE' WHERE id = $1 AND state = 'PENDING' RETURNING `+leaseColumns, id))
+			UPDATE leases SET state = 'ACTIVE', plugin_state = $2 WHERE id = $1 AND state = 'PENDING'
+			RETURNING `+leaseColumns, id, pluginState))
 		if err == nil {
 			out = active
 			_, err = appendEvent(ctx, tx, Event{LeaseID: id, Kind: "issued", Actor: actor, At: now, Details: leaseDetails(active, details)})
@@ -215,7 +240,7 @@ func (s *Store) Activate(ctx context.Context, id, actor string, details map[stri
 		default:
 			conflict = l.State
 			out, err = requeue(ctx, tx, l, now, "issue_conflict", actor,
-				"the backend user was created after the reaper took the lease")
+				"the backend user was created after the reaper took the lease", pluginState)
 			return err
 		}
 	})
@@ -247,7 +272,7 @@ func (s *Store) Fail(ctx context.Context, id, actor, lastErr string) error {
 		if l.State == StatePending {
 			l.RevokeReason = "issue failed"
 		}
-		_, err = requeue(ctx, tx, l, now, "issue_failed", actor, lastErr)
+		_, err = requeue(ctx, tx, l, now, "issue_failed", actor, lastErr, nil)
 		return err
 	})
 	if err != nil {
@@ -257,15 +282,17 @@ func (s *Store) Fail(ctx context.Context, id, actor, lastErr string) error {
 }
 
 // requeue makes a locked lease REVOKING and due at now, which also voids any
-// claim a reaper holds on it, and appends an event of kind.
-func requeue(ctx context.Context, tx pgx.Tx, l Lease, now time.Time, kind, actor, lastErr string) (Lease, error) {
+// claim a reaper holds on it, and appends an event of kind. A non-nil
+// pluginState replaces the lease's.
+func requeue(ctx context.Context, tx pgx.Tx, l Lease, now time.Time, kind, actor, lastErr string, pluginState []byte) (Lease, error) {
+	// The store's own guard: whatever a caller passes, no password is kept.
 	lastErr = plugins.SanitizeString(lastErr)
 	out, err := scanLease(tx.QueryRow(ctx, `
 		UPDATE leases SET state = 'REVOKING', revoked_at = NULL, next_attempt_at = $2,
-			revoke_reason = $3, last_error = $4
+			revoke_reason = $3, last_error = $4, plugin_state = COALESCE($5, plugin_state)
 		WHERE id = $1
 		RETURNING `+leaseColumns,
-		l.ID, now, nonEmpty(l.RevokeReason, "issue failed"), lastErr))
+		l.ID, now, nonEmpty(l.RevokeReason, "issue failed"), lastErr, pluginState))
 	if err != nil {
 		return Lease{}, err
 	}
@@ -276,6 +303,14 @@ func requeue(ctx context.Context, tx pgx.Tx, l Lease, now time.Time, kind, actor
 		"username":       l.Username,
 	}})
 	return out, err
+}
+
+// nonNilState returns state, or an empty (non-NULL) state for nil.
+func nonNilState(state []byte) []byte {
+	if state == nil {
+		return []byte{}
+	}
+	return state
 }
 
 func nonEmpty(s, def string) string {
@@ -298,12 +333,21 @@ func (s *Store) Get(ctx context.Context, id string) (Lease, error) {
 // same lease keep winning the compare-and-set.
 const renewAttempts = 3
 
+// Renewal is what the function given to [Store.Renew] returns.
+type Renewal struct {
+	// ExpiresAt is the lease's new expiry, capped at MaxExpiresAt.
+	ExpiresAt time.Time
+	// PluginState, when not nil, replaces the lease's plugin state (the
+	// State the plugin's Renew returned).
+	PluginState []byte
+}
+
 // Renew extends an ACTIVE, unexpired, renewable lease. It reads the lease,
 // calls fn with it outside any transaction (the broker moves the
 // backend-side expiry in fn, which may take as long as the backend does),
-// and then stores the expiry fn returns, capped at MaxExpiresAt, with a
-// `renewed` event, in one short transaction that holds no lock while a
-// backend is called.
+// and then stores the expiry fn returns, capped at MaxExpiresAt, and its
+// plugin state when it returns one, with a `renewed` event, in one short
+// transaction that holds no lock while a backend is called.
 //
 // The store is updated only if the lease is still what fn saw: ACTIVE,
 // unexpired and with the same expiry (a compare-and-set). A lost race goes
@@ -318,7 +362,7 @@ const renewAttempts = 3
 // lease that is not ACTIVE or has expired gives [ErrNotActive]; one issued
 // as not renewable gives [ErrNotRenewable]; an expiry that is not after now
 // gives [ErrInvalidArgument].
-func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (newExpiry time.Time, err error)) (Lease, error) {
+func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (Renewal, error)) (Lease, error) {
 	for range renewAttempts {
 		out, err := s.renewOnce(ctx, id, actor, fn)
 		if !errors.Is(err, errLostRace) {
@@ -336,7 +380,7 @@ func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (n
 var errLostRace = errors.New("leases: renewed concurrently")
 
 // renewOnce is one read, fn, compare-and-set round of Renew.
-func (s *Store) renewOnce(ctx context.Context, id, actor string, fn func(l Lease) (time.Time, error)) (Lease, error) {
+func (s *Store) renewOnce(ctx context.Context, id, actor string, fn func(l Lease) (Renewal, error)) (Lease, error) {
 	l, err := scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1`, id))
 	if err != nil {
 		return Lease{}, err
@@ -344,12 +388,12 @@ func (s *Store) renewOnce(ctx context.Context, id, actor string, fn func(l Lease
 	if err := renewable(l, s.now()); err != nil {
 		return Lease{}, err
 	}
-	expiry, err := fn(l) // the backend call: no transaction, no lock, no connection held
+	renewal, err := fn(l) // the backend call: no transaction, no lock, no connection held
 	if err != nil {
 		return Lease{}, err
 	}
 	now := s.now()
-	expiry = expiry.UTC().Truncate(time.Microsecond)
+	expiry := renewal.ExpiresAt.UTC().Truncate(time.Microsecond)
 	if expiry.After(l.MaxExpiresAt) {
 		expiry = l.MaxExpiresAt
 	}
@@ -360,9 +404,9 @@ func (s *Store) renewOnce(ctx context.Context, id, actor string, fn func(l Lease
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
 		out, err = scanLease(tx.QueryRow(ctx, `
-			UPDATE leases SET expires_at = $3
+			UPDATE leases SET expires_at = $3, plugin_state = COALESCE($5, plugin_state)
 			WHERE id = $1 AND state = 'ACTIVE' AND expires_at = $2 AND expires_at > $4
-			RETURNING `+leaseColumns, id, l.ExpiresAt, expiry, now))
+			RETURNING `+leaseColumns, id, l.ExpiresAt, expiry, now, renewal.PluginState))
 		if errors.Is(err, ErrNotFound) {
 			return errLostRace
 		}

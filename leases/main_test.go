@@ -145,7 +145,7 @@ func createActive(t *testing.T, s *Store, l Lease) Lease {
 	if _, err := s.CreatePending(t.Context(), l); err != nil {
 		t.Fatalf("CreatePending: %v", err)
 	}
-	out, err := s.Activate(t.Context(), l.ID, "broker", nil)
+	out, err := s.Activate(t.Context(), l.ID, "broker", []byte(`{"test":"state"}`), nil)
 	if err != nil {
 		t.Fatalf("Activate: %v", err)
 	}
@@ -157,23 +157,35 @@ func createActive(t *testing.T, s *Store, l Lease) Lease {
 type fakePlugin struct {
 	mu      sync.Mutex
 	revokes map[string]int
+	// requests are the Revoke requests received, by username.
+	requests map[string][]plugins.RevokeRequest
 	// fail, when set, decides whether a Revoke of username fails.
 	fail func(username string) error
 	// hook, when set, runs inside Revoke before it records the call.
 	hook func(ctx context.Context, username string)
 	// managed is what ListManaged reports; Revoke removes from it.
 	managed []plugins.ManagedUser
+	// upgrade, when set, makes the fake a plugins.StateUpgrader.
+	upgrade func(req plugins.UpgradeStateRequest) ([]byte, error)
 }
 
-var _ plugins.Plugin = (*fakePlugin)(nil)
+var (
+	_ plugins.Plugin        = (*fakePlugin)(nil)
+	_ plugins.StateUpgrader = (*fakePlugin)(nil)
+)
 
-func newFakePlugin() *fakePlugin { return &fakePlugin{revokes: map[string]int{}} }
-
-func (p *fakePlugin) Create(context.Context, plugins.CreateRequest) (plugins.Credential, error) {
-	return plugins.Credential{}, errors.New("not used")
+func newFakePlugin() *fakePlugin {
+	return &fakePlugin{revokes: map[string]int{}, requests: map[string][]plugins.RevokeRequest{}}
 }
-func (p *fakePlugin) Renew(context.Context, string, time.Time) error { return nil }
-func (p *fakePlugin) Check(context.Context) error                    { return nil }
+
+func (p *fakePlugin) Create(context.Context, plugins.CreateRequest) (plugins.CreateResponse, error) {
+	return plugins.CreateResponse{}, errors.New("not used")
+}
+func (p *fakePlugin) Renew(context.Context, plugins.RenewRequest) (plugins.RenewResponse, error) {
+	return plugins.RenewResponse{}, nil
+}
+func (p *fakePlugin) CheckRole(context.Context, any) error { return nil }
+func (p *fakePlugin) Check(context.Context) error          { return nil }
 
 func (p *fakePlugin) ListManaged(context.Context) ([]plugins.ManagedUser, error) {
 	p.mu.Lock()
@@ -182,7 +194,8 @@ func (p *fakePlugin) ListManaged(context.Context) ([]plugins.ManagedUser, error)
 }
 func (p *fakePlugin) Close() error { return nil }
 
-func (p *fakePlugin) Revoke(ctx context.Context, username string) error {
+func (p *fakePlugin) Revoke(ctx context.Context, req plugins.RevokeRequest) (plugins.RevokeResponse, error) {
+	username := req.Username
 	p.mu.Lock()
 	hook, fail := p.hook, p.fail
 	p.mu.Unlock()
@@ -192,13 +205,24 @@ func (p *fakePlugin) Revoke(ctx context.Context, username string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.revokes[username]++
+	p.requests[username] = append(p.requests[username], req)
 	if fail != nil {
 		if err := fail(username); err != nil {
-			return err
+			return plugins.RevokeResponse{}, err
 		}
 	}
 	p.managed = slices.DeleteFunc(p.managed, func(u plugins.ManagedUser) bool { return u.Username == username })
-	return nil
+	return plugins.RevokeResponse{}, nil
+}
+
+func (p *fakePlugin) UpgradeState(_ context.Context, req plugins.UpgradeStateRequest) ([]byte, error) {
+	p.mu.Lock()
+	upgrade := p.upgrade
+	p.mu.Unlock()
+	if upgrade == nil {
+		return nil, nil
+	}
+	return upgrade(req)
 }
 
 func (p *fakePlugin) setFail(f func(string) error) {
@@ -213,6 +237,18 @@ func (p *fakePlugin) calls(username string) int {
 	return p.revokes[username]
 }
 
+// lastRequest returns the last Revoke request for username.
+func (p *fakePlugin) lastRequest(t *testing.T, username string) plugins.RevokeRequest {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	reqs := p.requests[username]
+	if len(reqs) == 0 {
+		t.Fatalf("no Revoke of %s", username)
+	}
+	return reqs[len(reqs)-1]
+}
+
 func (p *fakePlugin) snapshot() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -223,15 +259,27 @@ func (p *fakePlugin) snapshot() map[string]int {
 	return out
 }
 
-// lookup returns a ReaperConfig.Plugin serving p for the given backends.
-func lookup(p plugins.Plugin, backends ...string) func(string) (plugins.Plugin, bool) {
-	return func(name string) (plugins.Plugin, bool) {
+// testSpec is the role spec lookup hands out for every role but goneRole.
+type testSpec struct{ role string }
+
+// goneRole is a role lookup reports as no longer in the config.
+const goneRole = "removed-role"
+
+// lookup returns a ReaperConfig.Plugin serving p for the given backends,
+// wrapped in the sanitizing decorator as plugins.Open wraps every plugin
+// the broker opens, with a *testSpec for every role but goneRole and "".
+func lookup(p plugins.Plugin, backends ...string) func(string, string) (plugins.Plugin, any, bool) {
+	sp := plugins.Sanitized(p)
+	return func(name, role string) (plugins.Plugin, any, bool) {
 		for _, b := range backends {
 			if b == name {
-				return p, true
+				if role == "" || role == goneRole {
+					return sp, nil, true
+				}
+				return sp, &testSpec{role: role}, true
 			}
 		}
-		return nil, false
+		return nil, nil, false
 	}
 }
 

@@ -20,9 +20,12 @@ import (
 type ReaperConfig struct {
 	// Store is the lease store. Required.
 	Store *Store
-	// Plugin returns the live plugin for a backend name, false when the
-	// backend is not configured. Required.
-	Plugin func(backend string) (plugins.Plugin, bool)
+	// Plugin returns the live plugin of a backend, opened with
+	// [plugins.Open] (the reaper does not sanitize a plugin's errors again),
+	// and the current spec of the role on it: nil when the role is no longer
+	// in the config, is now on another backend, or role is "" (an orphan of
+	// the sweep). ok is false when the backend is not configured. Required.
+	Plugin func(backend, role string) (p plugins.Plugin, spec any, ok bool)
 	// Backends returns the backends Sweep asks for their managed users; nil
 	// sweeps none.
 	Backends func() []string
@@ -343,7 +346,7 @@ func (r *Reaper) attempt(ctx context.Context, st *Store, l Lease, actor string) 
 		return out, outcomeRevoked, nil
 	}
 
-	msg := plugins.SanitizeString(revokeErr.Error())
+	msg := revokeErr.Error() // sanitized by the plugin's decorator (plugins.Open)
 	next := now.Add(r.backoff(l.RevokeAttempts + 1))
 	out, err := st.finishFailed(wctx, l, now, next, msg, actor)
 	if errors.Is(err, errLostClaim) {
@@ -373,10 +376,12 @@ func (r *Reaper) current(ctx context.Context, st *Store, l Lease) Lease {
 	return l
 }
 
-// revokeBackend calls the lease's plugin with its own timeout. A missing
-// backend and a panicking plugin are failures like any other.
+// revokeBackend calls the lease's plugin with its own timeout, with the
+// lease's role, the role's current spec (nil when it is gone) and the
+// lease's plugin state. A missing backend and a panicking plugin are
+// failures like any other.
 func (r *Reaper) revokeBackend(ctx context.Context, l Lease) (err error) {
-	p, ok := r.cfg.Plugin(l.Backend)
+	p, spec, ok := r.cfg.Plugin(l.Backend, l.Role)
 	if !ok || p == nil {
 		return fmt.Errorf("%w: backend %q (plugin %s) is not in the configuration", errBackendNotConfigured, l.Backend, l.Plugin)
 	}
@@ -384,10 +389,14 @@ func (r *Reaper) revokeBackend(ctx context.Context, l Lease) (err error) {
 	defer cancel()
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("plugin %s panicked revoking %s on backend %s: %v", l.Plugin, l.Username, l.Backend, v)
+			// A panic bypasses the sanitizing decorator: its value is
+			// the plugin's own text.
+			err = fmt.Errorf("plugin %s panicked revoking %s on backend %s: %s", l.Plugin, l.Username, l.Backend,
+				plugins.SanitizeString(fmt.Sprint(v)))
 		}
 	}()
-	if err := p.Revoke(ctx, l.Username); err != nil {
+	_, err = p.Revoke(ctx, plugins.RevokeRequest{Username: l.Username, Role: l.Role, Spec: spec, State: l.StateForPlugin()})
+	if err != nil {
 		return fmt.Errorf("revoke %s on backend %s: %w", l.Username, l.Backend, err)
 	}
 	return nil

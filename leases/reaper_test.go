@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,11 +262,11 @@ func TestReaperMissingBackendIsRetried(t *testing.T) {
 	p := newFakePlugin()
 	var configured atomic.Bool
 	r := newReaper(t, s, b, p, func(c *ReaperConfig) {
-		c.Plugin = func(name string) (plugins.Plugin, bool) {
+		c.Plugin = func(name, _ string) (plugins.Plugin, any, bool) {
 			if name == "orders-pg" && configured.Load() {
-				return p, true
+				return p, nil, true
 			}
-			return nil, false
+			return nil, nil, false
 		}
 	})
 	l := createActive(t, s, newLease(b, time.Minute))
@@ -445,7 +446,7 @@ func TestActivateAfterReaperClaim(t *testing.T) {
 			done <- result{revoked, failed}
 		}()
 		<-entered // the reaper is revoking; the slow Create finishes now
-		got, err := s.Activate(ctx, l.ID, "broker", nil)
+		got, err := s.Activate(ctx, l.ID, "broker", []byte("late-state"), nil)
 		if !errors.Is(err, ErrConflict) {
 			t.Fatalf("Activate after the reaper's claim: %v, want ErrConflict", err)
 		}
@@ -468,6 +469,10 @@ func TestActivateAfterReaperClaim(t *testing.T) {
 		if c := p.calls(l.Username); c != 2 {
 			t.Fatalf("revokes = %d, want 2 (one before the user existed, one after)", c)
 		}
+		// The second revoke has the state of the Create that finished late.
+		if req := p.lastRequest(t, l.Username); string(req.State) != "late-state" {
+			t.Fatalf("the revoke after the conflict had state %q, want the late Create's", req.State)
+		}
 		if k := kinds(eventsOf(t, s, l.ID)); k != "issue_conflict,revoked" {
 			t.Fatalf("events = %s", k)
 		}
@@ -487,7 +492,7 @@ func TestActivateAfterReaperClaim(t *testing.T) {
 		if revoked, _ := runOnce(t, r); revoked != 1 {
 			t.Fatal("abandoned issue not revoked")
 		}
-		if _, err := s.Activate(ctx, l.ID, "broker", nil); !errors.Is(err, ErrConflict) {
+		if _, err := s.Activate(ctx, l.ID, "broker", nil, nil); !errors.Is(err, ErrConflict) {
 			t.Fatalf("Activate of a REVOKED lease: %v, want ErrConflict", err)
 		}
 		got := mustGet(t, s, l.ID)
@@ -525,7 +530,7 @@ func TestReaperRevoke(t *testing.T) {
 		}
 
 		again, err := r.Revoke(t.Context(), l.ID, "twice", "bob")
-		if err != nil || again != got {
+		if err != nil || !reflect.DeepEqual(again, got) {
 			t.Fatalf("Revoke of a REVOKED lease = %+v, %v; want it unchanged", again, err)
 		}
 		if c := p.calls(l.Username); c != 1 {

@@ -23,7 +23,7 @@ func TestRenewCallsFnOutsideAnyTransaction(t *testing.T) {
 	t.Cleanup(s.Close)
 	l := createActive(t, s, newLease(b, 10*time.Minute))
 
-	_, err = s.Renew(t.Context(), l.ID, "holder", func(cur Lease) (time.Time, error) {
+	_, err = s.Renew(t.Context(), l.ID, "holder", func(cur Lease) (Renewal, error) {
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 		defer cancel()
 		// The only connection of the pool is free: another caller's read
@@ -45,7 +45,7 @@ func TestRenewCallsFnOutsideAnyTransaction(t *testing.T) {
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM leases WHERE id = $1 FOR UPDATE NOWAIT`, l.ID); err != nil {
 			t.Errorf("lock the lease's row while fn runs: %v (the renewal holds it)", err)
 		}
-		return b.clock.Now().Add(20 * time.Minute), nil
+		return Renewal{ExpiresAt: b.clock.Now().Add(20 * time.Minute)}, nil
 	})
 	if err != nil {
 		t.Fatalf("Renew: %v", err)
@@ -61,13 +61,13 @@ func TestRenewLostRace(t *testing.T) {
 	t.Run("RenewedMeanwhileIsRetried", func(t *testing.T) {
 		l := createActive(t, s, newLease(b, 10*time.Minute))
 		var seen []time.Time
-		got, err := s.Renew(ctx, l.ID, "slow", func(cur Lease) (time.Time, error) {
+		got, err := s.Renew(ctx, l.ID, "slow", func(cur Lease) (Renewal, error) {
 			seen = append(seen, cur.ExpiresAt)
 			if len(seen) == 1 {
 				// Another replica renews the same lease while our backend
 				// call is under way, and wins.
-				if _, err := replica.Renew(ctx, l.ID, "fast", func(Lease) (time.Time, error) {
-					return b.clock.Now().Add(25 * time.Minute), nil
+				if _, err := replica.Renew(ctx, l.ID, "fast", func(Lease) (Renewal, error) {
+					return Renewal{ExpiresAt: b.clock.Now().Add(25 * time.Minute)}, nil
 				}); err != nil {
 					t.Fatalf("concurrent Renew: %v", err)
 				}
@@ -76,7 +76,7 @@ func TestRenewLostRace(t *testing.T) {
 			if next.Before(cur.ExpiresAt) {
 				next = cur.ExpiresAt // renewal never moves the expiry back
 			}
-			return next, nil
+			return Renewal{ExpiresAt: next}, nil
 		})
 		if err != nil {
 			t.Fatalf("Renew: %v", err)
@@ -98,12 +98,12 @@ func TestRenewLostRace(t *testing.T) {
 	t.Run("RenewedEveryTimeGivesConflict", func(t *testing.T) {
 		l := createActive(t, s, newLease(b, 10*time.Minute))
 		calls := 0
-		_, err := s.Renew(ctx, l.ID, "loser", func(cur Lease) (time.Time, error) {
+		_, err := s.Renew(ctx, l.ID, "loser", func(cur Lease) (Renewal, error) {
 			calls++
 			if _, err := s.pool.Exec(ctx, `UPDATE leases SET expires_at = expires_at + interval '1 second' WHERE id = $1`, l.ID); err != nil {
 				t.Fatal(err)
 			}
-			return cur.ExpiresAt.Add(time.Minute), nil
+			return Renewal{ExpiresAt: cur.ExpiresAt.Add(time.Minute)}, nil
 		})
 		if !errors.Is(err, ErrConflict) {
 			t.Fatalf("Renew: %v, want ErrConflict", err)
@@ -119,10 +119,10 @@ func TestRenewLostRace(t *testing.T) {
 	t.Run("ExpiredMeanwhile", func(t *testing.T) {
 		l := createActive(t, s, newLease(b, time.Minute))
 		calls := 0
-		_, err := s.Renew(ctx, l.ID, "holder", func(cur Lease) (time.Time, error) {
+		_, err := s.Renew(ctx, l.ID, "holder", func(cur Lease) (Renewal, error) {
 			calls++
 			b.clock.Advance(2 * time.Minute) // the backend took longer than the lease had left
-			return b.clock.Now().Add(10 * time.Minute), nil
+			return Renewal{ExpiresAt: b.clock.Now().Add(10 * time.Minute)}, nil
 		})
 		if !errors.Is(err, ErrNotActive) {
 			t.Fatalf("Renew: %v, want ErrNotActive", err)
@@ -140,11 +140,11 @@ func TestRenewLostRace(t *testing.T) {
 
 	t.Run("RevokedMeanwhile", func(t *testing.T) {
 		l := createActive(t, s, newLease(b, 10*time.Minute))
-		_, err := s.Renew(ctx, l.ID, "holder", func(cur Lease) (time.Time, error) {
+		_, err := s.Renew(ctx, l.ID, "holder", func(cur Lease) (Renewal, error) {
 			if _, _, err := s.claimOne(ctx, l.ID, "revoked by admin", b.clock.Now().Add(time.Minute)); err != nil {
 				t.Fatal(err)
 			}
-			return b.clock.Now().Add(20 * time.Minute), nil
+			return Renewal{ExpiresAt: b.clock.Now().Add(20 * time.Minute)}, nil
 		})
 		if !errors.Is(err, ErrNotActive) {
 			t.Fatalf("Renew: %v, want ErrNotActive", err)

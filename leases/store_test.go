@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -82,20 +83,24 @@ func TestStore(t *testing.T) {
 		want := in
 		want.State = StatePending
 		want.CreatedAt = b.clock.Now()
-		if got != want {
+		want.PluginState = []byte{} // a new lease has a state, empty until Activate
+		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("CreatePending returned\n%+v\nwant\n%+v", got, want)
 		}
-		if g := mustGet(t, s, in.ID); g != want {
+		if g := mustGet(t, s, in.ID); !reflect.DeepEqual(g, want) {
 			t.Fatalf("Get returned\n%+v\nwant\n%+v", g, want)
 		}
 
 		b.clock.Advance(time.Second)
-		act, err := s.Activate(t.Context(), in.ID, "broker", map[string]string{"request_id": "r1", "role": "spoofed"})
+		act, err := s.Activate(t.Context(), in.ID, "broker", nil, map[string]string{"request_id": "r1", "role": "spoofed"})
 		if err != nil {
 			t.Fatalf("Activate: %v", err)
 		}
 		if act.State != StateActive {
 			t.Fatalf("state after Activate = %s", act.State)
+		}
+		if act.PluginState == nil || len(act.PluginState) != 0 {
+			t.Fatalf("plugin state after an Activate without one = %#v, want empty, not NULL", act.PluginState)
 		}
 		evs := eventsOf(t, s, in.ID)
 		if kinds(evs) != "issued" {
@@ -107,7 +112,7 @@ func TestStore(t *testing.T) {
 			t.Fatalf("issued event = %+v", e)
 		}
 
-		if _, err := s.Activate(t.Context(), in.ID, "broker", nil); !errors.Is(err, ErrConflict) {
+		if _, err := s.Activate(t.Context(), in.ID, "broker", nil, nil); !errors.Is(err, ErrConflict) {
 			t.Fatalf("second Activate: %v, want ErrConflict", err)
 		}
 		if g := mustGet(t, s, in.ID); g.State != StateActive {
@@ -136,7 +141,7 @@ func TestStore(t *testing.T) {
 		if _, err := s.Get(ctx, "lease_missing"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Get: %v", err)
 		}
-		if _, err := s.Activate(ctx, "lease_missing", "broker", nil); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Activate(ctx, "lease_missing", "broker", nil, nil); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Activate: %v", err)
 		}
 		if err := s.Fail(ctx, "lease_missing", "broker", "x"); !errors.Is(err, ErrNotFound) {
@@ -205,7 +210,7 @@ func TestStore(t *testing.T) {
 		if k := kinds(eventsOf(t, s, l.ID)); k != "issue_failed" {
 			t.Fatalf("events = %s", k)
 		}
-		if _, err := s.Activate(t.Context(), l.ID, "broker", nil); !errors.Is(err, ErrConflict) {
+		if _, err := s.Activate(t.Context(), l.ID, "broker", nil, nil); !errors.Is(err, ErrConflict) {
 			t.Fatalf("Activate after Fail: %v, want ErrConflict", err)
 		}
 
@@ -224,9 +229,9 @@ func TestRenew(t *testing.T) {
 	t.Run("CapsAtMax", func(t *testing.T) {
 		l := createActive(t, s, newLease(b, 10*time.Minute)) // max: 40m
 		var seen Lease
-		got, err := s.Renew(ctx, l.ID, "holder", func(cur Lease) (time.Time, error) {
+		got, err := s.Renew(ctx, l.ID, "holder", func(cur Lease) (Renewal, error) {
 			seen = cur
-			return b.clock.Now().Add(20 * time.Minute), nil
+			return Renewal{ExpiresAt: b.clock.Now().Add(20 * time.Minute)}, nil
 		})
 		if err != nil {
 			t.Fatalf("Renew: %v", err)
@@ -237,8 +242,8 @@ func TestRenew(t *testing.T) {
 		if want := b.clock.Now().Add(20 * time.Minute); !got.ExpiresAt.Equal(want) {
 			t.Fatalf("expires_at = %s, want %s", got.ExpiresAt, want)
 		}
-		got, err = s.Renew(ctx, l.ID, "holder", func(Lease) (time.Time, error) {
-			return b.clock.Now().Add(24 * time.Hour), nil
+		got, err = s.Renew(ctx, l.ID, "holder", func(Lease) (Renewal, error) {
+			return Renewal{ExpiresAt: b.clock.Now().Add(24 * time.Hour)}, nil
 		})
 		if err != nil {
 			t.Fatalf("Renew: %v", err)
@@ -258,10 +263,10 @@ func TestRenew(t *testing.T) {
 	t.Run("FnErrorChangesNothing", func(t *testing.T) {
 		l := createActive(t, s, newLease(b, 10*time.Minute))
 		boom := errors.New("backend down")
-		if _, err := s.Renew(ctx, l.ID, "holder", func(Lease) (time.Time, error) { return time.Time{}, boom }); !errors.Is(err, boom) {
+		if _, err := s.Renew(ctx, l.ID, "holder", func(Lease) (Renewal, error) { return Renewal{}, boom }); !errors.Is(err, boom) {
 			t.Fatalf("Renew: %v, want the fn's error", err)
 		}
-		if got := mustGet(t, s, l.ID); got != l {
+		if got := mustGet(t, s, l.ID); !reflect.DeepEqual(got, l) {
 			t.Fatalf("lease changed:\n%+v\n%+v", got, l)
 		}
 		if k := kinds(eventsOf(t, s, l.ID)); k != "issued" {
@@ -271,7 +276,10 @@ func TestRenew(t *testing.T) {
 
 	t.Run("NotActive", func(t *testing.T) {
 		called := false
-		fn := func(Lease) (time.Time, error) { called = true; return b.clock.Now().Add(time.Minute), nil }
+		fn := func(Lease) (Renewal, error) {
+			called = true
+			return Renewal{ExpiresAt: b.clock.Now().Add(time.Minute)}, nil
+		}
 
 		pending := newLease(b, time.Minute)
 		if _, err := s.CreatePending(ctx, pending); err != nil {
@@ -298,8 +306,8 @@ func TestRenew(t *testing.T) {
 		}
 
 		past := createActive(t, s, newLease(b, time.Minute))
-		if _, err := s.Renew(ctx, past.ID, "holder", func(Lease) (time.Time, error) {
-			return b.clock.Now().Add(-time.Second), nil
+		if _, err := s.Renew(ctx, past.ID, "holder", func(Lease) (Renewal, error) {
+			return Renewal{ExpiresAt: b.clock.Now().Add(-time.Second)}, nil
 		}); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("expiry in the past: %v, want ErrInvalidArgument", err)
 		}
@@ -333,7 +341,7 @@ func TestList(t *testing.T) {
 	if len(alice) != 120 {
 		t.Fatalf("setup made %d alice leases", len(alice))
 	}
-	if _, err := s.Activate(ctx, alice[5], "broker", nil); err != nil {
+	if _, err := s.Activate(ctx, alice[5], "broker", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -56,7 +56,7 @@ func (r *Reaper) Sweep(ctx context.Context) (revoked int, err error) {
 }
 
 func (r *Reaper) sweepBackend(ctx context.Context, backend string) (revoked int, err error) {
-	p, ok := r.cfg.Plugin(backend)
+	p, _, ok := r.cfg.Plugin(backend, "")
 	if !ok || p == nil {
 		return 0, fmt.Errorf("%w: %q", errBackendNotConfigured, backend)
 	}
@@ -90,7 +90,7 @@ func (r *Reaper) sweepBackend(ctx context.Context, backend string) (revoked int,
 	users, err := p.ListManaged(lctx)
 	cancel()
 	if err != nil {
-		return 0, fmt.Errorf("list managed users: %w", plugins.Sanitize(err))
+		return 0, fmt.Errorf("list managed users: %w", err)
 	}
 	var names []string
 	for _, u := range users {
@@ -134,7 +134,8 @@ func (r *Reaper) sweepBackend(ctx context.Context, backend string) (revoked int,
 
 func (r *Reaper) revokeOrphan(ctx context.Context, p plugins.Plugin, backend, username string) error {
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout)
-	err := p.Revoke(rctx, username)
+	// An orphan has no lease: no role, no spec, no state.
+	_, err := p.Revoke(rctx, plugins.RevokeRequest{Username: username})
 	cancel()
 	r.metrics.countRevoke(backend, err == nil)
 	if err != nil {

@@ -84,6 +84,10 @@ func TestSweep(t *testing.T) {
 	if len(events) != 2 {
 		t.Fatalf("orphan_revoked events = %d, want 2", len(events))
 	}
+	// An orphan has no lease: the plugin gets no role, spec or state.
+	if req := p.lastRequest(t, "cb_nolease_aaaaaaaaaa"); req.Role != "" || req.Spec != nil || req.State != nil {
+		t.Errorf("orphan revoke request = %+v, want only the username", req)
+	}
 	if got := metricValue(t, reg, "credbroker_sweep_orphans_revoked_total", map[string]string{"backend": "orders-pg"}); got != 2 {
 		t.Errorf("orphan metric = %v, want 2", got)
 	}
