@@ -111,6 +111,16 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("reaper: %w", err)
 	}
+	// Leases written before contract v2 get their plugin state now, before
+	// the first request; what fails is retried at the next start (their
+	// revokes derive it themselves meanwhile), so it does not stop the start.
+	if _, err := s.reaper.UpgradeStates(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("cannot upgrade the plugin state of leases written before contract v2; the next start tries again",
+			slog.String("error", plugins.SanitizeString(err.Error())))
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	s.svc = &credentialService{

@@ -13,7 +13,9 @@
 // revocation statements of the role, a marker name); [Store.Activate] keeps
 // it beside the lease, a renewal that returns one replaces it, and the
 // reaper hands it back to Revoke with the lease's role and the role's
-// current spec. Leases written before contract v2 have none (NULL).
+// current spec. Leases written before contract v2 have none (NULL):
+// [Reaper.UpgradeStates], run once at start, asks each plugin that kept
+// markers on the backend to derive it, and stores the result.
 //
 // # Schema
 //

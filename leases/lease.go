@@ -74,7 +74,7 @@ type Lease struct {
 	// PluginState is the State the plugin returned from Create (or its last
 	// Renew), handed back to Renew and Revoke; never a secret. Nil for a
 	// lease written before contract v2 whose state has not been derived yet
-	// (see the upgrade at start); empty, not nil, when the plugin keeps
+	// (see [Reaper.UpgradeStates]); empty, not nil, when the plugin keeps
 	// nothing or the lease's Create never returned.
 	PluginState []byte
 }
