@@ -19,19 +19,6 @@ import (
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
-// backendTools are the programs `credbroker connect` opens, by plugin, with
-// the arguments that point them at the issued credential. Each reads the rest
-// of the credential from the environment `exec` sets.
-var backendTools = map[string]func(env map[string]string) []string{
-	"postgres": func(map[string]string) []string { return []string{"psql"} },
-	"mysql": func(env map[string]string) []string {
-		return []string{"mysql", "--user=" + env["MYSQL_USER"], env["MYSQL_DATABASE"]}
-	},
-	"redis": func(env map[string]string) []string {
-		return []string{"redis-cli", "-h", env["REDIS_HOST"], "-p", env["REDIS_PORT"], "--user", env["REDIS_USERNAME"]}
-	},
-}
-
 func newExecCmd() *cobra.Command {
 	var ttl time.Duration
 	cmd := &cobra.Command{
@@ -50,7 +37,7 @@ environment.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runWithCredential(cmd, args[0], ttl, func(map[string]string, string) []string { return args[1:] })
+			return runWithCredential(cmd, args[0], ttl, func(map[string]string, string) ([]string, error) { return args[1:], nil })
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "lease lifetime between renewals (default: the role's default_ttl)")
@@ -61,7 +48,11 @@ func newConnectCmd() *cobra.Command {
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "connect ROLE [-- TOOL-ARGS…]",
-		Short: "Open the backend's own client (psql, mysql, redis-cli) with a temporary login, revoked when you quit",
+		Short: "Open the backend's own client (psql, mysql, redis-cli …) with a temporary login, revoked when you quit",
+		Long: `Issue a credential for ROLE and open the backend's own command-line client
+with it (the first one found on PATH of those the role's plugin declares, such
+as psql or redis-cli), renewing the lease while the client runs and revoking it
+when you quit. TOOL-ARGS after -- are passed to the client.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || (cmd.ArgsLenAtDash() != -1 && cmd.ArgsLenAtDash() != 1) {
 				return usageError{errors.New("usage: credbroker connect ROLE [-- TOOL-ARGS…]")}
@@ -69,17 +60,40 @@ func newConnectCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runWithCredential(cmd, args[0], ttl, func(env map[string]string, plugin string) []string {
-				tool, ok := backendTools[plugin]
-				if !ok {
-					return nil
+			return runWithCredential(cmd, args[0], ttl, func(env map[string]string, plugin string) ([]string, error) {
+				argv, err := clientArgv(plugin, env, exec.LookPath)
+				if err != nil {
+					return nil, fmt.Errorf("%w: use credbroker exec %s -- COMMAND", err, args[0])
 				}
-				return append(tool(env), args[1:]...)
+				return append(argv, args[1:]...), nil
 			})
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "lease lifetime between renewals (default: the role's default_ttl)")
 	return cmd
+}
+
+// clientArgv returns the command line of the first client plugin declares
+// (plugins.Metadata.Clients) that lookPath finds, with its arguments for the
+// credential's env.
+func clientArgv(plugin string, env map[string]string, lookPath func(string) (string, error)) ([]string, error) {
+	md, ok := metadata(plugin)
+	if !ok || len(md.Clients) == 0 {
+		return nil, fmt.Errorf("no client to open for plugin %q", plugin)
+	}
+	var tried []string
+	for _, c := range md.Clients {
+		if _, err := lookPath(c.Command); err != nil {
+			tried = append(tried, c.Command)
+			continue
+		}
+		argv := []string{c.Command}
+		if c.Args != nil {
+			argv = append(argv, c.Args(env)...)
+		}
+		return argv, nil
+	}
+	return nil, fmt.Errorf("no client of plugin %q is on PATH (looked for %s)", plugin, strings.Join(tried, ", "))
 }
 
 // exitCodeError carries a child's exit status out of a command.
@@ -90,7 +104,7 @@ func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.c
 // runWithCredential issues a credential for role, runs the command argv
 // returns with the credential in its environment, keeps the lease renewed
 // while it runs and revokes the lease when it ends, however it ends.
-func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv func(env map[string]string, plugin string) []string) error {
+func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv func(env map[string]string, plugin string) ([]string, error)) error {
 	ctx := cmd.Context()
 	c, err := newClient()
 	if err != nil {
@@ -109,10 +123,9 @@ func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv 
 	defer revokeQuietly(context.WithoutCancel(ctx), c, lease.GetId(), cmd.ErrOrStderr())
 
 	env := resp.Msg.GetCredential().GetEnv()
-	plugin := pluginOf(ctx, c, role)
-	args := argv(env, plugin)
-	if len(args) == 0 {
-		return fmt.Errorf("no client to open for plugin %q: use credbroker exec %s -- COMMAND", plugin, role)
+	args, err := argv(env, pluginOf(ctx, c, role))
+	if err != nil {
+		return err
 	}
 	child := exec.Command(args[0], args[1:]...)
 	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()

@@ -24,11 +24,16 @@ import (
 )
 
 const (
-	devIssuer     = "https://credbroker.dev.invalid"
-	devSubject    = "dev-user"
-	devStoreDB    = "credbroker_dev"
-	devDemoDB     = "credbroker_demo"
-	defaultDevDSN = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	// devStorePlugin is the plugin of demo-pg, the demo backend on the
+	// PostgreSQL that holds the dev store: dev needs that server anyway, so
+	// its own demo (two roles on a demo database) comes first, and the
+	// driver's declared demo is not added again.
+	devStorePlugin = "postgres"
+	devIssuer      = "https://credbroker.dev.invalid"
+	devSubject     = "dev-user"
+	devStoreDB     = "credbroker_dev"
+	devDemoDB      = "credbroker_demo"
+	defaultDevDSN  = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 )
 
 func newDevCmd() *cobra.Command {
@@ -103,14 +108,16 @@ func runDev(cmd *cobra.Command, dir, tokenOut, listen, metricsListen string) err
 	// secrets as env: references like a real one.
 	os.Setenv("CREDBROKER_DEV_STORE_DSN", storeDSN)
 	os.Setenv("CREDBROKER_DEV_DEMO_DSN", demoDSN)
-	extra := devBackends(ctx, func(msg string) { log.Info(msg) })
-	data := devConfigData{Listen: listen, MetricsListen: metricsListen, Issuer: devIssuer, JWKS: jwksPath, Subject: devSubject}
+	extra := devBackends(ctx, []string{devStorePlugin}, func(msg string) { log.Info(msg) })
+	data := devConfigData{Listen: listen, MetricsListen: metricsListen, Issuer: devIssuer, JWKS: jwksPath, Subject: devSubject, StorePlugin: devStorePlugin}
 	var tries []string
 	for _, b := range extra {
-		data.Backends += b.yaml
-		data.Roles += devRoles[b.name]
-		data.RoleNames += ", demo-" + b.name
-		tries = append(tries, "  "+b.try)
+		data.Backends += b.backendYAML()
+		data.Roles += b.roleYAML()
+		data.RoleNames += ", " + b.name()
+		if b.demo.Try != "" {
+			tries = append(tries, "  "+b.demo.Try)
+		}
 	}
 	var buf strings.Builder
 	if err := devConfig.Execute(&buf, data); err != nil {
@@ -254,6 +261,7 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO demo_write;
 type devConfigData struct {
 	Listen, MetricsListen      string
 	Issuer, JWKS, Subject      string
+	StorePlugin                string
 	Backends, Roles, RoleNames string
 }
 
@@ -271,7 +279,7 @@ issuers:
     algorithms: [EdDSA]
 backends:
   - name: demo-pg
-    plugin: postgres
+    plugin: {{.StorePlugin}}
     environment: dev
     owner: you
     connection: {dsn: env:CREDBROKER_DEV_DEMO_DSN}

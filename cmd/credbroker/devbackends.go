@@ -2,188 +2,89 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/credbroker/credbroker/plugins"
 )
 
-// devBackend is an optional demo backend `credbroker dev` adds when its
-// service answers on this machine.
+// demoPrepareTimeout bounds each demo backend's Prepare.
+const demoPrepareTimeout = 5 * time.Second
+
+// devBackend is a demo backend `credbroker dev` adds to its config: one a
+// driver of this binary declares (plugins.Metadata.Demo) and whose service
+// answered.
 type devBackend struct {
-	name  string // plugin name, also the demo role's suffix
-	probe func(ctx context.Context) error
-	env   map[string]string // secret references the dev config points at
-	yaml  string            // backends: and roles: entries, indented as list items
-	try   string            // a line for the banner
+	plugin string // the driver's name; the backend and role are demo-<plugin>
+	demo   plugins.DemoBackend
 }
 
-// devBackends returns the demo backends whose services are reachable, each
-// prepared (demo database, vhost) and ready to be written into the config.
-// One that does not answer is skipped with a note on stderr.
-func devBackends(ctx context.Context, note func(string)) []devBackend {
-	redisAddr := envOr("CREDBROKER_DEV_REDIS_ADDR", "127.0.0.1:6379")
-	mysqlDSN := envOr("CREDBROKER_DEV_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/")
-	rabbitURL := envOr("CREDBROKER_DEV_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
-	rabbitAMQP := envOr("CREDBROKER_DEV_RABBITMQ_AMQP_URL", "amqp://127.0.0.1:5672")
-
-	all := []devBackend{
-		{
-			name:  "redis",
-			probe: func(ctx context.Context) error { return dial(ctx, redisAddr) },
-			yaml: fmt.Sprintf(`  - name: demo-redis
-    plugin: redis
-    environment: dev
-    owner: you
-    connection: {addr: %q}
-`, redisAddr),
-			try: `eval "$(./bin/credbroker creds demo-redis --format env)"; redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --user "$REDIS_USERNAME" SET demo:hello world`,
-		},
-		{
-			name:  "mysql",
-			probe: func(ctx context.Context) error { return prepareDevMySQL(ctx, mysqlDSN) },
-			env:   map[string]string{"CREDBROKER_DEV_MYSQL_DSN": mysqlDSN},
-			yaml: `  - name: demo-mysql
-    plugin: mysql
-    environment: dev
-    owner: you
-    connection: {dsn: env:CREDBROKER_DEV_MYSQL_DSN}
-`,
-			try: `eval "$(./bin/credbroker creds demo-mysql --format env)"; mysql -u "$MYSQL_USER" credbroker_demo -e 'SELECT * FROM orders'`,
-		},
-	}
-	if u, err := url.Parse(rabbitURL); err == nil && u.User != nil {
-		pass, _ := u.User.Password()
-		user := u.User.Username()
-		u.User = nil
-		all = append(all, devBackend{
-			name:  "rabbitmq",
-			probe: func(ctx context.Context) error { return prepareDevRabbitMQ(ctx, u.String(), user, pass) },
-			env:   map[string]string{"CREDBROKER_DEV_RABBITMQ_PASSWORD": pass},
-			yaml: fmt.Sprintf(`  - name: demo-rabbitmq
-    plugin: rabbitmq
-    environment: dev
-    owner: you
-    connection: {management_url: %q, username: %q, password: env:CREDBROKER_DEV_RABBITMQ_PASSWORD, amqp_url: %q}
-`, u.String(), user, rabbitAMQP),
-			try: `./bin/credbroker creds demo-rabbitmq --format uri   # an amqp:// login for vhost credbroker-demo`,
-		})
-	}
-
+// devBackends prepares the demo backend of every driver that declares one,
+// except those in skip (the dev config's own), and returns those whose
+// service answered, with their variables set in this process's environment
+// so the config's env: references resolve. One that does not answer is
+// skipped with a note.
+func devBackends(ctx context.Context, skip []string, note func(string)) []devBackend {
 	var out []devBackend
-	for _, b := range all {
-		if !slices.ContainsFunc(drivers, func(d plugins.Driver) bool { return d.Name() == b.name }) {
-			continue // this binary was built without the plugin
-		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := b.probe(pctx)
-		cancel()
-		if err != nil {
-			note(fmt.Sprintf("demo %s backend skipped: %v", b.name, err))
+	for _, d := range drivers {
+		desc, ok := d.(plugins.Describer)
+		if !ok {
 			continue
 		}
-		for k, v := range b.env {
+		demo := desc.Describe().Demo
+		if demo == nil || demo.Prepare == nil || slices.Contains(skip, d.Name()) {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, demoPrepareTimeout)
+		b, err := demo.Prepare(pctx)
+		cancel()
+		if err != nil {
+			note(fmt.Sprintf("demo %s backend skipped: %v", d.Name(), plugins.Sanitize(err)))
+			continue
+		}
+		for k, v := range b.Env {
 			os.Setenv(k, v)
 		}
-		out = append(out, b)
+		out = append(out, devBackend{plugin: d.Name(), demo: b})
 	}
 	return out
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
+// name is the demo backend's and the demo role's name.
+func (b devBackend) name() string { return "demo-" + b.plugin }
+
+// backendYAML is the backend's entry under backends:.
+func (b devBackend) backendYAML() string {
+	return fmt.Sprintf(`  - name: %s
+    plugin: %s
+    environment: dev
+    owner: you
+    connection: %s
+`, b.name(), b.plugin, oneLine(b.demo.Connection))
 }
 
-func dial(ctx context.Context, addr string) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("nothing answers at %s", addr)
-	}
-	return c.Close()
-}
-
-// prepareDevMySQL creates the demo database with a table.
-func prepareDevMySQL(ctx context.Context, dsn string) error {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return fmt.Errorf("CREDBROKER_DEV_MYSQL_DSN is not a MySQL DSN")
-	}
-	if err := dial(ctx, cfg.Addr); err != nil {
-		return err
-	}
-	cfg.MultiStatements = true
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return err
-	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	_, err = db.ExecContext(ctx, `
-CREATE DATABASE IF NOT EXISTS credbroker_demo;
-CREATE TABLE IF NOT EXISTS credbroker_demo.orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(100) NOT NULL, qty INT NOT NULL);
-INSERT INTO credbroker_demo.orders (item, qty) SELECT 'keyboard', 2 FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM credbroker_demo.orders);`)
-	if err != nil {
-		return fmt.Errorf("set up the MySQL demo database: %v", err)
-	}
-	return nil
-}
-
-// prepareDevRabbitMQ creates the demo vhost through the management API.
-func prepareDevRabbitMQ(ctx context.Context, mgmtURL, user, pass string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, strings.TrimRight(mgmtURL, "/")+"/api/vhosts/credbroker-demo", nil)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(user, pass)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("the management API does not answer at %s (rabbitmq-plugins enable rabbitmq_management)", mgmtURL)
-	}
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("create vhost credbroker-demo: %s", resp.Status)
-	}
-	return nil
-}
-
-// devRoles are the demo roles of the optional backends, by plugin name.
-var devRoles = map[string]string{
-	"redis": `  - name: demo-redis
-    backend: demo-redis
+// roleYAML is the demo role's entry under roles:.
+func (b devBackend) roleYAML() string {
+	return fmt.Sprintf(`  - name: %s
+    backend: %s
     owner: you
     default_ttl: 15m
     max_ttl: 1h
-    redis:
-      rules: ["~demo:*", "+@read", "+@write", "-@dangerous"]
-`,
-	"mysql": `  - name: demo-mysql
-    backend: demo-mysql
-    owner: you
-    default_ttl: 15m
-    max_ttl: 1h
-    mysql:
-      grants: [{privileges: [SELECT], on: "credbroker_demo.*"}]
-`,
-	"rabbitmq": `  - name: demo-rabbitmq
-    backend: demo-rabbitmq
-    owner: you
-    default_ttl: 15m
-    max_ttl: 1h
-    rabbitmq:
-      vhosts:
-        credbroker-demo: {configure: "^demo\\.", write: "^demo\\.", read: "^demo\\."}
-`,
+    %s: %s
+`, b.name(), b.name(), b.plugin, oneLine(b.demo.Role))
+}
+
+// oneLine puts a flow mapping on the line of its key, as YAML folds it (a
+// line break in a flow mapping, or in a quoted scalar in one, reads as one
+// space): continuation lines would otherwise have to be indented deeper than
+// the key, which a plugin cannot know.
+func oneLine(flow string) string {
+	lines := strings.Split(strings.TrimSpace(flow), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(slices.DeleteFunc(lines, func(l string) bool { return l == "" }), " ")
 }
