@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -127,32 +128,26 @@ func runDev(cmd *cobra.Command, dir, tokenOut, listen, metricsListen string) err
 	if err := os.WriteFile(cfgPath, []byte(buf.String()), 0o600); err != nil {
 		return err
 	}
-	cfg, err := broker.ParseConfig([]byte(buf.String()), drivers)
+	// The dev config is read as serve reads one, and served by the same
+	// loop: SIGHUP re-reads dev.yaml.
+	cfg, err := broker.LoadConfig(cfgPath, drivers)
 	if err != nil {
-		return fmt.Errorf("dev config: %w", err)
+		return fmt.Errorf("dev config %s: %w", cfgPath, err)
 	}
-	srv, err := broker.New(ctx, cfg, broker.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	ln, err := listenTCP(cfg.Listen)
-	if err != nil {
-		return err
-	}
-	// Metrics name every role and backend: they get a loopback port of
-	// their own, never the API's.
-	metricsLn, err := listenTCP(cfg.MetricsListen)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("metrics: %w", err)
+	for _, w := range cfg.Warnings {
+		log.Warn("config", slog.String("warning", w))
 	}
 	more := ""
 	if len(tries) > 0 {
 		more = "\nMore demo backends answered on this machine:\n\n" + strings.Join(tries, "\n") + "\n"
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), devBanner, ln.Addr().String(), cfgPath, tokenOut, ln.Addr().String(), more, metricsLn.Addr().String())
-	return srv.ServeWithMetrics(ctx, ln, metricsLn)
+	return serve(ctx, cfg, log, cfgPath, func(api, metrics net.Addr) {
+		metricsAddr := "(none: --metrics-listen is empty)"
+		if metrics != nil {
+			metricsAddr = metrics.String()
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), devBanner, api.String(), cfgPath, tokenOut, api.String(), more, metricsAddr)
+	})
 }
 
 // devKey returns the dev issuer's signing key, made once and kept in dir so

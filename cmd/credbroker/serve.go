@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -35,7 +36,7 @@ func newServeCmd() *cobra.Command {
 			for _, w := range cfg.Warnings {
 				log.Warn("config", slog.String("warning", w))
 			}
-			return serve(cmd, cfg, log, configPath)
+			return serve(cmd.Context(), cfg, log, configPath, nil)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "path to the config file")
@@ -43,36 +44,62 @@ func newServeCmd() *cobra.Command {
 	return cmd
 }
 
-// serve opens the server for cfg and runs it until the command's context is
-// cancelled (SIGINT, SIGTERM). With a configPath, SIGHUP re-reads the file
-// and its secrets; a bad file is logged and the running config kept.
-func serve(cmd *cobra.Command, cfg *broker.Config, log *slog.Logger, configPath string) error {
-	ctx := cmd.Context()
+// serve is the one serve loop, of `credbroker serve` and `credbroker dev`:
+// it opens the server for cfg, listens on cfg.Listen (and on
+// cfg.MetricsListen, when set), calls ready with the addresses it listens on
+// (metrics nil without a metrics listener; ready may be nil), and serves
+// until ctx is cancelled (SIGINT, SIGTERM). With a configPath, SIGHUP
+// re-reads the file and its secrets and reloads; a bad file is logged and the
+// running config kept. A SIGHUP while the server opens (the store, the
+// backends) is kept for when it runs, rather than ending the process.
+func serve(ctx context.Context, cfg *broker.Config, log *slog.Logger, configPath string, ready func(api, metrics net.Addr)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var hup chan os.Signal
+	if configPath != "" {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	srv, err := broker.New(ctx, cfg, broker.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	if configPath != "" {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-hup:
-					reload(ctx, srv, configPath, log)
-				}
-			}
-		}()
-	}
 	ln, err := listenTCP(cfg.Listen)
 	if err != nil {
 		return err
 	}
-	return srv.Serve(ctx, ln)
+	var metricsLn net.Listener
+	var metricsAddr net.Addr
+	if cfg.MetricsListen != "" {
+		// Metrics name every role and backend: they get a port of their
+		// own, never the API's.
+		if metricsLn, err = listenTCP(cfg.MetricsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		metricsAddr = metricsLn.Addr()
+	}
+	reloader := make(chan struct{})
+	go func() {
+		defer close(reloader)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup: // nil without a configPath: never
+				reload(ctx, srv, configPath, log)
+			}
+		}
+	}()
+	if ready != nil {
+		ready(ln.Addr(), metricsAddr)
+	}
+	err = srv.ServeWithMetrics(ctx, ln, metricsLn)
+	cancel()
+	<-reloader // no reload runs while the server closes
+	return err
 }
 
 func reload(ctx context.Context, srv *broker.Server, path string, log *slog.Logger) {
