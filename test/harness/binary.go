@@ -1,13 +1,16 @@
 package harness
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,13 +66,153 @@ func Binary(t testing.TB) string {
 	return build.path
 }
 
-// Main runs the tests of m, removes the binary [Binary] built, and exits. Call
-// it from TestMain.
+// releases are the binaries ReleaseBinary built, by revision.
+var releases struct {
+	mu    sync.Mutex
+	dirs  []string
+	byRev map[string]*releaseBuild
+}
+
+type releaseBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// ReleaseBinary returns the path of a credbroker binary built from revision
+// rev (a commit, tag or branch) of the git repository this test runs in: the
+// source is taken with `git archive rev` into a temporary directory and built
+// there with `go build ./cmd/credbroker` (with -race when the test binary has
+// it), once per revision and test process; [Main] removes it. It is what
+// upgrade tests run as the previous release. The test fails, saying what is
+// missing, when git is not on PATH, the test does not run in a git checkout
+// or rev is not in it (a shallow clone).
+func ReleaseBinary(t testing.TB, rev string) string {
+	t.Helper()
+	releases.mu.Lock()
+	if releases.byRev == nil {
+		releases.byRev = map[string]*releaseBuild{}
+	}
+	rb := releases.byRev[rev]
+	if rb == nil {
+		rb = &releaseBuild{}
+		releases.byRev[rev] = rb
+	}
+	releases.mu.Unlock()
+	rb.once.Do(func() { rb.path, rb.err = buildRelease(rev) })
+	if rb.err != nil {
+		t.Fatalf("harness: build credbroker at %s: %v", rev, rb.err)
+	}
+	return rb.path
+}
+
+func buildRelease(rev string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	if _, err := exec.LookPath("git"); err != nil {
+		return "", fmt.Errorf("git is not on PATH: %w", err)
+	}
+	root, err := exec.CommandContext(ctx, "git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return "", fmt.Errorf("the test does not run in a git checkout (git rev-parse --show-toplevel: %w)", err)
+	}
+	repo := strings.TrimSpace(string(root))
+	if err := exec.CommandContext(ctx, "git", "-C", repo, "cat-file", "-e", rev+"^{commit}").Run(); err != nil {
+		return "", fmt.Errorf("commit %s is not in the repository at %s (a shallow clone? git fetch --unshallow)", rev, repo)
+	}
+	dir, err := os.MkdirTemp("", "credbroker-release-")
+	if err != nil {
+		return "", err
+	}
+	releases.mu.Lock()
+	releases.dirs = append(releases.dirs, dir)
+	releases.mu.Unlock()
+	src := filepath.Join(dir, "src")
+	archive := exec.CommandContext(ctx, "git", "-C", repo, "archive", "--format=tar", rev)
+	var gitErr bytes.Buffer
+	archive.Stderr = &gitErr
+	tarOut, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := archive.Start(); err != nil {
+		return "", fmt.Errorf("git archive %s: %w", rev, err)
+	}
+	untarErr := untar(tarOut, src)
+	if err := archive.Wait(); err != nil {
+		return "", fmt.Errorf("git archive %s: %w\n%s", rev, err, gitErr.String())
+	}
+	if untarErr != nil {
+		return "", fmt.Errorf("unpack git archive %s: %w", rev, untarErr)
+	}
+	bin := filepath.Join(dir, "credbroker")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	args = append(args, "./cmd/credbroker")
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go %v in %s: %w\n%s", args, src, err, out.String())
+	}
+	return bin, nil
+}
+
+// untar writes the regular files and directories of a tar stream under dir.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !filepath.IsLocal(h.Name) {
+			return fmt.Errorf("archive entry %q leaves the directory", h.Name)
+		}
+		path := filepath.Join(dir, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o755|0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Main runs the tests of m, removes the binaries [Binary] and
+// [ReleaseBinary] built, and exits. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
 	if build.dir != "" {
 		_ = os.RemoveAll(build.dir)
 	}
+	releases.mu.Lock()
+	for _, dir := range releases.dirs {
+		_ = os.RemoveAll(dir)
+	}
+	releases.mu.Unlock()
 	os.Exit(code)
 }
 

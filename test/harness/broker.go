@@ -69,6 +69,10 @@ type Options struct {
 	// HTTPClient, when set, is the client of the health checks and of
 	// [Broker.Call], and Addr is https://: for a config with tls.
 	HTTPClient *http.Client
+	// Binary is the credbroker binary to run; default [Binary]'s. An
+	// upgrade test runs a [ReleaseBinary] first, then this module's with
+	// [Broker.Upgrade].
+	Binary string
 }
 
 // Broker is a `credbroker serve` process started for a test.
@@ -119,7 +123,7 @@ func StartBrokerWith(t testing.TB, opts Options) *Broker {
 		ConfigPath: filepath.Join(t.TempDir(), "credbroker.yaml"),
 		env:        opts.Env,
 		logLevel:   opts.LogLevel,
-		bin:        Binary(t),
+		bin:        opts.Binary,
 		logs:       &syncBuffer{},
 		http:       &http.Client{Timeout: callTimeout},
 	}
@@ -129,6 +133,9 @@ func StartBrokerWith(t testing.TB, opts Options) *Broker {
 	}
 	if b.logLevel == "" {
 		b.logLevel = "debug"
+	}
+	if b.bin == "" {
+		b.bin = Binary(t)
 	}
 	t.Cleanup(func() { b.finish(t) })
 	for attempt := 1; ; attempt++ {
@@ -299,6 +306,24 @@ func (b *Broker) Restart(t testing.TB) {
 	}
 	if err := b.start(); err != nil {
 		t.Fatalf("harness: broker did not restart: %v (its logs follow)", err)
+	}
+}
+
+// Upgrade stops the broker (SIGTERM) and starts binary in its place, on the
+// same port with the same config and environment, and waits until it
+// serves: a deployment moving to a new release. The logs of both runs are
+// checked when the test ends.
+func (b *Broker) Upgrade(t testing.TB, binary string) {
+	t.Helper()
+	if err := b.Stop(); err != nil {
+		t.Errorf("harness: stop before upgrade: %v", err)
+	}
+	b.mu.Lock()
+	b.bin = binary
+	b.mu.Unlock()
+	fmt.Fprintf(b.logs, "==== harness: upgrade to %s ====\n", binary)
+	if err := b.start(); err != nil {
+		t.Fatalf("harness: the broker did not start after the upgrade: %v (its logs follow)", err)
 	}
 }
 

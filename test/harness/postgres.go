@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -60,6 +61,27 @@ func (s *Store) Leases(t testing.TB) []LeaseRow {
 			var l LeaseRow
 			err := r.Scan(&l.ID, &l.Role, &l.Backend, &l.Username, &l.State, &l.RevokeReason, &l.Subject, &l.ExpiresAt, &l.MaxExpiresAt)
 			return l, err
+		})
+		return err
+	})
+	return out
+}
+
+// PluginStates returns each lease's plugin_state by lease id: nil where the
+// column is NULL (a lease written before contract v2 and not upgraded).
+func (s *Store) PluginStates(t testing.TB) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	query(t, s.URL, func(ctx context.Context, conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, `SELECT id, plugin_state FROM leases`)
+		if err != nil {
+			return err
+		}
+		var id string
+		var state []byte
+		_, err = pgx.ForEachRow(rows, []any{&id, &state}, func() error {
+			out[id] = bytes.Clone(state) // nil stays nil
+			return nil
 		})
 		return err
 	})
