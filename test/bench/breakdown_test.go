@@ -89,13 +89,13 @@ type pluginDurKey struct{}
 // timedPlugin times Revoke into the *time.Duration its context carries.
 type timedPlugin struct{ plugins.Plugin }
 
-func (p timedPlugin) Revoke(ctx context.Context, username string) error {
+func (p timedPlugin) Revoke(ctx context.Context, req plugins.RevokeRequest) (plugins.RevokeResponse, error) {
 	t0 := time.Now()
-	err := p.Plugin.Revoke(ctx, username)
+	resp, err := p.Plugin.Revoke(ctx, req)
 	if d, ok := ctx.Value(pluginDurKey{}).(*time.Duration); ok {
 		*d = time.Since(t0)
 	}
-	return err
+	return resp, err
 }
 
 // inproc is the broker's machinery opened in this process on a scenario's
@@ -130,7 +130,7 @@ func newInproc(b *testing.B, e *env) *inproc {
 	}
 	b.Cleanup(ip.store.Close)
 	b.Setenv("CB_BENCH_INPROC_DSN", e.backendURL)
-	drv := postgres.Driver{}
+	drv := postgres.New()
 	ip.limit = drv.UsernameLimit()
 	conn, err := drv.ParseConnection(func(v any) error {
 		c := v.(*postgres.Connection)
@@ -140,7 +140,7 @@ func newInproc(b *testing.B, e *env) *inproc {
 	if err != nil {
 		b.Fatalf("connection: %v", err)
 	}
-	ip.plugin, err = drv.Open(ctx, conn)
+	ip.plugin, err = plugins.Open(ctx, drv, conn) // as the broker opens it
 	if err != nil {
 		b.Fatalf("open plugin: %v", err)
 	}
@@ -154,7 +154,7 @@ func newInproc(b *testing.B, e *env) *inproc {
 	}
 	ip.reaper, err = leases.NewReaper(leases.ReaperConfig{
 		Store:  ip.store,
-		Plugin: func(string) (plugins.Plugin, bool) { return timedPlugin{ip.plugin}, true },
+		Plugin: func(string, string) (plugins.Plugin, any, bool) { return timedPlugin{ip.plugin}, ip.role, true },
 	})
 	if err != nil {
 		b.Fatalf("reaper: %v", err)
@@ -184,15 +184,15 @@ func (ip *inproc) ops(st *stepTimes) sideOps {
 			return leaseRef{}, err
 		}
 		t2 := time.Now()
-		_, err = ip.plugin.Create(ctx, plugins.CreateRequest{
-			Username: l.Username, Password: plugins.NewPassword(), ExpiresAt: l.ExpiresAt, Role: ip.role,
+		created, err := ip.plugin.Create(ctx, plugins.CreateRequest{
+			Username: l.Username, Password: plugins.NewPassword(), ExpiresAt: l.ExpiresAt, Role: roleMember, Spec: ip.role,
 		})
 		if err != nil {
 			return leaseRef{}, err
 		}
 		t3 := time.Now()
 		actor := id.Issuer + ":" + id.Subject
-		if _, err := ip.store.Activate(ctx, l.ID, actor, map[string]string{"role": roleMember, "ttl": roleTTL.String()}); err != nil {
+		if _, err := ip.store.Activate(ctx, l.ID, actor, created.State, map[string]string{"role": roleMember, "ttl": roleTTL.String()}); err != nil {
 			return leaseRef{}, err
 		}
 		t4 := time.Now()
@@ -211,12 +211,14 @@ func (ip *inproc) ops(st *stepTimes) sideOps {
 		}
 		t1 := time.Now()
 		var pd time.Duration
-		_, err = ip.store.Renew(ctx, l.ID, "bench", func(cur leases.Lease) (time.Time, error) {
+		_, err = ip.store.Renew(ctx, l.ID, "bench", func(cur leases.Lease) (leases.Renewal, error) {
 			next := time.Now().Add(roleTTL)
 			p0 := time.Now()
-			err := ip.plugin.Renew(ctx, cur.Username, next)
+			resp, err := ip.plugin.Renew(ctx, plugins.RenewRequest{
+				Username: cur.Username, Role: cur.Role, Spec: ip.role, State: cur.StateForPlugin(), ExpiresAt: next,
+			})
 			pd = time.Since(p0)
-			return next, err
+			return leases.Renewal{ExpiresAt: next, PluginState: resp.State}, err
 		})
 		if err != nil {
 			return err
