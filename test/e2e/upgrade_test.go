@@ -101,8 +101,10 @@ reaper: {interval: 1s, pending_grace: 30s}
 		switch {
 		case !ok:
 			t.Errorf("lease %s is gone from the store", l.LeaseID)
+		case state == nil:
+			t.Errorf("lease %s (%s): plugin_state NULL after the upgrade, want the state derived from the markers", l.LeaseID, l.Username)
 		case len(state) == 0:
-			t.Errorf("lease %s (%s): plugin_state %q after the upgrade, want the state derived from the markers", l.LeaseID, l.Username, state)
+			t.Errorf("lease %s (%s): plugin_state empty after the upgrade, want the state derived from the markers", l.LeaseID, l.Username)
 		case strings.Contains(string(state), l.Password):
 			t.Errorf("lease %s: plugin_state holds the password", l.LeaseID)
 		}
