@@ -72,7 +72,7 @@ func (p *countingPlugin) Revoke(_ context.Context, req plugins.RevokeOf[*spec]) 
 	return plugins.RevokeResponse{}, nil
 }
 func (p *countingPlugin) ListManaged(context.Context) ([]plugins.ManagedUser, error) { return nil, nil }
-func (p *countingPlugin) CheckRole(context.Context, *spec) error                    { return nil }
+func (p *countingPlugin) CheckRole(context.Context, *spec) error                     { return nil }
 func (p *countingPlugin) Check(context.Context) error {
 	return fmt.Errorf("counting: %w", plugins.ErrUnavailable)
 }
