@@ -527,17 +527,29 @@ func (c *Config) validate(found []error) []error {
 // the name it declares), or nil when the backend's keys are wrong or the
 // program cannot start; every problem is added with its path.
 func (c *Config) externalDriver(b *BackendConfig, path string, add func(path, format string, a ...any)) plugins.Driver {
-	d, err := external.New(external.Config{Name: b.Name, Command: b.Command, SHA256: b.SHA256, Env: b.Env})
+	cfg := external.Config{Name: b.Name, Command: b.Command, SHA256: b.SHA256, Env: b.Env}
+	d, err := external.New(cfg)
 	if err != nil {
+		onlyEnv := true
 		for _, e := range leaves(err) {
-			var fe *external.FieldError
-			if errors.As(e, &fe) {
-				add(path+"."+fe.Field, "%s", fe.Msg)
-			} else {
+			fe, ok := errors.AsType[*external.FieldError](e)
+			if !ok {
 				add(path, "%v", e)
+				onlyEnv = false
+				continue
 			}
+			add(path+"."+fe.Field, "%s", fe.Msg)
+			onlyEnv = onlyEnv && strings.HasPrefix(fe.Field, "env.")
 		}
-		return nil
+		if !onlyEnv {
+			return nil
+		}
+		// Validation runs without the env: the program can still check the
+		// sections, so that every problem is reported at once.
+		cfg.Env = nil
+		if d, err = external.New(cfg); err != nil {
+			return nil
+		}
 	}
 	c.external = append(c.external, d)
 	if err := d.Handshake(context.Background()); err != nil {

@@ -97,6 +97,10 @@ func TestParseConfigExternalErrors(t *testing.T) {
 			backend: good + "    env: {PROBE_ADMIN: hunter2}\n" + conn, role: role,
 			want: []string{"backends[0].env.PROBE_ADMIN: secrets must not be written inline"},
 		},
+		"EnvProblemsAndSectionProblems": {
+			backend: good + "    env: {PROBE_ADMIN: hunter2}\n    connection: {password: env:PROBE_ADMIN, colour: blue}\n", role: "    probe: {grant: all}\n",
+			want: []string{"backends[0].env.PROBE_ADMIN: secrets must not be written inline", "backends[0].connection: field colour not found", `roles[0].probe: grant: "all" is not`},
+		},
 		"ReservedEnv": {
 			backend: good + "    env: {CREDBROKER_PLUGIN_SOCKET: env:X}\n" + conn, role: role,
 			want: []string{"backends[0].env.CREDBROKER_PLUGIN_SOCKET: CREDBROKER_PLUGIN_… is reserved"},
