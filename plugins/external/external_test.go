@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"os"
@@ -562,4 +563,48 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// groupMembers returns the processes whose process group is pgid.
+func groupMembers(t *testing.T, pgid int) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	var pids []int
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp …; comm may hold blanks, so count from ')'.
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(fields) > 2 && fields[2] == fmt.Sprint(pgid) && fields[0] != "Z" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestKillTakesTheGroup shows that what a program started dies with it:
+// the program runs a child, is killed with SIGKILL, and the child goes too.
+func TestKillTakesTheGroup(t *testing.T) {
+	path, _ := program(t, "probe")
+	pr := setup(t, func(c *external.Config) {
+		c.Command = []string{"/bin/sh", "-c", `/bin/sleep 300 & exec "$0" "$1"`, path, filepath.Join(t.TempDir(), "env")}
+		c.SHA256 = fileSum(t, "/bin/sh")
+		c.RestartMin, c.RestartMax = time.Minute, time.Minute // no restart during the test
+	})
+	_, raw := pr.open(t, probeConnection)
+	pid := raw.PID()
+	if n := len(groupMembers(t, pid)); n != 2 {
+		t.Fatalf("the program's group has %d processes, want the program and its sleep", n)
+	}
+	killAndWaitDown(t, raw)
+	waitFor(t, 5*time.Second, "the program's child to be gone", func() bool { return len(groupMembers(t, pid)) == 0 })
 }

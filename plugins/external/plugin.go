@@ -126,7 +126,9 @@ func (p *Plugin) supervise(inst *instance) {
 				return
 			}
 			pause = min(2*pause, cfg.RestartMax)
-			next, secrets, err := p.start(p.ctx)
+			ctx, cancel := context.WithTimeout(p.ctx, cfg.StartTimeout+cfg.CallTimeout)
+			next, secrets, err := p.start(ctx)
+			cancel()
 			if p.ctx.Err() != nil {
 				if next != nil {
 					next.stop(cfg.StopTimeout)

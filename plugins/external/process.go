@@ -260,6 +260,10 @@ func (inst *instance) stop(timeout time.Duration) {
 			signalGroup(inst.cmd, kill)
 			<-inst.done
 		}
+		// What the program started and left behind goes with it. The
+		// group's id is not reused while a member lives, so this reaches
+		// only those, if any.
+		signalGroup(inst.cmd, kill)
 		inst.tr.CloseIdleConnections()
 		_ = os.RemoveAll(inst.dir)
 	})
