@@ -134,6 +134,9 @@ func (d *Driver) launch(ctx context.Context, env []string, secrets []secret.Valu
 		return nil, err
 	}
 	inst.hs = hs
+	if hs.connectHTTP1 {
+		inst.useConnectHTTP1()
+	}
 	d.hsMu.Lock()
 	defer d.hsMu.Unlock()
 	if d.hs == nil {

@@ -20,3 +20,11 @@ func (d *Driver) ValidatorPID() int {
 	}
 	return d.val.cmd.Process.Pid
 }
+
+// ConnectHTTP1 reports whether calls to the running instance go with the
+// Connect protocol over HTTP/1.1 (else gRPC over HTTP/2).
+func (p *Plugin) ConnectHTTP1() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cur != nil && p.cur.hs.connectHTTP1
+}

@@ -204,9 +204,12 @@ func TestParse(t *testing.T) {
 
 func TestCalls(t *testing.T) {
 	pr := setup(t, nil)
-	p, _ := pr.open(t, probeConnection)
+	p, raw := pr.open(t, probeConnection)
 	ctx := t.Context()
 	read := pr.role(t, "grant: read\n")
+	if !raw.ConnectHTTP1() {
+		t.Error("calls to an SDK program do not use Connect over HTTP/1.1, which it offers")
+	}
 
 	if err := p.Check(ctx); err != nil {
 		t.Fatalf("Check: %v", err)
@@ -380,7 +383,7 @@ func TestChecksumBeforeEveryStart(t *testing.T) {
 	if err := p.Check(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	other, _ := program(t, "wrongproto")
+	other, _ := program(t, "grpconly")
 	copyFile(t, other, copyPath) // the binary changes under the running program
 	killAndWaitDown(t, raw)
 	waitFor(t, 5*time.Second, "a restart refused for the checksum", func() bool {
@@ -409,9 +412,9 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 func TestWrongProtocol(t *testing.T) {
-	path, sum := program(t, "wrongproto")
+	path, sum := program(t, "grpconly")
 	pr := setup(t, func(c *external.Config) {
-		c.Command = []string{path}
+		c.Command = []string{path, "-protocol=99"}
 		c.SHA256 = sum
 	})
 	err := pr.d.Handshake(t.Context())
@@ -424,6 +427,35 @@ func TestWrongProtocol(t *testing.T) {
 	}
 	if pr.d.Name() != "" {
 		t.Errorf("Name = %q for a program that failed the handshake", pr.d.Name())
+	}
+}
+
+// TestGRPCOnly runs a program that serves gRPC over HTTP/2 only, as one
+// written without the SDK may: the broker stays with gRPC after the
+// handshake.
+func TestGRPCOnly(t *testing.T) {
+	path, sum := program(t, "grpconly")
+	pr := setup(t, func(c *external.Config) {
+		c.Command = []string{path}
+		c.SHA256 = sum
+	})
+	if got := pr.d.Name(); got != "grpconly" {
+		t.Fatalf("Name = %q, want grpconly", got)
+	}
+	c, err := pr.d.ParseConnection(plugintest.Decoder("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pr.d.Open(t.Context(), c)
+	if err == nil {
+		t.Cleanup(func() { _ = p.Close() })
+		err = p.Check(t.Context())
+		if p.(*external.Plugin).ConnectHTTP1() {
+			t.Error("calls use Connect over HTTP/1.1, which the program did not offer")
+		}
+	}
+	if err != nil {
+		t.Errorf("Open and Check on a gRPC-only program: %v", err)
 	}
 }
 

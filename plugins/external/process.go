@@ -51,6 +51,8 @@ type handshake struct {
 	name    string
 	limit   int
 	env     []string
+	// connectHTTP1 says the program serves Connect over HTTP/1.1 too.
+	connectHTTP1 bool
 }
 
 // instance is one running process of a program, from its start to its
@@ -59,6 +61,7 @@ type instance struct {
 	path    string
 	cmd     *exec.Cmd
 	dir     string // the private directory of the socket
+	sock    string // the socket's path
 	stdin   io.Closer
 	tr      *http.Transport
 	client  pluginv1connect.PluginServiceClient
@@ -156,19 +159,45 @@ func spawn(cfg *Config, env []string, out *output) (_ *instance, err error) {
 		close(inst.done)
 	}()
 
+	inst.sock = sock
+	// The handshake is gRPC over HTTP/2, which every language's gRPC server
+	// answers; see useConnectHTTP1 for the calls after it.
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
-	inst.tr = &http.Transport{
-		Protocols: &protocols,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	}
-	// gRPC, which every language's gRPC server answers; the SDK's server
-	// answers Connect and gRPC alike.
+	inst.tr = inst.transport(&protocols)
 	inst.client = pluginv1connect.NewPluginServiceClient(&http.Client{Transport: inst.tr}, "http://plugin", connect.WithGRPC())
 	return inst, nil
+}
+
+// maxIdleConns is how many idle connections to a program are kept: over
+// HTTP/1.1, one for each call in flight.
+const maxIdleConns = 64
+
+// transport is an HTTP transport that dials the program's socket.
+func (inst *instance) transport(protocols *http.Protocols) *http.Transport {
+	return &http.Transport{
+		Protocols:           protocols,
+		MaxIdleConnsPerHost: maxIdleConns,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", inst.sock)
+		},
+	}
+}
+
+// useConnectHTTP1 makes every later call with the Connect protocol over
+// HTTP/1.1, for a program that said it serves it: Go's HTTP/2 hands each
+// call between more goroutines on both sides, and on a busy machine every
+// hand-off costs a wake-up (about 40% of the transport's time per call
+// here). Called once, right after the handshake, before the instance is
+// shared.
+func (inst *instance) useConnectHTTP1() {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	old := inst.tr
+	inst.tr = inst.transport(&protocols)
+	inst.client = pluginv1connect.NewPluginServiceClient(&http.Client{Transport: inst.tr}, "http://plugin")
+	old.CloseIdleConnections()
 }
 
 // handshake performs the version handshake and checks what the program
@@ -212,7 +241,7 @@ func (inst *instance) handshake(ctx context.Context) (handshake, error) {
 	if !slices.Contains(supported, m.GetProtocolVersion()) {
 		return handshake{}, &ProtocolError{Path: inst.path, Got: m.GetProtocolVersion(), Want: supported}
 	}
-	hs := handshake{version: m.GetProtocolVersion(), name: m.GetName(), limit: int(m.GetUsernameLimit()), env: m.GetEnv()}
+	hs := handshake{version: m.GetProtocolVersion(), name: m.GetName(), limit: int(m.GetUsernameLimit()), env: m.GetEnv(), connectHTTP1: m.GetConnectHttp1()}
 	if !namePattern.MatchString(hs.name) {
 		return handshake{}, fmt.Errorf("%s says its name is %q: a name is lower-case letters, digits, '-' and '_' (it keys the roles' sections)", inst.path, hs.name)
 	}

@@ -101,6 +101,9 @@ func (s *server) Handshake(_ context.Context, req *connect.Request[pluginv1.Hand
 		ProtocolVersion: ProtocolVersion,
 		Name:            s.d.Name(),
 		UsernameLimit:   uint32(max(0, s.d.UsernameLimit())),
+		// connect-go serves Connect over HTTP/1.1 too, which the broker
+		// calls with less overhead than gRPC over HTTP/2.
+		ConnectHttp1: true,
 	}
 	if d, ok := s.d.(plugins.Describer); ok {
 		resp.Env = d.Describe().Env

@@ -6,6 +6,7 @@
 //     travel;
 //   - redis: the in-tree Redis backend as a program, sdk.Serve(redis.New()),
 //     which runs the conformance suite out of process;
-//   - wrongproto: a program that answers the handshake with a protocol
+//   - grpconly: a program written without the SDK that serves gRPC over
+//     HTTP/2 only, and with -protocol N answers the handshake with a
 //     version no broker speaks.
 package plugins

@@ -78,7 +78,12 @@ type HandshakeResponse struct {
 	UsernameLimit uint32 `protobuf:"varint,3,opt,name=username_limit,json=usernameLimit,proto3" json:"username_limit,omitempty"`
 	// The names of the variables a credential's env holds, in the order they
 	// are best shown. Optional.
-	Env           []string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
+	Env []string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
+	// Whether the program also serves the Connect protocol over HTTP/1.1 on
+	// its socket, as connect-go servers (and so the Go SDK) do. The broker
+	// then makes every later call that way, which costs less per call than
+	// gRPC over HTTP/2; otherwise it stays with gRPC.
+	ConnectHttp1  bool `protobuf:"varint,5,opt,name=connect_http1,json=connectHttp1,proto3" json:"connect_http1,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -139,6 +144,13 @@ func (x *HandshakeResponse) GetEnv() []string {
 		return x.Env
 	}
 	return nil
+}
+
+func (x *HandshakeResponse) GetConnectHttp1() bool {
+	if x != nil {
+		return x.ConnectHttp1
+	}
+	return false
 }
 
 type ParseConnectionRequest struct {
@@ -1343,12 +1355,13 @@ const file_credbroker_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"!credbroker/plugin/v1/plugin.proto\x12\x14credbroker.plugin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n" +
 	"\x10HandshakeRequest\x12+\n" +
-	"\x11protocol_versions\x18\x01 \x03(\rR\x10protocolVersions\"\x8b\x01\n" +
+	"\x11protocol_versions\x18\x01 \x03(\rR\x10protocolVersions\"\xb0\x01\n" +
 	"\x11HandshakeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
 	"\x0eusername_limit\x18\x03 \x01(\rR\rusernameLimit\x12\x10\n" +
-	"\x03env\x18\x04 \x03(\tR\x03env\",\n" +
+	"\x03env\x18\x04 \x03(\tR\x03env\x12#\n" +
+	"\rconnect_http1\x18\x05 \x01(\bR\fconnectHttp1\",\n" +
 	"\x16ParseConnectionRequest\x12\x12\n" +
 	"\x04yaml\x18\x01 \x01(\fR\x04yaml\"1\n" +
 	"\x17ParseConnectionResponse\x12\x16\n" +
