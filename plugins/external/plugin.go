@@ -243,6 +243,8 @@ func call[Req, Resp any](ctx context.Context, p *Plugin, op string, req *Req, rp
 	return resp.Msg, nil
 }
 
+// Create asks the program to create the user; the credential comes back
+// with the state the program returned.
 func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins.CreateResponse, error) {
 	spec, err := p.spec(req.Spec, false)
 	if err != nil {
@@ -274,6 +276,7 @@ func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins
 	return plugins.CreateResponse{Credential: cred, State: resp.GetState()}, nil
 }
 
+// Renew asks the program to move the user's expiry.
 func (p *Plugin) Renew(ctx context.Context, req plugins.RenewRequest) (plugins.RenewResponse, error) {
 	spec, err := p.spec(req.Spec, true)
 	if err != nil {
@@ -292,6 +295,7 @@ func (p *Plugin) Renew(ctx context.Context, req plugins.RenewRequest) (plugins.R
 	return plugins.RenewResponse{State: resp.State}, nil
 }
 
+// Revoke asks the program to delete the user, with the lease's state.
 func (p *Plugin) Revoke(ctx context.Context, req plugins.RevokeRequest) (plugins.RevokeResponse, error) {
 	spec, err := p.spec(req.Spec, true)
 	if err != nil {
@@ -306,6 +310,7 @@ func (p *Plugin) Revoke(ctx context.Context, req plugins.RevokeRequest) (plugins
 	return plugins.RevokeResponse{}, err
 }
 
+// ListManaged asks the program for the users this broker made.
 func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error) {
 	resp, err := call(ctx, p, "ListManaged", &pluginv1.ListManagedRequest{}, client.ListManaged)
 	if err != nil {
@@ -321,6 +326,8 @@ func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error)
 	return users, nil
 }
 
+// CheckRole asks the program to check a role (what ParseRole returned)
+// against the live backend.
 func (p *Plugin) CheckRole(ctx context.Context, role any) error {
 	spec, err := p.spec(role, false)
 	if err != nil {
@@ -330,6 +337,8 @@ func (p *Plugin) CheckRole(ctx context.Context, role any) error {
 	return err
 }
 
+// Check asks the program whether its admin connection can still do its
+// job.
 func (p *Plugin) Check(ctx context.Context) error {
 	_, err := call(ctx, p, "Check", &pluginv1.CheckRequest{}, client.Check)
 	return err
@@ -345,6 +354,8 @@ func (p *Plugin) Warnings(ctx context.Context) []string {
 	return resp.GetWarnings()
 }
 
+// UpgradeState asks the program for the state of a lease written before
+// contract v2.
 func (p *Plugin) UpgradeState(ctx context.Context, req plugins.UpgradeStateRequest) ([]byte, error) {
 	spec, err := p.spec(req.Spec, true)
 	if err != nil {
