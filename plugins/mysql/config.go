@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/secret"
 )
 
@@ -83,7 +84,10 @@ type Role struct {
 	// RevocationStatements run before the built-in revocation, with the
 	// {{name}} placeholder. Optional: DROP USER removes every privilege of the
 	// account without them. Their GRANT and account statements are held to
-	// the rules of CreationStatements.
+	// the rules of CreationStatements. Create keeps them in the lease's
+	// State, so a user revokes with the statements its role had when it was
+	// made, also once the role is changed or removed; together they must fit
+	// in [plugins.MaxStateSize] bytes.
 	RevocationStatements []string `yaml:"revocation_statements"`
 	// Host is the host part of the issued account ('name'@'host'), a host
 	// name, IP address or pattern. Default "%", any host. Only with Grants:
@@ -93,10 +97,6 @@ type Role struct {
 	// statementGrants are the grants the GRANT statements of
 	// CreationStatements give on databases and tables, for CheckRole.
 	statementGrants []Grant
-
-	// revocationKey names RevocationStatements in the registry shared by every
-	// Plugin of this process; see registerRevocation.
-	revocationKey string
 }
 
 // Grant is one GRANT of privileges on a database, a table or everything.
@@ -211,11 +211,12 @@ func (r *Role) validate() (warnings []string, err error) {
 	warnings = append(warnings, unchecked...)
 	errs = append(errs, validateStatements("revocation_statements", r.RevocationStatements, []string{"name", "username"}))
 	errs = append(errs, checkRevocationStatements(r.RevocationStatements))
+	if n := len(newState(r)); n > plugins.MaxStateSize {
+		errs = append(errs, fmt.Errorf("revocation_statements: %d bytes as the lease's state, which holds them: "+
+			"at most %d fit", n, plugins.MaxStateSize))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
-	}
-	if len(r.RevocationStatements) > 0 {
-		r.revocationKey = registerRevocation(r.RevocationStatements)
 	}
 	return warnings, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/plugins/mysql"
 )
 
@@ -49,7 +50,7 @@ func TestParseConnection(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseConnection: %v", err)
 			}
-			c := *got.(*mysql.Connection)
+			c := *got
 			if c.DSN.String() != tt.wantDSN {
 				t.Errorf("DSN = %s, want %s", c.DSN, tt.wantDSN)
 			}
@@ -94,6 +95,10 @@ func TestParseRole(t *testing.T) {
 		},
 		"CreationVia": {
 			yaml: `creation_statements: ["CREATE USER '{{name}}'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('{{password}}')"]`,
+		},
+		"RevocationTooLarge": {
+			yaml:    "grants: [{privileges: [SELECT], on: db.t}]\nrevocation_statements: [\"DO '" + strings.Repeat("x", 16<<10) + "'\"]",
+			wantErr: "revocation_statements: 16",
 		},
 		"Revocation": {
 			yaml: "grants: [{privileges: [SELECT], on: db.t}]\nrevocation_statements: [\"INSERT INTO audit.r VALUES ('{{name}}')\"]",
@@ -188,7 +193,7 @@ func TestParseRole(t *testing.T) {
 				t.Errorf("warnings = %q, want one containing %q", warnings, tt.wantWarning)
 			}
 			if tt.check != nil {
-				tt.check(t, got.(*mysql.Role))
+				tt.check(t, got)
 			}
 		})
 	}
@@ -206,8 +211,14 @@ func TestDriver(t *testing.T) {
 	if _, _, err := d.ParseRole(nil); err == nil {
 		t.Error("ParseRole(nil) succeeded")
 	}
-	if _, err := d.Open(t.Context(), "dsn"); err == nil || !strings.Contains(err.Error(), "want *mysql.Connection") {
+	if _, err := mysql.New().Open(t.Context(), "dsn"); err == nil || !strings.Contains(err.Error(), "want *mysql.Connection") {
 		t.Errorf("Open with a string = %v, want an error naming the expected type", err)
+	}
+	if _, err := d.Open(t.Context(), nil); err == nil {
+		t.Error("Open(nil) succeeded")
+	}
+	if n := mysql.New().Name(); n != "mysql" {
+		t.Errorf("New().Name() = %q", n)
 	}
 }
 
@@ -394,7 +405,10 @@ func FuzzParseRole(f *testing.F) {
 		if err != nil {
 			return
 		}
-		role := got.(*mysql.Role)
+		role := got
+		if state := mysql.EncodeState(role); len(state) > plugins.MaxStateSize {
+			t.Errorf("accepted revocation_statements whose state is %d bytes, over the %d a lease keeps", len(state), plugins.MaxStateSize)
+		}
 		for i, g := range role.Grants {
 			db, table, _ := strings.Cut(strings.Trim(strings.TrimSpace(g.On), "`"), ".")
 			db = strings.Trim(db, "`")

@@ -1,5 +1,11 @@
 // Package mysql is the MySQL and MariaDB backend: it issues short-lived
 // accounts with the grants a credbroker role names, and removes them again.
+// [Driver] implements [plugins.TypedDriver] in the package's own types
+// ([Connection], [Role]); [New] is the driver the broker lists. Its plugin
+// also implements [plugins.Warner], [plugins.SecretHolder] (the admin DSN
+// and its password, which the decorator of [plugins.Open] redacts from every
+// error) and [plugins.TypedStateUpgrader]; the driver declares the mysql
+// client, the credential's variables and a demo backend ([Driver.Describe]).
 //
 // # Configuration
 //
@@ -92,15 +98,45 @@
 // that authenticated meanwhile. If the objects cannot be dropped, the
 // account stays, locked, and Revoke fails to be retried. It refuses names
 // without the managed prefix (cb_), so a wrong username can never remove
-// an account the broker did not make. Revoke is given only the username,
-// so Create records a role's revocation statements by granting the user an
-// empty marker role named credbroker_rv_<hash of the statements>; Revoke
-// reads it back from SHOW GRANTS (roles need MariaDB 10.0.5 or MySQL 8.0).
+// an account the broker did not make.
+//
+// # The lease's State
+//
+// Create returns a small versioned State, which the lease store keeps beside
+// the lease: {"v":1,"revocation_statements":[…]}, the role's revocation
+// statements as they were when the user was made ({"v":1} when it has
+// none). Revoke runs them from the State alone, so a lease whose role was
+// changed or removed from the config revokes as it would have before.
+// Nothing else is needed: Revoke finds the user's accounts (creation
+// statements can make several) and the objects it is the DEFINER of by its
+// name. A State Revoke cannot read (another version) does not keep the user
+// alive: it is dropped without statements and the error returned once.
+//
+// Before contract v2, Revoke was given only the username, so Create
+// recorded the statements on the server by granting the user an empty
+// marker role credbroker_rv_<first 8 bytes of SHA-256 of the statements
+// joined by NUL, hex>. Leases of that release have no State. UpgradeState
+// derives one from the marker: the role's current revocation statements
+// when the user holds the marker named for them, else none, as that
+// release's Revoke (whose registry held the statements of its config only)
+// would have run; a Revoke given no State does the same itself. New users
+// get no marker. The marker grant goes with the user at DROP USER; the
+// marker roles themselves, shared by every user of a role and still granted
+// by a broker of the previous release during a rolling upgrade, are left:
+// once no lease from before contract v2 is left, no account holds them and
+// an operator may drop them (DROP ROLE `credbroker_rv_…`).
 //
 // MySQL has no account expiry finer than days, so Create ignores the
-// lease's expiry and Renew only checks that the user exists: the broker's
-// reaper alone ends an account at its lease's expiry. ListManaged lists the
-// users whose names start with cb_.
+// lease's expiry and Renew only checks that the user exists (the State
+// stays as it is): the broker's reaper alone ends an account at its lease's
+// expiry. ListManaged lists the users whose names start with cb_.
+//
+// # Demo backend
+//
+// `credbroker dev` adds demo-mysql when a server answers at
+// $CREDBROKER_DEV_MYSQL_DSN (default root@tcp(127.0.0.1:3306)/): the driver's
+// demo makes the database credbroker_demo with a table orders, and its role
+// reads it.
 //
 // # Anonymous accounts
 //

@@ -282,13 +282,17 @@ func TestPlaintextNeverReachesServer(t *testing.T) {
 			}
 			pw := plugins.NewPassword()
 			username := plugins.NewUsername("wire", usernameLimit)
-			t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
-			cred, err := p.Create(t.Context(), plugins.CreateRequest{
-				Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: role,
+			var state []byte
+			t.Cleanup(func() {
+				_, _ = p.Revoke(context.Background(), plugins.RevokeOf[*Role]{Username: username, State: state})
+			})
+			resp, err := p.Create(t.Context(), plugins.CreateOf[*Role]{
+				Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Spec: role,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
+			state, cred := resp.State, resp.Credential
 			sent := rec.sent()
 			if bytes.Contains(sent, []byte(pw.Reveal())) {
 				t.Fatal("the plaintext password was sent to the server")
@@ -433,5 +437,51 @@ func TestLikeMatch(t *testing.T) {
 		if got := likeMatch(tt.p, tt.s); got != tt.want {
 			t.Errorf("likeMatch(%q, %q) = %v, want %v", tt.p, tt.s, got, tt.want)
 		}
+	}
+}
+
+func TestState(t *testing.T) {
+	t.Parallel()
+	role := &Role{RevocationStatements: []string{"INSERT INTO audit.r VALUES ('{{name}}')", "DO 1"}}
+	b := newState(role)
+	if got, want := string(b), `{"v":1,"revocation_statements":["INSERT INTO audit.r VALUES ('{{name}}')","DO 1"]}`; got != want {
+		t.Errorf("newState = %s, want %s", got, want)
+	}
+	s, err := decodeState(b)
+	if err != nil || !slices.Equal(s.RevocationStatements, role.RevocationStatements) {
+		t.Errorf("decodeState(newState) = %+v, %v; want the statements back", s, err)
+	}
+	if got := string(newState(&Role{})); got != `{"v":1}` {
+		t.Errorf("newState of a role without revocation statements = %s, want {\"v\":1}", got)
+	}
+	for name, tt := range map[string]struct{ state, wantErr string }{
+		"NotJSON":        {`credbroker_rv_0123456789abcdef`, "not this plugin's"},
+		"NoVersion":      {`{"revocation_statements":["DO 1"]}`, "version 0"},
+		"FutureVersion":  {`{"v":2}`, "version 2"},
+		"Password":       {`{"v":1,"revocation_statements":["SET PASSWORD FOR {{name}} = {{password}}"]}`, "unknown placeholder"},
+		"RefusedGrant":   {`{"v":1,"revocation_statements":["GRANT SUPER ON *.* TO {{name}}"]}`, "SUPER"},
+		"OtherAccount":   {`{"v":1,"revocation_statements":["DROP USER root"]}`, "root"},
+		"UnclosedQuote":  {`{"v":1,"revocation_statements":["DO 'x"]}`, "unclosed"},
+		"WrongFieldType": {`{"v":1,"revocation_statements":"DO 1"}`, "not this plugin's"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := decodeState([]byte(tt.state)); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("decodeState(%s) = %v, want an error containing %q", tt.state, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestLegacyMarkerKey pins the key of the previous release's marker roles:
+// a user it made holds credbroker_rv_<key>, and a changed key would leave
+// its revocation statements unrun.
+func TestLegacyMarkerKey(t *testing.T) {
+	t.Parallel()
+	// sha256("INSERT INTO audit.r VALUES ('{{name}}')\x00DO 1")[:8]
+	if got, want := legacyMarkerKey([]string{"INSERT INTO audit.r VALUES ('{{name}}')", "DO 1"}), "6ba864c9d157d48e"; got != want {
+		t.Errorf("legacyMarkerKey = %s, want %s", got, want)
+	}
+	if !legacyMarker.MatchString("GRANT `credbroker_rv_" + legacyMarkerKey([]string{"DO 1"}) + "` TO `cb_x_1`@`%`") {
+		t.Error("legacyMarker does not match a marker role grant as SHOW GRANTS prints it")
 	}
 }

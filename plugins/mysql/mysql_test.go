@@ -3,12 +3,16 @@ package mysql_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +46,7 @@ type bundle struct {
 	// other is a database the roles do not grant, named as database would be
 	// if the _ in it were a wildcard: reading it proves the grant is exact.
 	other string
-	conn  any // the parsed connection section for adminDSN
+	conn  *mysql.Connection // the parsed connection section for adminDSN
 }
 
 // setup makes a database of the test's own with a table items (one row), a
@@ -74,7 +78,7 @@ func escaped(db string) string {
 
 // connection writes dsn to a file and parses a connection section that
 // references it, plus extra YAML.
-func connection(t *testing.T, dsn, extra string) any {
+func connection(t *testing.T, dsn, extra string) *mysql.Connection {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "dsn")
 	if err := os.WriteFile(file, []byte(dsn), 0o600); err != nil {
@@ -87,25 +91,26 @@ func connection(t *testing.T, dsn, extra string) any {
 	return c
 }
 
-// parseRole parses a role section. The marker role that records its
-// revocation statements on the server, if any, is dropped when the test
-// ends.
-func parseRole(t *testing.T, src string) any {
+// parseRole parses a role section.
+func parseRole(t *testing.T, src string) *mysql.Role {
 	t.Helper()
 	r, _, err := mysql.Driver{}.ParseRole(decoder(src))
 	if err != nil {
 		t.Fatalf("ParseRole: %v", err)
 	}
-	if marker := mysql.MarkerRole(r); marker != "" {
-		dsn := plugintest.MySQLDSN(t)
-		t.Cleanup(func() { exec(t, dsn, "DROP ROLE IF EXISTS `"+marker+"`") })
-	}
 	return r
 }
 
-func open(t *testing.T, conn any) plugins.Plugin {
+// open opens the plugin as the broker does, through the sanitizing
+// decorator.
+func open(t *testing.T, conn *mysql.Connection) plugins.Plugin {
 	t.Helper()
-	p, err := mysql.Driver{}.Open(t.Context(), conn)
+	return openWith(t, mysql.New(), conn)
+}
+
+func openWith(t *testing.T, d plugins.Driver, conn *mysql.Connection) plugins.Plugin {
+	t.Helper()
+	p, err := plugins.Open(t.Context(), d, conn)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -152,18 +157,38 @@ func accounts(t *testing.T, dsn, username string) int {
 	return n
 }
 
+// testRole is the role name of the leases the tests make.
+const testRole = "test"
+
+// issued is a user Create made: its credential and the lease's State.
+type issued struct {
+	plugins.Credential
+	state []byte
+}
+
 // create issues a user of role, revoked when the test ends.
-func create(t *testing.T, p plugins.Plugin, role any) plugins.Credential {
+func create(t *testing.T, p plugins.Plugin, role *mysql.Role) issued {
 	t.Helper()
 	username := plugins.NewUsername("test", 32)
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
-	cred, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+	var state []byte
+	t.Cleanup(func() {
+		_, _ = p.Revoke(context.Background(), plugins.RevokeRequest{Username: username, Role: testRole, State: state})
+	})
+	resp, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: testRole, Spec: role,
 	})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	return cred
+	state = resp.State
+	return issued{Credential: resp.Credential, state: resp.State}
+}
+
+// revoke revokes u as the broker does for a lease whose role is gone from
+// the config: from its State alone.
+func revoke(ctx context.Context, p plugins.Plugin, u issued) error {
+	_, err := p.Revoke(ctx, plugins.RevokeRequest{Username: u.Username, Role: testRole, State: u.state})
+	return err
 }
 
 // session is a login as an issued credential: one connection, held open.
@@ -251,7 +276,7 @@ func TestConformance(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		plugintest.Run(t, plugintest.Harness{
-			Driver:     mysql.Driver{},
+			Driver:     mysql.New(),
 			Connection: b.conn,
 			Role:       parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]`),
 			Login:      b.login,
@@ -261,7 +286,7 @@ func TestConformance(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		plugintest.Run(t, plugintest.Harness{
-			Driver:     mysql.Driver{},
+			Driver:     mysql.New(),
 			Connection: b.conn,
 			Role:       parseRole(t, `{host: "%", grants: [{privileges: [SELECT], on: "`+b.database+`.items"}]}`),
 			Login:      b.login,
@@ -281,7 +306,7 @@ func TestConformance(t *testing.T) {
 		}
 		cfg.Params["sql_mode"] = "'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'"
 		plugintest.Run(t, plugintest.Harness{
-			Driver:     mysql.Driver{},
+			Driver:     mysql.New(),
 			Connection: connection(t, cfg.FormatDSN(), ""),
 			Role:       parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]`),
 			Login:      b.login,
@@ -291,7 +316,7 @@ func TestConformance(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		plugintest.Run(t, plugintest.Harness{
-			Driver:     mysql.Driver{},
+			Driver:     mysql.New(),
 			Connection: b.conn,
 			Role: parseRole(t, `
 creation_statements:
@@ -336,9 +361,13 @@ func TestCreateHalfMadeIsDropped(t *testing.T) {
 			t.Parallel()
 			username := plugins.NewUsername("halfmade", 32)
 			pw := plugins.NewPassword()
-			t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+			role := parseRole(t, tt.role)
+			// The broker revokes a failed Create with no State.
+			t.Cleanup(func() {
+				_, _ = p.Revoke(context.Background(), plugins.RevokeRequest{Username: username, Role: testRole, Spec: role})
+			})
 			_, err := p.Create(t.Context(), plugins.CreateRequest{
-				Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: parseRole(t, tt.role),
+				Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: testRole, Spec: role,
 			})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Create = %v, want an error naming %s", err, tt.wantErr)
@@ -350,6 +379,22 @@ func TestCreateHalfMadeIsDropped(t *testing.T) {
 				t.Errorf("%d accounts of the user are left after the failed Create", n)
 			}
 		})
+	}
+}
+
+// TestNilRole: a role spec that is a nil *Role is refused, not a panic.
+func TestNilRole(t *testing.T) {
+	t.Parallel()
+	p := open(t, setup(t).conn)
+	var none *mysql.Role
+	_, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: plugins.NewUsername("nil", 32), Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: testRole, Spec: none,
+	})
+	if err == nil || !strings.Contains(err.Error(), "no role spec") {
+		t.Errorf("Create with a nil *Role = %v, want a refusal", err)
+	}
+	if err := p.CheckRole(t.Context(), none); err == nil || !strings.Contains(err.Error(), "no role spec") {
+		t.Errorf("CheckRole of a nil *Role = %v, want a refusal", err)
 	}
 }
 
@@ -367,7 +412,7 @@ func TestCreateExistingLeavesIt(t *testing.T) {
 			cred := create(t, p, parseRole(t, role))
 			_, err := p.Create(t.Context(), plugins.CreateRequest{
 				Username: cred.Username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-				Role: parseRole(t, role),
+				Role: testRole, Spec: parseRole(t, role),
 			})
 			if err == nil {
 				t.Fatal("Create of an existing user succeeded")
@@ -402,7 +447,7 @@ creation_statements:
 	if stored != mysql.NativePasswordHash(cred.Password.Reveal()) {
 		t.Errorf("the localhost account's hash is %q, want the password's", stored)
 	}
-	s, err := b.login(t.Context(), cred)
+	s, err := b.login(t.Context(), cred.Credential)
 	if err != nil {
 		t.Fatalf("Login: %v", err)
 	}
@@ -423,7 +468,7 @@ creation_statements:
 	if n != 1 {
 		t.Errorf("ListManaged reports the user %d times, want once for its two accounts", n)
 	}
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred); err != nil {
 		t.Fatal(err)
 	}
 	if n := accounts(t, b.adminDSN, cred.Username); n != 0 {
@@ -431,33 +476,97 @@ creation_statements:
 	}
 }
 
-// TestRevocationStatementsRun revokes through a Plugin opened after the user
-// was issued, as after a restart or on another replica: the statements still
-// run, once, and the user is gone.
+// TestRevocationStatementsRun: Create keeps the role's revocation
+// statements in the lease's State, and marks nothing on the server. A
+// Plugin opened after the user was issued, as after a restart or on another
+// replica, runs them from the State, once, whether the role is gone from the
+// config or changed, and the user is gone.
 func TestRevocationStatementsRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	exec(t, b.adminDSN, "CREATE TABLE `"+b.database+"`.revocations (username varchar(64))")
+	table := "`" + b.database + "`.revocations"
+	exec(t, b.adminDSN, "CREATE TABLE "+table+" (username varchar(64), what varchar(16))")
+	statements := []string{
+		"INSERT INTO " + table + " VALUES ('{{name}}', 'first'); INSERT INTO " + table + " VALUES ('{{username}}', 'second')",
+	}
 	role := parseRole(t, `
 grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]
-revocation_statements:
-  - INSERT INTO `+"`"+b.database+"`"+`.revocations VALUES ('{{name}}'); INSERT INTO `+"`"+b.database+"`"+`.revocations VALUES ('{{username}}')
+revocation_statements: [`+strconv.Quote(statements[0])+`]
 `)
-	cred := create(t, open(t, b.conn), role)
-	if err := open(t, b.conn).Revoke(t.Context(), cred.Username); err != nil {
+	changed := parseRole(t, `
+grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]
+revocation_statements: ["INSERT INTO `+table+` VALUES ('{{name}}', 'changed')"]
+`)
+	for name, spec := range map[string]*mysql.Role{"RoleRemoved": nil, "RoleChanged": changed} {
+		t.Run(name, func(t *testing.T) {
+			cred := create(t, open(t, b.conn), role)
+			var got struct {
+				V                    int      `json:"v"`
+				RevocationStatements []string `json:"revocation_statements"`
+			}
+			if err := json.Unmarshal(cred.state, &got); err != nil {
+				t.Fatalf("the State is not JSON: %v", err)
+			}
+			if got.V != 1 || !slices.Equal(got.RevocationStatements, statements) {
+				t.Errorf("State = %s, want version 1 and the role's revocation statements", cred.state)
+			}
+			if grants := showGrants(t, b.adminDSN, cred.Username, "%"); strings.Contains(grants, "credbroker_rv_") {
+				t.Errorf("the new user holds a marker role: %s", grants)
+			}
+
+			_, err := open(t, b.conn).Revoke(t.Context(), plugins.RevokeRequest{
+				Username: cred.Username, Role: testRole, Spec: spec, State: cred.state,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := revocations(t, b.adminDSN, table, cred.Username); got != "first,second" {
+				t.Errorf("the revocation statements inserted %q, want first,second", got)
+			}
+			if accounts(t, b.adminDSN, cred.Username) != 0 {
+				t.Error("the user exists after Revoke")
+			}
+		})
+	}
+}
+
+// revocations returns what the revocation statements of the tests inserted
+// into table for username, in order, comma-separated.
+func revocations(t *testing.T, dsn, table, username string) string {
+	t.Helper()
+	var got sql.NullString
+	if err := queryRow(t, dsn, "SELECT GROUP_CONCAT(what ORDER BY what SEPARATOR ',') FROM "+table+" WHERE username = ?",
+		[]any{username}, &got); err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	if err := queryRow(t, b.adminDSN, "SELECT COUNT(*) FROM `"+b.database+"`.revocations WHERE username = ?",
-		[]any{cred.Username}, &n); err != nil {
+	return got.String
+}
+
+// showGrants returns SHOW GRANTS for the account, one line each.
+func showGrants(t *testing.T, dsn, username, host string) string {
+	t.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 {
-		t.Errorf("the revocation statements inserted %d rows, want 2", n)
+	defer db.Close()
+	rows, err := db.QueryContext(t.Context(), "SHOW GRANTS FOR '"+username+"'@'"+host+"'")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if accounts(t, b.adminDSN, cred.Username) != 0 {
-		t.Error("the user exists after Revoke")
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // TestFailingRevocationStatementDropsAnyway: a broken revocation statement
@@ -470,14 +579,47 @@ func TestFailingRevocationStatementDropsAnyway(t *testing.T) {
 grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]
 revocation_statements: ["INSERT INTO cbtest_no_such_db.t VALUES ('{{name}}')"]
 `))
-	err := p.Revoke(t.Context(), cred.Username)
+	err := revoke(t.Context(), p, cred)
 	if err == nil || !strings.Contains(err.Error(), "revocation_statements[0]") {
 		t.Errorf("Revoke = %v, want the failing statement reported", err)
 	}
 	if accounts(t, b.adminDSN, cred.Username) != 0 {
 		t.Error("the user exists after Revoke")
 	}
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred); err != nil {
+		t.Errorf("Revoke again = %v, want nil", err)
+	}
+}
+
+// TestRevokeWithUnreadableState: a State this plugin cannot read (from a
+// later release, or damaged) never keeps a user alive: the user is dropped,
+// no statement runs, and the error says so once; a retry is success.
+func TestRevokeWithUnreadableState(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	table := "`" + b.database + "`.revocations"
+	exec(t, b.adminDSN, "CREATE TABLE "+table+" (username varchar(64), what varchar(16))")
+	cred := create(t, p, parseRole(t, `
+grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]
+revocation_statements: ["INSERT INTO `+table+` VALUES ('{{name}}', 'ran')"]
+`))
+	s := holderSession(t, b, cred.Credential)
+	cred.state = []byte(`{"v":2,"revocation_statements":["INSERT INTO ` + table + ` VALUES ('{{name}}', 'v2')"]}`)
+	err := revoke(t.Context(), p, cred)
+	if err == nil || !strings.Contains(err.Error(), "version 2") || !strings.Contains(err.Error(), "dropped all the same") {
+		t.Errorf("Revoke with a State of version 2 = %v, want an error saying so and that the user was dropped", err)
+	}
+	if accounts(t, b.adminDSN, cred.Username) != 0 {
+		t.Error("the user exists after Revoke")
+	}
+	if err := s.Ping(t.Context()); err == nil {
+		t.Error("the holder's session survived")
+	}
+	if got := revocations(t, b.adminDSN, table, cred.Username); got != "" {
+		t.Errorf("statements ran from a State the plugin cannot read: %q", got)
+	}
+	if err := revoke(t.Context(), p, cred); err != nil {
 		t.Errorf("Revoke again = %v, want nil", err)
 	}
 }
@@ -489,14 +631,14 @@ func TestRevokeRefusesForeignUser(t *testing.T) {
 	name := "cbtest_foreign_" + strings.ToLower(plugins.NewPassword().Reveal()[:8])
 	t.Cleanup(func() { exec(t, b.adminDSN, "DROP USER IF EXISTS '"+name+"'@'%'") })
 	exec(t, b.adminDSN, "CREATE USER '"+name+"'@'%'")
-	err := p.Revoke(t.Context(), name)
+	_, err := p.Revoke(t.Context(), plugins.RevokeRequest{Username: name, Role: testRole, State: mysql.EncodeState(&mysql.Role{})})
 	if err == nil || !strings.Contains(err.Error(), "credbroker did not make it") {
 		t.Errorf("Revoke of a user credbroker did not make = %v, want a refusal", err)
 	}
 	if accounts(t, b.adminDSN, name) != 1 {
 		t.Error("Revoke dropped a user credbroker did not make")
 	}
-	if err := p.Revoke(t.Context(), "cb_x'; DROP DATABASE mysql; --"); err == nil {
+	if _, err := p.Revoke(t.Context(), plugins.RevokeRequest{Username: "cb_x'; DROP DATABASE mysql; --"}); err == nil {
 		t.Error("Revoke accepted a name holding SQL")
 	}
 }
@@ -506,10 +648,14 @@ func TestRenew(t *testing.T) {
 	b := setup(t)
 	p := open(t, b.conn)
 	cred := create(t, p, parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]`))
-	if err := p.Renew(t.Context(), cred.Username, time.Now().Add(time.Hour)); err != nil {
+	resp, err := p.Renew(t.Context(), plugins.RenewRequest{Username: cred.Username, Role: testRole, State: cred.state, ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
 		t.Errorf("Renew: %v", err)
 	}
-	err := p.Renew(t.Context(), plugins.NewUsername("gone", 32), time.Now().Add(time.Hour))
+	if resp.State != nil {
+		t.Errorf("Renew returned State %s, want nil (the lease's State stays)", resp.State)
+	}
+	_, err = p.Renew(t.Context(), plugins.RenewRequest{Username: plugins.NewUsername("gone", 32), ExpiresAt: time.Now().Add(time.Hour)})
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Renew of a missing user = %v, want an error saying it does not exist", err)
 	}
@@ -545,6 +691,9 @@ func TestCredential(t *testing.T) {
 		}
 		if len(cred.Env) != len(wantEnv) {
 			t.Errorf("Env has %d variables, want %d", len(cred.Env), len(wantEnv))
+		}
+		if got, want := describe(t).Env, slices.Sorted(maps.Keys(cred.Env)); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+			t.Errorf("Describe().Env = %q, want the credential's variables %q", got, want)
 		}
 		// The environment alone is enough to log in, as the mysql client does.
 		cfg := gomysql.NewConfig()
@@ -617,7 +766,7 @@ func TestCheck(t *testing.T) {
 func TestCheckRole(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	p := open(t, b.conn).(plugins.RoleChecker)
+	p := open(t, b.conn)
 	good := parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.*"}, {privileges: [SELECT], on: "`+b.database+`.items"}, {privileges: [SHOW DATABASES], on: "*.*"}]`)
 	if err := p.CheckRole(t.Context(), good); err != nil {
 		t.Errorf("CheckRole of a good role: %v", err)
@@ -636,7 +785,7 @@ func TestCheckRole(t *testing.T) {
 // matches local logins.
 func TestCheckRoleAnonymousAccount(t *testing.T) {
 	b := setup(t)
-	p := open(t, connection(t, b.adminDSN, "host: localhost")).(plugins.RoleChecker)
+	p := open(t, connection(t, b.adminDSN, "host: localhost"))
 	role := parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]`)
 	if err := p.CheckRole(t.Context(), role); err != nil {
 		t.Fatalf("CheckRole: %v", err)
@@ -657,7 +806,7 @@ func TestOpenUnavailable(t *testing.T) {
 	t.Parallel()
 	const password = "s3cret-admin-pw"
 	conn := connection(t, "admin:"+password+"@tcp(127.0.0.1:1)/?timeout=5s", "")
-	_, err := mysql.Driver{}.Open(t.Context(), conn)
+	_, err := plugins.Open(t.Context(), mysql.New(), conn)
 	if !errors.Is(err, plugins.ErrUnavailable) {
 		t.Errorf("Open of a server that is not there = %v, want ErrUnavailable", err)
 	}
@@ -672,7 +821,7 @@ func TestOpenWrongAdminPassword(t *testing.T) {
 	const password = "right-admin-pw"
 	dsn := adminUser(t, b, password, "GRANT CREATE USER ON *.* TO {user}")
 	wrong := strings.Replace(dsn, password, "wrong-admin-pw", 1)
-	_, err := mysql.Driver{}.Open(t.Context(), connection(t, wrong, ""))
+	_, err := plugins.Open(t.Context(), mysql.New(), connection(t, wrong, ""))
 	if !errors.Is(err, plugins.ErrUnavailable) || !isError(err, erAccessDenied) {
 		t.Errorf("Open with a wrong admin password = %v, want ErrUnavailable and access denied", err)
 	}
@@ -687,7 +836,7 @@ func TestOpenMissingSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = mysql.Driver{}.Open(t.Context(), conn)
+	_, err = plugins.Open(t.Context(), mysql.New(), conn)
 	if err == nil || !strings.Contains(err.Error(), "CREDBROKER_TEST_NO_SUCH_VARIABLE") {
 		t.Errorf("Open with an unset DSN variable = %v, want an error naming it", err)
 	}
@@ -702,7 +851,7 @@ func TestOpenMalformedDSN(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			_, err := mysql.Driver{}.Open(t.Context(), connection(t, dsn, ""))
+			_, err := plugins.Open(t.Context(), mysql.New(), connection(t, dsn, ""))
 			if err == nil {
 				t.Fatal("Open with a malformed DSN succeeded")
 			}
@@ -734,13 +883,13 @@ func TestUnixSocketAdmin(t *testing.T) {
 	if err := queryRow(t, cfg.FormatDSN(), "SELECT 1", nil, new(int)); err != nil {
 		t.Skipf("the admin cannot log in over the socket: %v", err)
 	}
-	_, err = mysql.Driver{}.Open(t.Context(), connection(t, cfg.FormatDSN(), ""))
+	_, err = plugins.Open(t.Context(), mysql.New(), connection(t, cfg.FormatDSN(), ""))
 	if err == nil || !strings.Contains(err.Error(), "connection.host") {
 		t.Errorf("Open over a socket without host = %v, want an error asking for connection.host", err)
 	}
 	p := open(t, connection(t, cfg.FormatDSN(), "host: "+host+"\nport: "+port))
 	cred := create(t, p, parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]`))
-	s, err := b.login(t.Context(), cred)
+	s, err := b.login(t.Context(), cred.Credential)
 	if err != nil {
 		t.Fatalf("Login: %v", err)
 	}
@@ -757,20 +906,27 @@ func TestErrorsHideDSNPassword(t *testing.T) {
 	b := setup(t)
 	const password = "dsn-pw-never-printed"
 	p := open(t, connection(t, adminUser(t, b, password, "GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION"), ""))
-	errs := []error{
-		p.Renew(t.Context(), plugins.NewUsername("x", 32), time.Now().Add(time.Hour)),
-		p.Revoke(t.Context(), "not-managed"),
-	}
-	_, err := p.Create(t.Context(), plugins.CreateRequest{
+	_, err := p.Renew(t.Context(), plugins.RenewRequest{Username: plugins.NewUsername("x", 32), ExpiresAt: time.Now().Add(time.Hour)})
+	errs := []error{err}
+	_, err = p.Revoke(t.Context(), plugins.RevokeRequest{Username: "not-managed"})
+	errs = append(errs, err)
+	_, err = p.Create(t.Context(), plugins.CreateRequest{
 		Username: plugins.NewUsername("x", 32), Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-		Role: parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.no_such_table"}]`),
+		Role: testRole, Spec: parseRole(t, `grants: [{privileges: [SELECT], on: "`+b.database+`.no_such_table"}]`),
 	})
 	errs = append(errs, err)
 	_, err = p.Create(t.Context(), plugins.CreateRequest{
 		Username: plugins.NewUsername("x", 32), Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-		Role: parseRole(t, `creation_statements: ["CREATE USER '{{name}}' IDENTIFIED BY '{{password}}' NONSENSE '`+password+`'"]`),
+		Role: testRole, Spec: parseRole(t, `creation_statements: ["CREATE USER '{{name}}' IDENTIFIED BY '{{password}}' NONSENSE '`+password+`'"]`),
 	})
 	errs = append(errs, err)
+	// A revocation statement whose server error quotes the password: only
+	// the decorator, told the plugin's secrets, can redact it.
+	cred := create(t, p, parseRole(t, `
+grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]
+revocation_statements: ["SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no `+password+`'"]
+`))
+	errs = append(errs, revoke(t.Context(), p, cred))
 	for i, err := range errs {
 		if err == nil {
 			t.Errorf("error %d: expected an error", i)
@@ -825,7 +981,7 @@ func TestRevokeDropsDefinerObjects(t *testing.T) {
 	p := open(t, b.conn)
 	db := "`" + b.database + "`"
 	cred := create(t, p, parseRole(t, `grants: [{privileges: [SELECT, INSERT, CREATE ROUTINE, CREATE VIEW, TRIGGER, EVENT], on: "`+b.database+`.*"}]`))
-	s := holderSession(t, b, cred,
+	s := holderSession(t, b, cred.Credential,
 		"CREATE PROCEDURE "+db+".backdoor() SQL SECURITY DEFINER INSERT INTO "+db+".items VALUES (99, 'pwned')",
 		"CREATE SQL SECURITY DEFINER VIEW "+db+".peek AS SELECT * FROM "+db+".items",
 		"CREATE TRIGGER "+db+".spy BEFORE INSERT ON "+db+".items FOR EACH ROW SET NEW.name = NEW.name",
@@ -834,7 +990,7 @@ func TestRevokeDropsDefinerObjects(t *testing.T) {
 	if n := definerObjects(t, b.adminDSN, b.database, cred.Username); n != 4 {
 		t.Fatalf("the holder made %d objects, want 4", n)
 	}
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	if n := definerObjects(t, b.adminDSN, b.database, cred.Username); n != 0 {
@@ -846,7 +1002,7 @@ func TestRevokeDropsDefinerObjects(t *testing.T) {
 	if err := s.Ping(t.Context()); err == nil {
 		t.Error("the holder's session survived Revoke")
 	}
-	if _, err := b.login(t.Context(), cred); err == nil {
+	if _, err := b.login(t.Context(), cred.Credential); err == nil {
 		t.Error("the holder logged in after Revoke")
 	}
 }
@@ -866,7 +1022,7 @@ func TestRevokeThatCannotFinishLocksFirst(t *testing.T) {
 	p := open(t, connection(t, weak, ""))
 	role := parseRole(t, `grants: [{privileges: [SELECT, CREATE VIEW], on: "`+b.database+`.*"}]`)
 	// The start check names what is missing.
-	err := p.(plugins.RoleChecker).CheckRole(t.Context(), role)
+	err := p.CheckRole(t.Context(), role)
 	if err == nil || !strings.Contains(err.Error(), "grants[0]: CREATE VIEW") || !strings.Contains(err.Error(), "lacks DROP on `"+b.database+"`") {
 		t.Errorf("CheckRole with an admin that cannot drop views = %v, want the missing DROP named", err)
 	}
@@ -874,14 +1030,14 @@ func TestRevokeThatCannotFinishLocksFirst(t *testing.T) {
 creation_statements:
   - CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'; GRANT SELECT, CREATE ROUTINE ON `+escaped(b.database)+`.* TO '{{name}}'@'%'
 `)
-	err = p.(plugins.RoleChecker).CheckRole(t.Context(), statements)
+	err = p.CheckRole(t.Context(), statements)
 	if err == nil || !strings.Contains(err.Error(), "creation_statements[0]#2: CREATE ROUTINE") || !strings.Contains(err.Error(), "lacks ALTER ROUTINE on `"+b.database+"`") {
 		t.Errorf("CheckRole of creation statements granting CREATE ROUTINE, with an admin that cannot drop routines = %v, want the missing ALTER ROUTINE named", err)
 	}
 	cred := create(t, p, role)
-	s := holderSession(t, b, cred, "CREATE SQL SECURITY DEFINER VIEW "+db+".peek AS SELECT * FROM "+db+".items")
+	s := holderSession(t, b, cred.Credential, "CREATE SQL SECURITY DEFINER VIEW "+db+".peek AS SELECT * FROM "+db+".items")
 
-	err = p.Revoke(t.Context(), cred.Username)
+	err = revoke(t.Context(), p, cred)
 	if err == nil || !strings.Contains(err.Error(), "drop VIEW `"+b.database+"`.`peek`") {
 		t.Fatalf("Revoke through an admin that cannot drop the view = %v, want an error naming it", err)
 	}
@@ -891,7 +1047,7 @@ creation_statements:
 	if err := s.Ping(t.Context()); err == nil {
 		t.Error("the holder's session survived the failed Revoke")
 	}
-	_, err = b.login(t.Context(), cred)
+	_, err = b.login(t.Context(), cred.Credential)
 	if err == nil {
 		t.Fatal("the holder logged in after the failed Revoke: the account was not locked")
 	}
@@ -900,10 +1056,10 @@ creation_statements:
 	}
 
 	exec(t, b.adminDSN, "GRANT DROP ON "+db+".* TO '"+strings.SplitN(strings.TrimPrefix(weak, ""), ":", 2)[0]+"'@'%'")
-	if err := p.(plugins.RoleChecker).CheckRole(t.Context(), role); err != nil {
+	if err := p.CheckRole(t.Context(), role); err != nil {
 		t.Errorf("CheckRole once the admin may drop views: %v", err)
 	}
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred); err != nil {
 		t.Fatalf("Revoke retried once the admin may drop the view: %v", err)
 	}
 	if n := definerObjects(t, b.adminDSN, b.database, cred.Username); n != 0 || accounts(t, b.adminDSN, cred.Username) != 0 {
@@ -922,15 +1078,15 @@ func TestFailingRevocationStatementStillLocksOut(t *testing.T) {
 grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]
 revocation_statements: ["SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'revocation hook failed'"]
 `))
-	s := holderSession(t, b, cred)
-	err := p.Revoke(t.Context(), cred.Username)
+	s := holderSession(t, b, cred.Credential)
+	err := revoke(t.Context(), p, cred)
 	if err == nil || !strings.Contains(err.Error(), "revocation hook failed") {
 		t.Errorf("Revoke = %v, want the failing statement reported", err)
 	}
 	if err := s.Ping(t.Context()); err == nil {
 		t.Error("the holder's session survived")
 	}
-	if _, err := b.login(t.Context(), cred); err == nil {
+	if _, err := b.login(t.Context(), cred.Credential); err == nil {
 		t.Error("the holder logged in after Revoke")
 	}
 	if accounts(t, b.adminDSN, cred.Username) != 0 {
@@ -970,18 +1126,17 @@ func TestRevokeWithoutAccountLockScrambles(t *testing.T) {
 		"GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO {user}",
 		"GRANT SELECT ON mysql.* TO {user}",
 		"GRANT SELECT, CREATE VIEW, SHOW VIEW ON "+db+".* TO {user} WITH GRANT OPTION")
-	p := open(t, connection(t, weak, ""))
-	mysql.WithoutAccountLock(p)
+	p := openWith(t, mysql.WithoutAccountLock(), connection(t, weak, ""))
 	cred := create(t, p, parseRole(t, `grants: [{privileges: [SELECT, CREATE VIEW], on: "`+b.database+`.*"}]`))
-	holderSession(t, b, cred, "CREATE SQL SECURITY DEFINER VIEW "+db+".peek AS SELECT * FROM "+db+".items")
+	holderSession(t, b, cred.Credential, "CREATE SQL SECURITY DEFINER VIEW "+db+".peek AS SELECT * FROM "+db+".items")
 
-	if err := p.Revoke(t.Context(), cred.Username); err == nil {
+	if err := revoke(t.Context(), p, cred); err == nil {
 		t.Fatal("Revoke through an admin that cannot drop the view succeeded; the test needs it to fail")
 	}
 	if accounts(t, b.adminDSN, cred.Username) != 1 {
 		t.Fatal("the account is gone although its view could not be dropped")
 	}
-	_, err := b.login(t.Context(), cred)
+	_, err := b.login(t.Context(), cred.Credential)
 	if !isError(err, 1045) { // ER_ACCESS_DENIED_ERROR
 		t.Errorf("login after the failed Revoke without ACCOUNT LOCK = %v, want access denied", err)
 	}

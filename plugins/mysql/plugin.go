@@ -34,7 +34,9 @@ const (
 )
 
 // Plugin issues and removes the users of one MySQL or MariaDB server. It is
-// safe for concurrent use; make one with [Driver.Open].
+// safe for concurrent use; make one with [Driver.Open] (the broker opens it
+// through [plugins.Open], whose decorator redacts the admin DSN and its
+// password, named by Secrets, from every error).
 type Plugin struct {
 	db      *sql.DB
 	mariaDB bool   // the server is MariaDB, not MySQL
@@ -48,8 +50,10 @@ type Plugin struct {
 }
 
 var (
-	_ plugins.Plugin      = (*Plugin)(nil)
-	_ plugins.RoleChecker = (*Plugin)(nil)
+	_ plugins.TypedPlugin[*Role]        = (*Plugin)(nil)
+	_ plugins.TypedStateUpgrader[*Role] = (*Plugin)(nil)
+	_ plugins.SecretHolder              = (*Plugin)(nil)
+	_ plugins.Warner                    = (*Plugin)(nil)
 )
 
 // target is where issued credentials point.
@@ -66,21 +70,33 @@ type step struct {
 
 // open connects with c. configure, when not nil, edits the driver
 // configuration before the pool is made (tests record the wire with it).
+// Its errors have the DSN and its password redacted: no plugin exists yet
+// whose Secrets the decorator of [plugins.Open] could use.
 func open(ctx context.Context, c *Connection, configure func(*mysql.Config)) (*Plugin, error) {
 	dsn, err := c.DSN.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
+	secrets := []secret.Value{dsn, secret.New(dsnPassword(dsn.Reveal()))}
+	p, err := connect(ctx, c, dsn, configure)
+	if err != nil {
+		return nil, plugins.Sanitize(fmt.Errorf("open: %w", err), secrets...)
+	}
+	return p, nil
+}
+
+// connect makes the Plugin: the admin pool, and what the server is.
+func connect(ctx context.Context, c *Connection, dsn secret.Value, configure func(*mysql.Config)) (*Plugin, error) {
 	cfg, err := mysql.ParseDSN(dsn.Reveal())
 	if err != nil {
-		return nil, plugins.Sanitize(fmt.Errorf("open: parse the DSN in %s: %w", c.DSN, err), dsn, secret.New(dsnPassword(dsn.Reveal())))
+		return nil, fmt.Errorf("parse the DSN in %s: %w", c.DSN, err)
 	}
 	p := &Plugin{secrets: []secret.Value{dsn}}
 	if cfg.Passwd != "" {
 		p.secrets = append(p.secrets, secret.New(cfg.Passwd))
 	}
 	if p.target, err = credentialTarget(c, cfg); err != nil {
-		return nil, fmt.Errorf("open: %w", err)
+		return nil, err
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = dialTimeout
@@ -93,7 +109,7 @@ func open(ctx context.Context, c *Connection, configure func(*mysql.Config)) (*P
 	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, p.sanitize(fmt.Errorf("open: the DSN in %s: %w", c.DSN, err))
+		return nil, fmt.Errorf("the DSN in %s: %w", c.DSN, err)
 	}
 	p.db = sql.OpenDB(connector)
 	p.db.SetMaxOpenConns(c.MaxConns)
@@ -106,7 +122,7 @@ func open(ctx context.Context, c *Connection, configure func(*mysql.Config)) (*P
 		if !errors.Is(err, plugins.ErrUnavailable) && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", plugins.ErrUnavailable, err)
 		}
-		return nil, p.sanitize(fmt.Errorf("open: %w", err))
+		return nil, err
 	}
 	p.version = version
 	p.mariaDB = strings.Contains(strings.ToLower(version), "mariadb")
@@ -147,10 +163,9 @@ func credentialTarget(c *Connection, cfg *mysql.Config) (target, error) {
 	return t, nil
 }
 
-// sanitize redacts the admin DSN, its password and extra from err.
-func (p *Plugin) sanitize(err error, extra ...secret.Value) error {
-	return plugins.Sanitize(err, slices.Concat(p.secrets, extra)...)
-}
+// Secrets returns the admin DSN and its password, which the decorator of
+// [plugins.Open] redacts from every error and warning.
+func (p *Plugin) Secrets() []secret.Value { return slices.Clone(p.secrets) }
 
 // hashClause returns the clause that sets an account's password to the
 // mysql_native_password hash: IDENTIFIED BY PASSWORD on MariaDB, IDENTIFIED
@@ -174,14 +189,15 @@ func (p *Plugin) hashClause(hash string) func(via bool) string {
 // the password, so the plaintext never reaches the server or its logs, then
 // the role's grants; or the role's creation statements, with {{password}}
 // rewritten to the hash. Any failure drops what was made before the error
-// is returned: Create leaves a whole user or none. req.Role must be a *Role
-// from [Driver.ParseRole]. MySQL has no account expiry to set:
-// req.ExpiresAt is enforced by the broker's reaper alone.
-func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins.Credential, error) {
+// is returned: Create leaves a whole user or none. MySQL has no account
+// expiry to set: req.ExpiresAt is enforced by the broker's reaper alone.
+// The State returned holds the role's revocation statements (see state).
+func (p *Plugin) Create(ctx context.Context, req plugins.CreateOf[*Role]) (plugins.CreateResponse, error) {
 	hash := NativePasswordHash(req.Password.Reveal())
-	role, err := asRole(req.Role)
-	if err == nil {
-		err = checkNewUsername(req.Username)
+	role := req.Spec
+	err := checkNewUsername(req.Username)
+	if err == nil && role == nil {
+		err = errors.New("no role spec given")
 	}
 	if err == nil && req.Password.IsZero() {
 		err = errors.New("no password given")
@@ -197,10 +213,13 @@ func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins
 		}
 	}
 	if err != nil {
-		return plugins.Credential{}, p.sanitize(fmt.Errorf("create user %s: %w", quoteString(req.Username), classify(err)),
-			req.Password, secret.New(hash))
+		// The decorator redacts the password and the admin's secrets; the
+		// hash, which a server error may quote with the statement, only
+		// Create knows.
+		return plugins.CreateResponse{}, plugins.Sanitize(fmt.Errorf("create user %s: %w", quoteString(req.Username), classify(err)),
+			secret.New(hash))
 	}
-	return p.credential(req.Username, req.Password, role), nil
+	return plugins.CreateResponse{Credential: p.credential(req.Username, req.Password, role), State: newState(role)}, nil
 }
 
 func (p *Plugin) createWithGrants(ctx context.Context, username, hash string, role *Role) error {
@@ -222,7 +241,6 @@ func (p *Plugin) createWithGrants(ctx context.Context, username, hash string, ro
 			sql:  "GRANT " + strings.Join(g.Privileges, ", ") + " ON " + g.renderOn() + " TO " + acct,
 		})
 	}
-	steps = append(steps, p.revocationSteps(role, []string{acct})...)
 
 	if _, err := p.db.ExecContext(ctx, "CREATE USER "+acct+" "+p.hashClause(hash)(false)); err != nil {
 		err = fmt.Errorf("create the account: %w", err)
@@ -260,28 +278,7 @@ func (p *Plugin) createWithStatements(ctx context.Context, username, hash string
 	if len(hosts) == 0 {
 		return fmt.Errorf("creation_statements ran but made no user named %s: they must create '{{name}}'", quoteString(username))
 	}
-	accounts := make([]string, len(hosts))
-	for i, h := range hosts {
-		accounts[i] = account(username, h)
-	}
-	if err := p.exec(ctx, p.revocationSteps(role, accounts)); err != nil {
-		return p.undo(ctx, username, err)
-	}
 	return nil
-}
-
-// revocationSteps mark accounts with the role's revocation statements: an
-// empty role named for them, granted to each account. Nothing when the role
-// has none.
-func (p *Plugin) revocationSteps(role *Role, accounts []string) []step {
-	if role.revocationKey == "" {
-		return nil
-	}
-	marker := quoteIdent(revocationRolePrefix + role.revocationKey)
-	return []step{
-		{what: "create the revocation_statements marker role", sql: "CREATE ROLE IF NOT EXISTS " + marker},
-		{what: "grant the revocation_statements marker role", sql: "GRANT " + marker + " TO " + strings.Join(accounts, ", ")},
-	}
 }
 
 // exec runs steps in order on the admin pool.
@@ -342,19 +339,20 @@ func (p *Plugin) credential(username string, password secret.Value, role *Role) 
 
 // Renew checks that the user still exists. MySQL and MariaDB have no account
 // expiry finer than days (PASSWORD EXPIRE INTERVAL), so there is nothing to
-// move: the broker's reaper alone ends the user at expiresAt.
-func (p *Plugin) Renew(ctx context.Context, username string, _ time.Time) error {
-	if err := checkUsername(username); err != nil {
-		return fmt.Errorf("renew user: %w", err)
+// move: the broker's reaper alone ends the user at req.ExpiresAt. The
+// lease's State stays as it is.
+func (p *Plugin) Renew(ctx context.Context, req plugins.RenewOf[*Role]) (plugins.RenewResponse, error) {
+	if err := checkUsername(req.Username); err != nil {
+		return plugins.RenewResponse{}, fmt.Errorf("renew user: %w", err)
 	}
-	hosts, err := p.hosts(ctx, username)
+	hosts, err := p.hosts(ctx, req.Username)
 	if err != nil {
-		return p.sanitize(fmt.Errorf("renew user %s: %w", quoteString(username), classify(err)))
+		return plugins.RenewResponse{}, fmt.Errorf("renew user %s: %w", quoteString(req.Username), classify(err))
 	}
 	if len(hosts) == 0 {
-		return fmt.Errorf("renew user %s: the user does not exist", quoteString(username))
+		return plugins.RenewResponse{}, fmt.Errorf("renew user %s: the user does not exist", quoteString(req.Username))
 	}
-	return nil
+	return plugins.RenewResponse{}, nil
 }
 
 // hosts returns the host parts of every account named username.
@@ -385,7 +383,7 @@ func (p *Plugin) hosts(ctx context.Context, username string) ([]string, error) {
 func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error) {
 	users, err := p.listManaged(ctx)
 	if err != nil {
-		return nil, p.sanitize(fmt.Errorf("list managed users: %w", classify(err)))
+		return nil, fmt.Errorf("list managed users: %w", classify(err))
 	}
 	return users, nil
 }
@@ -463,7 +461,7 @@ func missingAdminPrivileges(held map[string]bool, version string) []string {
 // mysql.user.
 func (p *Plugin) Check(ctx context.Context) error {
 	if err := p.check(ctx); err != nil {
-		return p.sanitize(fmt.Errorf("check: %w", classify(err)))
+		return fmt.Errorf("check: %w", classify(err))
 	}
 	return nil
 }
@@ -554,15 +552,11 @@ func (p *Plugin) adminHolds(ctx context.Context, grantee, priv, db string) (bool
 // at. The server would match such a login to the anonymous account, which is
 // more specific, and refuse the issued password. The broker calls CheckRole
 // for every role at start.
-func (p *Plugin) CheckRole(ctx context.Context, v any) error {
-	role, err := asRole(v)
-	if err != nil {
-		return err
+func (p *Plugin) CheckRole(ctx context.Context, role *Role) error {
+	if role == nil {
+		return errors.New("no role spec given")
 	}
-	if err := p.checkRole(ctx, role); err != nil {
-		return p.sanitize(classify(err))
-	}
-	return nil
+	return classify(p.checkRole(ctx, role))
 }
 
 func (p *Plugin) checkRole(ctx context.Context, role *Role) error {

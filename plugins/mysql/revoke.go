@@ -22,30 +22,35 @@ import (
 // objects an earlier revoke left are gone. A name without the managed
 // prefix is refused: the broker did not make it.
 //
-// The revocation_statements run when this process has parsed the role that
-// issued the user (every broker replica has). If one fails, the user is
-// dropped all the same and the error returned: an operator's statement
-// never keeps a credential alive. If the definer objects cannot be dropped,
-// the account stays, locked, and Revoke fails, to be retried: dropping it
-// would leave the objects orphaned.
-func (p *Plugin) Revoke(ctx context.Context, username string) error {
-	if err := checkUsername(username); err != nil {
-		return fmt.Errorf("revoke user: %w", err)
+// The revocation_statements are the ones req.State holds, as Create wrote
+// it; req.Spec is not needed, so a lease whose role left the config revokes
+// as it would have before. A lease from before contract v2 has no State:
+// then the statements are derived from the user's marker role as
+// UpgradeState does. If a statement fails, or the State cannot be read, the
+// user is dropped all the same and the error returned: an operator's
+// statement never keeps a credential alive. If the definer objects cannot
+// be dropped, the account stays, locked, and Revoke fails, to be retried:
+// dropping it would leave the objects orphaned.
+func (p *Plugin) Revoke(ctx context.Context, req plugins.RevokeOf[*Role]) (plugins.RevokeResponse, error) {
+	if err := checkUsername(req.Username); err != nil {
+		return plugins.RevokeResponse{}, fmt.Errorf("revoke user: %w", err)
 	}
-	if err := p.revoke(ctx, username); err != nil {
-		return p.sanitize(fmt.Errorf("revoke user %s: %w", quoteString(username), classify(err)))
+	if err := p.revoke(ctx, req); err != nil {
+		return plugins.RevokeResponse{}, fmt.Errorf("revoke user %s: %w", quoteString(req.Username), classify(err))
 	}
-	return nil
+	return plugins.RevokeResponse{}, nil
 }
 
-func (p *Plugin) revoke(ctx context.Context, username string) error {
+func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error {
+	username := req.Username
 	hosts, err := p.hosts(ctx, username)
 	if err != nil {
 		return err
 	}
 	if len(hosts) == 0 {
 		// Gone already; a session that outlived an earlier drop still ends,
-		// and objects an older revoke left are dropped.
+		// and objects an older revoke left are dropped. The State is not
+		// needed: the statements ran, or were reported, with the drop.
 		if err := p.endSessions(ctx, username); err != nil {
 			return err
 		}
@@ -60,11 +65,20 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 	if err := p.endSessions(ctx, username); err != nil {
 		return errors.Join(lockErr, err)
 	}
-	statements, err := p.revocationStatements(ctx, username, hosts)
-	if err != nil {
-		return err
-	}
+	var statements []string
 	var statementsErr error
+	if req.State == nil {
+		// A lease from before contract v2: the marker role says. A retry
+		// may read it where this failed, so the user stays, locked.
+		if statements, err = p.legacyStatements(ctx, username, hosts, req.Spec); err != nil {
+			return errors.Join(lockErr, err)
+		}
+	} else if s, err := decodeState(req.State); err != nil {
+		// No retry can read it better.
+		statementsErr = fmt.Errorf("%w (the user was dropped all the same, without revocation_statements)", err)
+	} else {
+		statements = s.RevocationStatements
+	}
 	if len(statements) > 0 {
 		steps, err := renderAll("revocation_statements", statements, username, nil)
 		if err == nil {
@@ -171,31 +185,6 @@ func (p *Plugin) endSessions(ctx context.Context, username string) error {
 		}
 	}
 	return nil
-}
-
-// revocationStatements returns the revocation statements the user's marker
-// role names (see revocations), if this process knows them.
-func (p *Plugin) revocationStatements(ctx context.Context, username string, hosts []string) ([]string, error) {
-	var statements []string
-	seen := map[string]bool{}
-	for _, h := range hosts {
-		grants, err := p.showGrants(ctx, username, h)
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range grants {
-			for _, m := range revocationRole.FindAllStringSubmatch(g, -1) {
-				if seen[m[1]] {
-					continue
-				}
-				seen[m[1]] = true
-				if s, ok := lookupRevocation(m[1]); ok {
-					statements = append(statements, s...)
-				}
-			}
-		}
-	}
-	return statements, nil
 }
 
 // showGrants returns the lines of SHOW GRANTS for the account, none when it

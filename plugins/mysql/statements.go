@@ -1,14 +1,11 @@
 package mysql
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 )
 
 // placeholder matches a {{…}} template placeholder.
@@ -189,42 +186,4 @@ func renderAll(field string, statements []string, name string, hashClause func(v
 		}
 	}
 	return steps, nil
-}
-
-// revocationRolePrefix starts the names of the marker roles that tell Revoke
-// which revocation statements an issued user's role had. The rest is the
-// registry key, so the name fits MySQL's 32 characters.
-const revocationRolePrefix = "credbroker_rv_"
-
-// revocationRole matches a marker role's name in SHOW GRANTS output.
-var revocationRole = regexp.MustCompile(revocationRolePrefix + `([0-9a-f]{16})`)
-
-// revocations maps a key (a hash of the statements) to revocation statements.
-//
-// Plugin.Revoke is given only a username, not the role the user was issued
-// for, and MariaDB has no comment on an account to record it in. So Create
-// grants the user an empty marker role named for the key
-// (credbroker_rv_<key>), and Revoke reads it back from SHOW GRANTS and looks
-// the statements up here. Every broker replica parses the same
-// configuration, so the key resolves in whichever replica revokes, also after
-// a restart. The registry holds only what the configuration says, keyed by
-// its content, so sharing it across plugins is harmless.
-var revocations sync.Map // string → []string
-
-// registerRevocation adds statements to the registry and returns their key.
-func registerRevocation(statements []string) string {
-	sum := sha256.Sum256([]byte(strings.Join(statements, "\x00")))
-	key := hex.EncodeToString(sum[:8])
-	revocations.LoadOrStore(key, slices.Clone(statements))
-	return key
-}
-
-// lookupRevocation returns the statements registered under key, if this
-// process knows them.
-func lookupRevocation(key string) ([]string, bool) {
-	v, ok := revocations.Load(key)
-	if !ok {
-		return nil, false
-	}
-	return v.([]string), true
 }

@@ -36,7 +36,7 @@ func testConformance(t *testing.T) {
 	if err := os.WriteFile(dsnFile, []byte(dbURL), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	driver := postgres.Driver{}
+	driver := postgres.New()
 	connection, err := driver.ParseConnection(section("dsn: file:" + dsnFile))
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -191,8 +192,9 @@ func (s *suite) cleanup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, u := range s.created {
+	created := slices.Clone(s.created)
+	s.mu.Unlock()
+	for _, u := range created {
 		if err := s.revokeUser(ctx, u, true); err != nil {
 			t.Errorf("cleanup: Revoke %s: %v", u, err)
 		}

@@ -45,21 +45,6 @@ func creatorGroup(t *testing.T, adminURL string) string {
 	return g
 }
 
-// issue creates a user for role and returns its name and credential; the
-// user is revoked when the test ends.
-func issue(t *testing.T, p plugins.Plugin, role any) plugins.Credential {
-	t.Helper()
-	username := plugins.NewUsername("attack", 63)
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
-	cred, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
-	})
-	if err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	return cred
-}
-
 // holder logs in as cred over TCP, with its password.
 func holder(t *testing.T, cred plugins.Credential) *pgx.Conn {
 	t.Helper()
@@ -120,16 +105,16 @@ func TestAttackObjectsOutliveRevoke(t *testing.T) {
 		b := setup(t)
 		p := open(t, b.conn)
 		role := parseRole(t, "member_of: ["+creatorGroup(t, b.adminURL)+"]")
-		attacker := issue(t, p, role)
-		plantTraps(t, holder(t, attacker))
+		attacker := issue(t, p, "attack", role)
+		plantTraps(t, holder(t, attacker.Credential))
 
-		if err := p.Revoke(t.Context(), attacker.Username); err != nil {
+		if err := revoke(t.Context(), p, attacker); err != nil {
 			t.Fatalf("Revoke: %v", err)
 		}
 		if fn, view := owners(t, b.adminURL); fn != "" || view != "" {
 			t.Fatalf("after Revoke the function is owned by %q and the view by %q; want both dropped", fn, view)
 		}
-		other := holder(t, issue(t, p, role))
+		other := holder(t, issue(t, p, "attack", role).Credential)
 		var who string
 		err := other.QueryRow(t.Context(), "SELECT public.whoami()").Scan(&who)
 		if sqlState(err) != pgerrcode.UndefinedFunction {
@@ -142,19 +127,19 @@ func TestAttackObjectsOutliveRevoke(t *testing.T) {
 		p := open(t, b.conn)
 		attic := newRole(t, b.adminURL, "cbtest_attic", "NOLOGIN")
 		role := parseRole(t, "member_of: ["+creatorGroup(t, b.adminURL)+"]\nreassign_owned_to: "+attic)
-		if err := p.(plugins.RoleChecker).CheckRole(t.Context(), role); err != nil {
+		if err := p.CheckRole(t.Context(), role); err != nil {
 			t.Fatalf("CheckRole: %v", err)
 		}
-		attacker := issue(t, p, role)
-		plantTraps(t, holder(t, attacker))
+		attacker := issue(t, p, "attack", role)
+		plantTraps(t, holder(t, attacker.Credential))
 
-		if err := p.Revoke(t.Context(), attacker.Username); err != nil {
+		if err := revoke(t.Context(), p, attacker); err != nil {
 			t.Fatalf("Revoke: %v", err)
 		}
 		if fn, view := owners(t, b.adminURL); fn != attic || view != attic {
 			t.Fatalf("after Revoke the function is owned by %q and the view by %q; want both by %s", fn, view, attic)
 		}
-		other := holder(t, issue(t, p, role))
+		other := holder(t, issue(t, p, "attack", role).Credential)
 		var who string
 		if err := other.QueryRow(t.Context(), "SELECT public.whoami()").Scan(&who); err != nil {
 			t.Fatalf("call the function: %v", err)
@@ -181,9 +166,9 @@ func TestAttackObjectsOutliveRevoke(t *testing.T) {
 			if reassign != "" {
 				src += "\nreassign_owned_to: " + reassign
 			}
-			attacker := issue(t, p, parseRole(t, src))
-			plantTraps(t, holder(t, attacker))
-			if err := p.Revoke(t.Context(), attacker.Username); err != nil {
+			attacker := issue(t, p, "attack", parseRole(t, src))
+			plantTraps(t, holder(t, attacker.Credential))
+			if err := revoke(t.Context(), p, attacker); err != nil {
 				t.Fatalf("Revoke by a CREATEROLE admin (reassign_owned_to %q): %v", reassign, err)
 			}
 			if fn, view := owners(t, b.adminURL); fn != reassign || view != reassign {
@@ -200,15 +185,15 @@ func TestAttackObjectsOutliveRevoke(t *testing.T) {
 		p := open(t, b.conn)
 		attic := newRole(t, b.adminURL, "cbtest_attic", "NOLOGIN")
 		role := parseRole(t, "member_of: ["+creatorGroup(t, b.adminURL)+"]\nreassign_owned_to: "+attic)
-		attacker := issue(t, p, role)
-		plantTraps(t, holder(t, attacker))
+		attacker := issue(t, p, "attack", role)
+		plantTraps(t, holder(t, attacker.Credential))
 
 		for _, change := range []struct{ alter, want, undo string }{
 			{alter: "LOGIN", want: "can log in", undo: "NOLOGIN"},
 			{alter: "SUPERUSER", want: "SUPERUSER", undo: "NOSUPERUSER"},
 		} {
 			exec(t, b.adminURL, "ALTER ROLE "+attic+" "+change.alter)
-			err := p.Revoke(t.Context(), attacker.Username)
+			err := revoke(t.Context(), p, attacker)
 			if err == nil || !strings.Contains(err.Error(), change.want) || !strings.Contains(err.Error(), attic) {
 				t.Fatalf("Revoke with reassign_owned_to %s %s = %v; want an error naming the role and %q", attic, change.alter, err, change.want)
 			}
@@ -224,7 +209,7 @@ func TestAttackObjectsOutliveRevoke(t *testing.T) {
 			}
 			exec(t, b.adminURL, "ALTER ROLE "+attic+" "+change.undo)
 		}
-		if err := p.Revoke(t.Context(), attacker.Username); err != nil {
+		if err := revoke(t.Context(), p, attacker); err != nil {
 			t.Fatalf("Revoke once the role is fit again: %v", err)
 		}
 		if fn, view := owners(t, b.adminURL); fn != attic || view != attic {
@@ -249,8 +234,8 @@ func TestAttackActAsMarker(t *testing.T) {
 	}
 	for name, src := range roles {
 		t.Run(name, func(t *testing.T) {
-			cred := issue(t, p, parseRole(t, src))
-			conn := holder(t, cred)
+			cred := issue(t, p, "attack", parseRole(t, src))
+			conn := holder(t, cred.Credential)
 			_, err := conn.Exec(t.Context(), "SET ROLE credbroker_managed")
 			if sqlState(err) != pgerrcode.InsufficientPrivilege {
 				t.Errorf("SET ROLE credbroker_managed as an issued user = %v; want permission denied", err)
@@ -325,7 +310,8 @@ func TestUpgradeTakesMarkerBack(t *testing.T) {
 	if !slices.ContainsFunc(users, func(u plugins.ManagedUser) bool { return u.Username == legacy }) {
 		t.Errorf("ListManaged does not list the legacy user %s", legacy)
 	}
-	if err := p.Revoke(t.Context(), legacy); err != nil {
+	// A lease of that release has no state.
+	if _, err := p.Revoke(t.Context(), plugins.RevokeRequest{Username: legacy, Role: testRole}); err != nil {
 		t.Fatalf("Revoke of the legacy user: %v", err)
 	}
 	if roleExists(t, b.adminURL, legacy) {
@@ -339,7 +325,7 @@ func TestUpgradeTakesMarkerBack(t *testing.T) {
 func TestCheckRoleTooStrong(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	p := open(t, b.conn).(plugins.RoleChecker)
+	p := open(t, b.conn)
 	other := newRole(t, b.adminURL, "cbtest_other", "NOLOGIN")
 	tests := map[string]struct {
 		setup func(g string) // makes g too strong, or not
@@ -461,7 +447,7 @@ func TestAttackCreationStatementsTooStrong(t *testing.T) {
 			t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+username) })
 			_, err := p.Create(t.Context(), plugins.CreateRequest{
 				Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-				Role: parseRole(t, tt.extra+"creation_statements:\n"+tt.statements),
+				Role: testRole, Spec: parseRole(t, tt.extra+"creation_statements:\n"+tt.statements),
 			})
 			if !errors.Is(err, postgres.ErrTooStrong) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Create = %v, want ErrTooStrong naming %s", err, tt.want)
@@ -478,7 +464,7 @@ func TestAttackCreationStatementsTooStrong(t *testing.T) {
 		username := plugins.NewUsername("strong", 63)
 		t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+username) })
 		_, err := p.Create(t.Context(), plugins.CreateRequest{
-			Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+			Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: testRole, Spec: role,
 		})
 		if !errors.Is(err, postgres.ErrTooStrong) || !strings.Contains(err.Error(), "CREATEROLE") {
 			t.Errorf("Create = %v, want ErrTooStrong naming CREATEROLE", err)
@@ -530,7 +516,7 @@ func TestAttackShadowCatalogFunction(t *testing.T) {
 	b := setup(t)
 	p := open(t, b.conn)
 	role := parseRole(t, "member_of: ["+creatorGroup(t, b.adminURL)+"]")
-	attacker := issue(t, p, role)
+	attacker := issue(t, p, "attack", role)
 	pwned := plugins.NewUsername("cbtest_pwned", 40)
 	t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+pwned) })
 	// Each shadows a built-in the plugin calls with an argument whose type
@@ -539,7 +525,7 @@ func TestAttackShadowCatalogFunction(t *testing.T) {
 		"shobj_description(oid, text)":          "text",
 		"pg_terminate_backend(integer, bigint)": "boolean",
 	}
-	conn := holder(t, attacker)
+	conn := holder(t, attacker.Credential)
 	for signature, returns := range shadows {
 		fn := `CREATE FUNCTION public.` + signature + ` RETURNS ` + returns + ` LANGUAGE plpgsql AS $$ BEGIN
 				IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
@@ -554,7 +540,7 @@ func TestAttackShadowCatalogFunction(t *testing.T) {
 	if _, err := p.ListManaged(t.Context()); err != nil {
 		t.Fatalf("ListManaged: %v", err)
 	}
-	if err := p.Revoke(t.Context(), attacker.Username); err != nil {
+	if err := revoke(t.Context(), p, attacker); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	if roleExists(t, b.adminURL, pwned) {

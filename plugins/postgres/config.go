@@ -64,7 +64,9 @@ type Role struct {
 	CreationStatements []string `yaml:"creation_statements"`
 	// RevocationStatements run before the built-in revocation, with the
 	// {{name}} placeholder. Optional; the built-in revocation removes the user
-	// completely without them.
+	// completely without them. Each lease keeps the statements its user was
+	// issued with (in its state), so they run even after the role is changed
+	// or removed from the config.
 	RevocationStatements []string `yaml:"revocation_statements"`
 	// ReassignOwnedTo names a role that receives what an issued user owns
 	// when the user is revoked, instead of it being dropped (the default). It
@@ -74,12 +76,9 @@ type Role struct {
 	// revoke. Unless the admin is a superuser, the role also needs CREATE on
 	// the schemas users create objects in (PostgreSQL checks that of every
 	// new owner), and on PostgreSQL 16+ the admin needs ADMIN OPTION on it.
-	// Optional.
+	// Optional. Like RevocationStatements, each lease keeps the value its user
+	// was issued with.
 	ReassignOwnedTo string `yaml:"reassign_owned_to"`
-
-	// revocationKey names RevocationStatements in the registry shared by every
-	// Plugin of this process; see registerRevocation.
-	revocationKey string
 }
 
 // Grant is one explicit grant on tables of one schema.
@@ -124,17 +123,10 @@ func (r *Role) validate() (warnings []string, err error) {
 				"name a group role that holds the grants", i, m))
 		}
 	}
-	if r.ReassignOwnedTo != "" {
-		switch t := r.ReassignOwnedTo; {
-		case strings.TrimSpace(t) == "" || strings.ContainsRune(t, 0):
-			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is not a role name: name a NOLOGIN role, or leave it out to drop what users own", t))
-		case len(t) > 63:
-			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is %d bytes: PostgreSQL role names hold 63", t, len(t)))
-		case t == markerRole:
-			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is the marker role: name a NOLOGIN role of your own", t))
-		case strings.HasPrefix(t, "pg_"):
-			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is a predefined role: name a NOLOGIN role of your own", t))
-		case slices.Contains(r.MemberOf, t):
+	if t := r.ReassignOwnedTo; t != "" {
+		if err := validateReassignTarget(t); err != nil {
+			errs = append(errs, fmt.Errorf("reassign_owned_to: %w", err))
+		} else if slices.Contains(r.MemberOf, t) {
 			errs = append(errs, fmt.Errorf("reassign_owned_to: %q is also in member_of: every holder could use what revoked users leave; "+
 				"name a NOLOGIN role no issued user is a member of", t))
 		}
@@ -165,10 +157,28 @@ func (r *Role) validate() (warnings []string, err error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if len(r.RevocationStatements) > 0 {
-		r.revocationKey = registerRevocation(r.RevocationStatements)
+	// What Revoke needs is kept beside every lease, which holds only so much.
+	if _, err := stateOf(r).encode(); err != nil {
+		return nil, fmt.Errorf("revocation_statements: too long: %w", err)
 	}
 	return warnings, nil
+}
+
+// validateReassignTarget checks what can be known of a reassign_owned_to
+// role without the server: it is a plausible role name of the operator's
+// own, neither the marker role nor a predefined role.
+func validateReassignTarget(t string) error {
+	switch {
+	case strings.TrimSpace(t) == "" || strings.ContainsRune(t, 0):
+		return fmt.Errorf("%q is not a role name: name a NOLOGIN role, or leave it out to drop what users own", t)
+	case len(t) > 63:
+		return fmt.Errorf("%q is %d bytes: PostgreSQL role names hold 63", t, len(t))
+	case t == markerRole:
+		return fmt.Errorf("%q is the marker role: name a NOLOGIN role of your own", t)
+	case strings.HasPrefix(t, "pg_"):
+		return fmt.Errorf("%q is a predefined role: name a NOLOGIN role of your own", t)
+	}
+	return nil
 }
 
 func (g *Grant) validate(field string) error {

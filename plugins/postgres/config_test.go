@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/credbroker/credbroker/plugins"
 	"github.com/credbroker/credbroker/plugins/postgres"
 )
 
@@ -46,7 +47,7 @@ func TestParseConnection(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseConnection: %v", err)
 			}
-			c := *got.(*postgres.Connection)
+			c := *got
 			if c.DSN.String() != tt.wantDSN {
 				t.Errorf("DSN = %s, want %s", c.DSN, tt.wantDSN)
 			}
@@ -159,7 +160,7 @@ func TestParseRole(t *testing.T) {
 				t.Errorf("warnings = %q, want one containing %q", warnings, tt.wantWarning)
 			}
 			if tt.check != nil {
-				tt.check(t, got.(*postgres.Role))
+				tt.check(t, got)
 			}
 		})
 	}
@@ -193,7 +194,7 @@ func FuzzParseRole(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r := got.(*postgres.Role)
+		r := got
 		direct := len(r.MemberOf) > 0 || len(r.Grants) > 0
 		if direct == (len(r.CreationStatements) > 0) {
 			t.Errorf("accepted a role with member_of/grants %t and creation_statements %d", direct, len(r.CreationStatements))
@@ -223,4 +224,29 @@ func FuzzParseRole(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDriverMetadata: the driver the broker gets from New declares psql,
+// which needs no arguments since it reads the PG* variables of the
+// credential, and those variables' names.
+func TestDriverMetadata(t *testing.T) {
+	t.Parallel()
+	d, ok := postgres.New().(plugins.Describer)
+	if !ok {
+		t.Fatal("postgres.New() does not describe itself")
+	}
+	md := d.Describe()
+	if len(md.Clients) != 1 || md.Clients[0].Command != "psql" || md.Clients[0].Args != nil {
+		t.Errorf("Clients = %+v, want psql without arguments", md.Clients)
+	}
+	want := []string{"PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE"}
+	if !slices.Equal(md.Env, want) {
+		t.Errorf("Env = %q, want %q", md.Env, want)
+	}
+	if md.Demo != nil {
+		t.Error("Demo is set: credbroker dev sets up the PostgreSQL demo itself")
+	}
+	if n := postgres.New(); n.Name() != "postgres" || n.UsernameLimit() != 63 {
+		t.Errorf("New() is %q with a username limit of %d", n.Name(), n.UsernameLimit())
+	}
 }

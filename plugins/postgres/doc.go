@@ -1,5 +1,7 @@
 // Package postgres is the PostgreSQL backend: it issues short-lived login roles
-// with the grants a credbroker role names, and removes them again.
+// with the grants a credbroker role names, and removes them again. [New]
+// returns its driver for the broker; [Driver] and [Plugin] implement the
+// plugin contract in the package's own types ([Connection], [Role]).
 //
 // # Configuration
 //
@@ -43,9 +45,17 @@
 // every role it is a member of are checked (see "Too strong" below), so free
 // creation_statements cannot make a user stronger than an issued user may be.
 //
-// Revoke disables login, terminates the user's sessions, drops what the user
-// owns and the privileges it holds in every database where pg_shdepend shows
-// any, and drops the role. What the user owns is never handed to the admin:
+// Create returns a small state that the broker keeps beside the lease and
+// hands back to Revoke: the role's revocation_statements and
+// reassign_owned_to as they were when the user was issued, as versioned JSON
+// ({"v":1,"revocation_statements":[…],"reassign_owned_to":"…"}). Nothing a
+// revoke needs lives in the process or on the server, so a lease revokes the
+// same way after its role was changed or removed from the config.
+//
+// Revoke disables login, terminates the user's sessions, runs the
+// revocation_statements of its state, drops what the user owns and the
+// privileges it holds in every database where pg_shdepend shows any, and
+// drops the role. What the user owns is never handed to the admin:
 // a SECURITY DEFINER function or a view a holder made would then run as the
 // admin for anyone. A role may name reassign_owned_to: a NOLOGIN role that
 // receives what its users owned instead; it is checked at start and again at
@@ -57,9 +67,9 @@
 //
 // # Which roles are the broker's
 //
-// The role comment, not a membership, is what marks a role as the broker's:
-// only a superuser or a role with CREATEROLE may comment on a role, so a
-// holder cannot forge or remove it. ListManaged (the sweep) and Revoke read
+// The role comment ("credbroker:created=<RFC 3339>"), not a membership, is
+// what marks a role as the broker's: only a superuser or a role with
+// CREATEROLE may comment on a role, so a holder cannot forge or remove it. ListManaged (the sweep) and Revoke read
 // it on every version. Issued users used to be members of credbroker_managed,
 // and on PostgreSQL 15 and older every membership lets the member SET ROLE:
 // holders could create objects owned by the marker (a large object, a table
@@ -71,6 +81,19 @@
 // it with those options (16+); users keep their comment, so their leases stay
 // revocable. If the marker owns anything, [Plugin.Warnings] says so, with the
 // command that cleans it up.
+//
+// # Leases of earlier releases
+//
+// Releases before contract v2 kept what Revoke needs in the comment itself:
+// ";reassign_owned_to=<role>" and ";revocation_statements=<key>", a hash of
+// the role's statements. Their leases have no state. [Plugin.UpgradeState],
+// which the broker calls for them at start, derives it from the comment: the
+// reassign_owned_to it holds, and the role's current revocation_statements
+// when their hash is the key (they are the statements the user was issued
+// with). When the role has changed its statements or is gone, the state says
+// they are unknown, and Revoke runs the built-in revocation alone, which
+// removes the user completely, as those releases did. Revoke derives the
+// state the same way for a lease it meets before the upgrade has.
 //
 // # Too strong
 //

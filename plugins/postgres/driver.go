@@ -3,15 +3,23 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/credbroker/credbroker/plugins"
 )
 
-// Driver is the "postgres" backend kind. The zero value is ready to use.
+// Driver is the "postgres" backend kind, written in the plugin's own types.
+// The zero value is ready to use; the broker uses it through [New].
 type Driver struct{}
 
-var _ plugins.Driver = Driver{}
+var (
+	_ plugins.TypedDriver[*Connection, *Role] = Driver{}
+	_ plugins.Describer                       = Driver{}
+)
+
+// New returns the "postgres" driver as the broker uses it: [Driver] behind
+// [plugins.Typed], which does the one type assertion of its connection and
+// role values.
+func New() plugins.Driver { return plugins.Typed(Driver{}) }
 
 // Name returns "postgres", the value of `plugin:` and the key of the role
 // section this driver parses.
@@ -21,10 +29,24 @@ func (Driver) Name() string { return "postgres" }
 // (NAMEDATALEN-1 bytes).
 func (Driver) UsernameLimit() int { return 63 }
 
-// ParseConnection decodes and validates a `connection:` section into a
-// *Connection, filling defaults. It neither resolves the DSN reference nor
-// touches the network.
-func (Driver) ParseConnection(decode plugins.Decoder) (any, error) {
+// envNames are the variables [Plugin.Create] puts in a credential's Env, in
+// the order they are best shown. psql and every libpq client read them.
+var envNames = []string{"PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE"}
+
+// Describe declares psql as the backend's client (it reads the PG*
+// variables of the credential, so it needs no arguments) and the names of
+// those variables. The demo backend of `credbroker dev` is not declared
+// here: it needs the broker's own store and is set up by the dev command.
+func (Driver) Describe() plugins.Metadata {
+	return plugins.Metadata{
+		Clients: []plugins.Client{{Command: "psql"}},
+		Env:     append([]string(nil), envNames...),
+	}
+}
+
+// ParseConnection decodes and validates a `connection:` section, filling
+// defaults. It neither resolves the DSN reference nor touches the network.
+func (Driver) ParseConnection(decode plugins.Decoder) (*Connection, error) {
 	if decode == nil {
 		return nil, errors.New("connection: required: at least dsn")
 	}
@@ -38,10 +60,10 @@ func (Driver) ParseConnection(decode plugins.Decoder) (any, error) {
 	return &c, nil
 }
 
-// ParseRole decodes and validates a role's `postgres:` section into a *Role.
-// Privilege names come back upper case. It warns when explicit grants are
-// used, whose cost grows with every live lease.
-func (Driver) ParseRole(decode plugins.Decoder) (any, []string, error) {
+// ParseRole decodes and validates a role's `postgres:` section. Privilege
+// names come back upper case. It warns when explicit grants are used, whose
+// cost grows with every live lease.
+func (Driver) ParseRole(decode plugins.Decoder) (*Role, []string, error) {
 	if decode == nil {
 		return nil, nil, errors.New("one of member_of, grants or creation_statements is required")
 	}
@@ -57,38 +79,16 @@ func (Driver) ParseRole(decode plugins.Decoder) (any, []string, error) {
 }
 
 // Open resolves the DSN reference, connects, and makes sure the marker role
-// credbroker_managed exists. connection is what ParseConnection returned. A
-// server that cannot be reached is an error matching [plugins.ErrUnavailable].
-func (Driver) Open(ctx context.Context, connection any) (plugins.Plugin, error) {
-	c, err := asConnection(connection)
-	if err != nil {
+// credbroker_managed exists. A server that cannot be reached is an error
+// matching [plugins.ErrUnavailable]; no error quotes the DSN or its
+// password.
+func (Driver) Open(ctx context.Context, c *Connection) (plugins.TypedPlugin[*Role], error) {
+	if c == nil {
+		return nil, errors.New("open: no connection given")
+	}
+	conn := *c
+	if err := conn.validate(); err != nil {
 		return nil, err
 	}
-	return open(ctx, c, nil)
-}
-
-func asConnection(v any) (*Connection, error) {
-	var c Connection
-	switch v := v.(type) {
-	case *Connection:
-		if v == nil {
-			return nil, errors.New("open: no connection given")
-		}
-		c = *v
-	case Connection:
-		c = v
-	default:
-		return nil, fmt.Errorf("open: connection is %T, want *postgres.Connection from ParseConnection", v)
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-func asRole(v any) (*Role, error) {
-	if r, ok := v.(*Role); ok && r != nil {
-		return r, nil
-	}
-	return nil, fmt.Errorf("role is %T, want *postgres.Role from ParseRole", v)
+	return open(ctx, &conn, nil)
 }

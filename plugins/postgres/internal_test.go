@@ -237,13 +237,16 @@ func TestPlaintextNeverReachesServer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			pw := plugins.NewPassword()
 			username := plugins.NewUsername("wire", 63)
-			t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
-			cred, err := p.Create(t.Context(), plugins.CreateRequest{
-				Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: role,
+			t.Cleanup(func() {
+				_, _ = p.Revoke(context.Background(), plugins.RevokeOf[*Role]{Username: username, Spec: role})
+			})
+			resp, err := p.Create(t.Context(), plugins.CreateOf[*Role]{
+				Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: "wire", Spec: role,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
+			cred := resp.Credential
 			sent := rec.sent()
 			if bytes.Contains(sent, []byte(pw.Reveal())) {
 				t.Fatal("the plaintext password was sent to the server")

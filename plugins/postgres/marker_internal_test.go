@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -40,8 +41,8 @@ func TestCreateStepsMarker(t *testing.T) {
 	for name, role := range roles {
 		for _, version := range []int{150008, 160002} {
 			p := &Plugin{version: version}
-			steps, err := p.createSteps(plugins.CreateRequest{
-				Username: "cb_u", Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+			steps, err := p.createSteps(plugins.CreateOf[*Role]{
+				Username: "cb_u", Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: "r", Spec: role,
 			})
 			if err != nil {
 				t.Fatalf("%s on %d: %v", name, version, err)
@@ -52,7 +53,13 @@ func TestCreateStepsMarker(t *testing.T) {
 				if strings.Contains(s.sql, markerRole) {
 					marker = append(marker, s.sql)
 				}
-				comment = comment || strings.HasPrefix(s.sql, `COMMENT ON ROLE "cb_u" IS 'credbroker:created=`)
+				if c, ok := strings.CutPrefix(s.sql, `COMMENT ON ROLE "cb_u" IS 'credbroker:created=`); ok {
+					comment = true
+					// The date alone: what Revoke needs is in the lease's state.
+					if _, err := time.Parse(time.RFC3339+"'", c); err != nil {
+						t.Errorf("%s on %d: the comment holds more than the date: %s", name, version, s.sql)
+					}
+				}
 			}
 			want := []string(nil)
 			if version >= 160000 {
@@ -97,7 +104,39 @@ func TestDropOwnedSteps(t *testing.T) {
 	}
 }
 
-func TestRoleCommentRoundTrip(t *testing.T) {
+func TestRoleComment(t *testing.T) {
+	t.Parallel()
+	created := time.Date(2026, 11, 28, 6, 0, 0, 0, time.FixedZone("X", 3600))
+	c := roleComment(created)
+	if c != "credbroker:created=2026-11-28T05:00:00Z" {
+		t.Errorf("roleComment = %q, want the marker and the date in UTC alone", c)
+	}
+	if info, ours := parseRoleComment(c); !ours || !info.created.Equal(created) || info != (roleInfo{created: info.created}) {
+		t.Errorf("parseRoleComment(%q) = %+v, %t", c, info, ours)
+	}
+	for _, c := range []string{"", "a role", "credbroker", "Credbroker:created=x"} {
+		if _, ours := parseRoleComment(c); ours {
+			t.Errorf("parseRoleComment(%q) says the role is ours", c)
+		}
+	}
+}
+
+// legacyRoleComment is the comment releases before contract v2 wrote,
+// copied from that release, for the tests of reading it.
+func legacyRoleComment(info roleInfo) string {
+	c := commentPrefix + "created=" + info.created.UTC().Format(time.RFC3339)
+	if info.revocationKey != "" {
+		c += ";revocation_statements=" + info.revocationKey
+	}
+	if info.reassignOwnedTo != "" {
+		c += ";reassign_owned_to=" + url.QueryEscape(info.reassignOwnedTo)
+	}
+	return c
+}
+
+// TestLegacyRoleComment: the comments an earlier release wrote still read
+// back whole, for the upgrade of its leases.
+func TestLegacyRoleComment(t *testing.T) {
 	t.Parallel()
 	created := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
 	tests := map[string]roleInfo{
@@ -109,18 +148,13 @@ func TestRoleCommentRoundTrip(t *testing.T) {
 	}
 	for name, info := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, ours := parseRoleComment(roleComment(info))
+			got, ours := parseRoleComment(legacyRoleComment(info))
 			if !ours || got != info {
-				t.Errorf("parseRoleComment(roleComment(%+v)) = %+v, %t", info, got, ours)
+				t.Errorf("parseRoleComment(legacyRoleComment(%+v)) = %+v, %t", info, got, ours)
 			}
 		})
 	}
-	for _, c := range []string{"", "a role", "credbroker", "Credbroker:created=x"} {
-		if _, ours := parseRoleComment(c); ours {
-			t.Errorf("parseRoleComment(%q) says the role is ours", c)
-		}
-	}
-	// A role an older release made: only created= (and revocation_statements=).
+	// A role an even older release made: only created=.
 	if info, ours := parseRoleComment("credbroker:created=2026-01-02T03:04:05Z"); !ours || info.reassignOwnedTo != "" || info.created.IsZero() {
 		t.Errorf("an older release's comment reads as %+v, %t", info, ours)
 	}

@@ -30,7 +30,7 @@ type Plugin struct {
 	adminDB string          // the admin connection's current_database()
 	version int             // the server's server_version_num
 	target  target
-	secrets []secret.Value // the admin DSN and its password, redacted from every error
+	secrets []secret.Value // the admin DSN and its password; see Secrets
 
 	mu        sync.Mutex
 	dbPools   map[string]*pgxpool.Pool // by database name, made lazily by poolFor
@@ -39,9 +39,10 @@ type Plugin struct {
 }
 
 var (
-	_ plugins.Plugin      = (*Plugin)(nil)
-	_ plugins.RoleChecker = (*Plugin)(nil)
-	_ plugins.Warner      = (*Plugin)(nil)
+	_ plugins.TypedPlugin[*Role]        = (*Plugin)(nil)
+	_ plugins.TypedStateUpgrader[*Role] = (*Plugin)(nil)
+	_ plugins.Warner                    = (*Plugin)(nil)
+	_ plugins.SecretHolder              = (*Plugin)(nil)
 )
 
 // target is where issued credentials point.
@@ -55,6 +56,8 @@ const perDatabaseConns = 2
 
 // open connects with c. configure, when not nil, edits the pool
 // configuration before the pool is made (tests install tracers with it).
+// Its errors are sanitized here: there is no plugin yet whose Secrets the
+// decorator could redact.
 func open(ctx context.Context, c *Connection, configure func(*pgxpool.Config)) (*Plugin, error) {
 	dsn, err := c.DSN.Resolve()
 	if err != nil {
@@ -92,11 +95,11 @@ func open(ctx context.Context, c *Connection, configure func(*pgxpool.Config)) (
 		sslmode:  sslMode(dsn.Reveal()),
 	}
 	if p.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
-		return nil, p.sanitize(fmt.Errorf("open: %w", err))
+		return nil, plugins.Sanitize(fmt.Errorf("open: %w", err), p.secrets...)
 	}
 	if err := p.setup(ctx); err != nil {
 		p.pool.Close()
-		return nil, p.sanitize(fmt.Errorf("open: %w", classify(err)))
+		return nil, plugins.Sanitize(fmt.Errorf("open: %w", classify(err)), p.secrets...)
 	}
 	return p, nil
 }
@@ -125,10 +128,9 @@ func (p *Plugin) setup(ctx context.Context) error {
 	return p.upgradeMarker(ctx)
 }
 
-// sanitize redacts the admin DSN, its password and extra from err.
-func (p *Plugin) sanitize(err error, extra ...secret.Value) error {
-	return plugins.Sanitize(err, slices.Concat(p.secrets, extra)...)
-}
+// Secrets returns the admin DSN and its password, which the decorator of
+// [plugins.Open] redacts from every error and warning the plugin returns.
+func (p *Plugin) Secrets() []secret.Value { return slices.Clone(p.secrets) }
 
 // step is one statement of a transaction; what describes it in errors and
 // never holds a secret.
@@ -145,13 +147,19 @@ type step struct {
 // transaction commits it checks the new user, and every role it is a member
 // of, against the rules of [Plugin.CheckRole], and rolls back when one is too
 // strong (creation statements are free SQL). The plaintext password is never
-// sent to the server. req.Role must be a *Role from [Driver.ParseRole].
-func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins.Credential, error) {
+// sent to the server.
+//
+// The response's State holds what Revoke will need: the role's
+// revocation_statements and reassign_owned_to as they are now.
+func (p *Plugin) Create(ctx context.Context, req plugins.CreateOf[*Role]) (plugins.CreateResponse, error) {
+	var st []byte
 	steps, err := p.createSteps(req)
 	if err == nil {
-		role, _ := asRole(req.Role) // createSteps checked it
+		st, err = stateOf(req.Spec).encode()
+	}
+	if err == nil {
 		err = p.inTx(ctx, p.pool, steps, func(tx pgx.Tx) error {
-			return checkNewUser(ctx, tx, req.Username, p.version, role.ReassignOwnedTo)
+			return checkNewUser(ctx, tx, req.Username, p.version, req.Spec.ReassignOwnedTo)
 		})
 	}
 	if sqlState(err) == pgerrcode.ProgramLimitExceeded {
@@ -160,15 +168,15 @@ func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins
 		err = fmt.Errorf("%w (a table's access list is full of per-user grants: PostgreSQL holds about 2 400 of them on a table; use member_of)", err)
 	}
 	if err != nil {
-		return plugins.Credential{}, p.sanitize(fmt.Errorf("create role %s: %w", ident(req.Username), err), req.Password)
+		return plugins.CreateResponse{}, fmt.Errorf("create role %s: %w", ident(req.Username), err)
 	}
-	return p.credential(req.Username, req.Password), nil
+	return plugins.CreateResponse{Credential: p.credential(req.Username, req.Password), State: st}, nil
 }
 
-func (p *Plugin) createSteps(req plugins.CreateRequest) ([]step, error) {
-	role, err := asRole(req.Role)
-	if err != nil {
-		return nil, err
+func (p *Plugin) createSteps(req plugins.CreateOf[*Role]) ([]step, error) {
+	role := req.Spec
+	if role == nil {
+		return nil, errors.New("no role spec given")
 	}
 	if err := checkUsername(req.Username); err != nil {
 		return nil, err
@@ -198,7 +206,7 @@ func (p *Plugin) createSteps(req plugins.CreateRequest) ([]step, error) {
 				" VALID UNTIL " + timestampLiteral(req.ExpiresAt),
 		})
 	}
-	comment := roleComment(roleInfo{created: time.Now(), revocationKey: role.revocationKey, reassignOwnedTo: role.ReassignOwnedTo})
+	comment := roleComment(time.Now())
 	steps = append(steps, step{what: "comment on role", sql: "COMMENT ON ROLE " + name + " IS " + quoteLiteral(comment)})
 	if sql := markerGrant(p.version, name); sql != "" {
 		steps = append(steps, step{what: "grant " + markerRole, sql: sql})
@@ -383,7 +391,7 @@ func (p *Plugin) credential(username string, password secret.Value) plugins.Cred
 		Username: username,
 		Password: password,
 		URI:      secret.New(u.String()),
-		Env: map[string]secret.Value{
+		Env: map[string]secret.Value{ // the names in envNames
 			"PGHOST":     secret.New(t.host),
 			"PGPORT":     secret.New(t.port),
 			"PGDATABASE": secret.New(t.database),
@@ -399,21 +407,21 @@ func (p *Plugin) credential(username string, password secret.Value) plugins.Cred
 	}
 }
 
-// Renew moves the user's VALID UNTIL to expiresAt. A user that does not exist
-// is an error saying so.
-func (p *Plugin) Renew(ctx context.Context, username string, expiresAt time.Time) error {
-	name := ident(username)
-	if expiresAt.IsZero() {
-		return fmt.Errorf("renew role %s: no expiry given", name)
+// Renew moves the user's VALID UNTIL to req.ExpiresAt. A user that does not
+// exist is an error saying so. The lease's state stays as it is.
+func (p *Plugin) Renew(ctx context.Context, req plugins.RenewOf[*Role]) (plugins.RenewResponse, error) {
+	name := ident(req.Username)
+	if req.ExpiresAt.IsZero() {
+		return plugins.RenewResponse{}, fmt.Errorf("renew role %s: no expiry given", name)
 	}
-	_, err := p.pool.Exec(ctx, "ALTER ROLE "+name+" VALID UNTIL "+timestampLiteral(expiresAt))
+	_, err := p.pool.Exec(ctx, "ALTER ROLE "+name+" VALID UNTIL "+timestampLiteral(req.ExpiresAt))
 	if sqlState(err) == pgerrcode.UndefinedObject {
-		return p.sanitize(fmt.Errorf("renew role %s: the role does not exist: %w", name, err))
+		return plugins.RenewResponse{}, fmt.Errorf("renew role %s: the role does not exist: %w", name, err)
 	}
 	if err != nil {
-		return p.sanitize(fmt.Errorf("renew role %s: %w", name, classify(err)))
+		return plugins.RenewResponse{}, fmt.Errorf("renew role %s: %w", name, classify(err))
 	}
-	return nil
+	return plugins.RenewResponse{}, nil
 }
 
 // ListManaged returns every role this plugin created that still exists: the
@@ -426,7 +434,7 @@ func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error)
 		WHERE d.classoid = 'pg_authid'::regclass AND starts_with(d.description, $1)
 		ORDER BY r.rolname`, commentPrefix)
 	if err != nil {
-		return nil, p.sanitize(fmt.Errorf("list managed roles: %w", classify(err)))
+		return nil, fmt.Errorf("list managed roles: %w", classify(err))
 	}
 	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (plugins.ManagedUser, error) {
 		var u plugins.ManagedUser
@@ -437,7 +445,7 @@ func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error)
 		return u, err
 	})
 	if err != nil {
-		return nil, p.sanitize(fmt.Errorf("list managed roles: %w", classify(err)))
+		return nil, fmt.Errorf("list managed roles: %w", classify(err))
 	}
 	return users, nil
 }
@@ -451,7 +459,7 @@ func (p *Plugin) Check(ctx context.Context) error {
 		`SELECT current_user, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user`,
 	).Scan(&user, &canCreate)
 	if err != nil {
-		return p.sanitize(fmt.Errorf("check: %w", classify(err)))
+		return fmt.Errorf("check: %w", classify(err))
 	}
 	if !canCreate {
 		return fmt.Errorf("check: admin role %s has neither CREATEROLE nor SUPERUSER: it cannot issue users", ident(user))
@@ -462,7 +470,8 @@ func (p *Plugin) Check(ctx context.Context) error {
 // Warnings reports what works but is riskier than it needs to be: an admin
 // that is a superuser (it needs only CREATEROLE, and on PostgreSQL 16+ ADMIN
 // OPTION on each member_of group role), and a marker role that owns objects.
-// A query that fails is reported as a warning too.
+// A query that fails is reported as a warning too (the decorator of
+// [plugins.Open] redacts the admin's secrets from it).
 func (p *Plugin) Warnings(ctx context.Context) []string {
 	var out []string
 	var user string
@@ -470,13 +479,13 @@ func (p *Plugin) Warnings(ctx context.Context) []string {
 	err := p.pool.QueryRow(ctx, `SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&user, &super)
 	switch {
 	case err != nil:
-		out = append(out, p.sanitize(fmt.Errorf("could not read the admin role's attributes: %w", err)).Error())
+		out = append(out, fmt.Sprintf("could not read the admin role's attributes: %v", err))
 	case super:
 		out = append(out, superuserWarning(user, p.version))
 	}
 	marker, err := p.markerWarnings(ctx)
 	if err != nil {
-		out = append(out, p.sanitize(fmt.Errorf("could not read what %s owns: %w", markerRole, err)).Error())
+		out = append(out, fmt.Sprintf("could not read what %s owns: %v", markerRole, err))
 	}
 	return append(out, marker...)
 }
@@ -493,25 +502,23 @@ func superuserWarning(user string, version int) string {
 		"acts with every power over the server; it needs only " + need
 }
 
-// CheckRole checks role (a *Role from [Driver.ParseRole]) against the
-// server: each member_of group role must exist and be no stronger than an
+// CheckRole checks role against the server: each member_of group role must exist and be no stronger than an
 // issued user may be, and reassign_owned_to must name an existing NOLOGIN
 // role that is not too strong either. Too strong means SUPERUSER,
 // CREATEROLE, CREATEDB, BYPASSRLS, REPLICATION, ADMIN OPTION on any role, or
 // membership of a dangerous predefined role (see dangerousPredefinedRoles),
 // on the role itself or any role it is a member of, recursively. Such errors
 // match [ErrTooStrong].
-func (p *Plugin) CheckRole(ctx context.Context, v any) error {
-	role, err := asRole(v)
-	if err != nil {
-		return err
+func (p *Plugin) CheckRole(ctx context.Context, role *Role) error {
+	if role == nil {
+		return errors.New("no role spec given")
 	}
 	var errs []error
 	for i, group := range role.MemberOf {
 		field := fmt.Sprintf("member_of[%d]", i)
 		var exists bool
 		if err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, group).Scan(&exists); err != nil {
-			return p.sanitize(fmt.Errorf("%s: %w", field, classify(err)))
+			return fmt.Errorf("%s: %w", field, classify(err))
 		}
 		if !exists {
 			errs = append(errs, fmt.Errorf("%s: role %s does not exist: create it (CREATE ROLE %s NOLOGIN) or fix the name", field, ident(group), ident(group)))
@@ -519,7 +526,7 @@ func (p *Plugin) CheckRole(ctx context.Context, v any) error {
 		}
 		found, err := tooStrong(ctx, p.pool, group)
 		if err != nil {
-			return p.sanitize(fmt.Errorf("%s: %w", field, classify(err)))
+			return fmt.Errorf("%s: %w", field, classify(err))
 		}
 		if len(found) > 0 {
 			errs = append(errs, fmt.Errorf("%s: %w: every issued user could use what %s can: %s; "+
@@ -544,7 +551,7 @@ func (p *Plugin) checkReassignTarget(ctx context.Context, target string) error {
 			ident(target), ident(target))
 	}
 	if err != nil {
-		return p.sanitize(classify(err))
+		return classify(err)
 	}
 	var problems []string
 	if login {
@@ -552,7 +559,7 @@ func (p *Plugin) checkReassignTarget(ctx context.Context, target string) error {
 	}
 	found, err := tooStrong(ctx, p.pool, target)
 	if err != nil {
-		return p.sanitize(classify(err))
+		return classify(err)
 	}
 	problems = append(problems, found...)
 	if len(problems) > 0 {

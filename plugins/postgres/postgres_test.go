@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,9 +34,9 @@ var decoder = plugintest.Decoder
 
 // bundle is what setup gives a test.
 type bundle struct {
-	adminURL string // superuser, connected to the test's own database
-	database string // the test's database
-	conn     any    // the parsed connection section for adminURL
+	adminURL string               // superuser, connected to the test's own database
+	database string               // the test's database
+	conn     *postgres.Connection // the parsed connection section for adminURL
 }
 
 // setup makes a database of the test's own with tables items and orders
@@ -57,7 +59,7 @@ func setup(t *testing.T) bundle {
 
 // connection writes dsn to a file and parses a connection section that
 // references it, plus extra YAML.
-func connection(t *testing.T, dsn, extra string) any {
+func connection(t *testing.T, dsn, extra string) *postgres.Connection {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "dsn")
 	if err := os.WriteFile(file, []byte(dsn), 0o600); err != nil {
@@ -70,7 +72,7 @@ func connection(t *testing.T, dsn, extra string) any {
 	return c
 }
 
-func parseRole(t *testing.T, src string) any {
+func parseRole(t *testing.T, src string) *postgres.Role {
 	t.Helper()
 	r, _, err := postgres.Driver{}.ParseRole(decoder(src))
 	if err != nil {
@@ -79,14 +81,61 @@ func parseRole(t *testing.T, src string) any {
 	return r
 }
 
-func open(t *testing.T, conn any) plugins.Plugin {
+// open opens the backend as the broker does: through plugins.Open, with
+// its sanitizing decorator.
+func open(t *testing.T, conn *postgres.Connection) plugins.Plugin {
 	t.Helper()
-	p, err := postgres.Driver{}.Open(t.Context(), conn)
+	p, err := plugins.Open(t.Context(), postgres.New(), conn)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	return p
+}
+
+// testRole is the role name of the leases the tests make.
+const testRole = "test"
+
+// lease is an issued user as the broker keeps it: the credential, the role's
+// spec and the state Create returned.
+type lease struct {
+	plugins.Credential
+	spec  *postgres.Role
+	state []byte
+}
+
+// create asks p for a user named prefix plus a random suffix, for role.
+func create(ctx context.Context, p plugins.Plugin, prefix string, role *postgres.Role) (lease, error) {
+	username := plugins.NewUsername(prefix, 63)
+	resp, err := p.Create(ctx, plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
+		Role: testRole, Spec: role,
+	})
+	return lease{Credential: resp.Credential, spec: role, state: resp.State}, err
+}
+
+// issue creates a user for role, revoked when the test ends.
+func issue(t *testing.T, p plugins.Plugin, prefix string, role *postgres.Role) lease {
+	t.Helper()
+	l, err := create(t.Context(), p, prefix, role)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() { _ = revoke(context.Background(), p, l) })
+	return l
+}
+
+// revoke revokes l as the broker does while its role is in the config.
+func revoke(ctx context.Context, p plugins.Plugin, l lease) error {
+	_, err := p.Revoke(ctx, plugins.RevokeRequest{Username: l.Username, Role: testRole, Spec: l.spec, State: l.state})
+	return err
+}
+
+// revokeRemoved revokes l as the broker does once its role is removed from
+// the config: from its state alone.
+func revokeRemoved(ctx context.Context, p plugins.Plugin, l lease) error {
+	_, err := p.Revoke(ctx, plugins.RevokeRequest{Username: l.Username, Role: testRole, State: l.state})
+	return err
 }
 
 // exec runs statements on a fresh connection to url.
@@ -183,7 +232,7 @@ func TestConformance(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		plugintest.Run(t, plugintest.Harness{
-			Driver:        postgres.Driver{},
+			Driver:        postgres.New(),
 			Connection:    b.conn,
 			Role:          parseRole(t, `grants: [{privileges: [SELECT], schema: public, tables: ["*"]}]`),
 			Login:         login,
@@ -201,7 +250,7 @@ func TestConformance(t *testing.T) {
 		)
 		t.Cleanup(func() { exec(t, b.adminURL, "DROP OWNED BY "+group, "DROP ROLE "+group) })
 		plugintest.Run(t, plugintest.Harness{
-			Driver:        postgres.Driver{},
+			Driver:        postgres.New(),
 			Connection:    b.conn,
 			Role:          parseRole(t, "member_of: ["+group+"]"),
 			Login:         login,
@@ -216,7 +265,7 @@ func TestConformance(t *testing.T) {
 		pw := plugins.NewPassword()
 		admin := newRole(t, b.adminURL, "cbtest_admin", "LOGIN CREATEROLE PASSWORD '"+postgres.SCRAMVerifier(pw.Reveal())+"'")
 		plugintest.Run(t, plugintest.Harness{
-			Driver:        postgres.Driver{},
+			Driver:        postgres.New(),
 			Connection:    connection(t, withUser(t, b.adminURL, admin, pw).Reveal(), ""),
 			Role:          parseRole(t, "member_of: ["+group+"]"),
 			Login:         login,
@@ -227,7 +276,7 @@ func TestConformance(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		plugintest.Run(t, plugintest.Harness{
-			Driver:     postgres.Driver{},
+			Driver:     postgres.New(),
 			Connection: b.conn,
 			Role: parseRole(t, `
 creation_statements:
@@ -248,20 +297,33 @@ func TestRenewMovesValidUntil(t *testing.T) {
 	p := open(t, b.conn)
 	username := plugins.NewUsername("renew", 63)
 	first := time.Now().Add(10 * time.Minute).Truncate(time.Microsecond)
-	if _, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: first,
-		Role: parseRole(t, "member_of: [pg_read_all_data]"),
-	}); err != nil {
+	role := parseRole(t, "member_of: [pg_read_all_data]")
+	created, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: first, Role: testRole, Spec: role,
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	t.Cleanup(func() {
+		_ = revoke(context.Background(), p, lease{Credential: created.Credential, spec: role, state: created.State})
+	})
 	expiry := validUntil(b.adminURL)
 	if got, err := expiry(t.Context(), username); err != nil || !got.Equal(first) {
 		t.Fatalf("rolvaliduntil after Create = %v, %v; want %v", got, err, first)
 	}
 	second := first.Add(time.Hour)
-	if err := p.Renew(t.Context(), username, second); err != nil {
-		t.Fatal(err)
+	// Renew keeps the state (a response without one), also once the role is
+	// gone from the config.
+	for _, spec := range []any{role, nil} {
+		renewed, err := p.Renew(t.Context(), plugins.RenewRequest{
+			Username: username, Role: testRole, Spec: spec, State: created.State, ExpiresAt: second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if renewed.State != nil {
+			t.Errorf("Renew returned state %s, want none: the lease's state stays as it is", renewed.State)
+		}
 	}
 	if got, err := expiry(t.Context(), username); err != nil || !got.Equal(second) {
 		t.Fatalf("rolvaliduntil after Renew = %v, %v; want %v", got, err, second)
@@ -272,15 +334,8 @@ func TestListManagedDatesRoles(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	p := open(t, b.conn)
-	username := plugins.NewUsername("dated", 63)
 	before := time.Now().Add(-time.Second)
-	if _, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-		Role: parseRole(t, "member_of: [pg_read_all_data]"),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	username := issue(t, p, "dated", parseRole(t, "member_of: [pg_read_all_data]")).Username
 	users, err := p.ListManaged(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +355,9 @@ func TestRenewMissingRole(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	p := open(t, b.conn)
-	err := p.Renew(t.Context(), plugins.NewUsername("gone", 63), time.Now().Add(time.Hour))
+	_, err := p.Renew(t.Context(), plugins.RenewRequest{
+		Username: plugins.NewUsername("gone", 63), Role: testRole, State: []byte(`{"v":1}`), ExpiresAt: time.Now().Add(time.Hour),
+	})
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Renew of a missing role = %v, want an error saying it does not exist", err)
 	}
@@ -324,48 +381,59 @@ grants:
   - {privileges: [UPDATE], schema: public, tables: [t01, t02, t03]}
 `)
 	const n = 40
-	newBatch := func() []string {
-		names := make([]string, n)
-		for i := range names {
-			names[i] = plugins.NewUsername("concurrent", 63)
+	var (
+		mu      sync.Mutex
+		made    = map[string]lease{}
+		removed []string
+	)
+	t.Cleanup(func() {
+		for _, l := range made {
+			_ = revoke(context.Background(), p, l)
 		}
-		t.Cleanup(func() {
-			for _, u := range names {
-				_ = p.Revoke(context.Background(), u)
-			}
-		})
-		return names
-	}
-	create := func(u string) error {
-		_, err := p.Create(t.Context(), plugins.CreateRequest{
-			Username: u, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
-		})
-		return err
-	}
-	revoke := func(u string) error { return p.Revoke(t.Context(), u) }
-	run := func(what string, names []string, f func(string) error, wg *sync.WaitGroup) {
-		for _, u := range names {
+	})
+	createBatch := func(wg *sync.WaitGroup) {
+		for range n {
 			wg.Go(func() {
-				if err := f(u); err != nil {
-					t.Errorf("%s %s: %v", what, u, err)
+				l, err := create(t.Context(), p, "concurrent", role)
+				if err != nil {
+					t.Errorf("Create: %v", err)
+					return
 				}
+				mu.Lock()
+				made[l.Username] = l
+				mu.Unlock()
 			})
 		}
 	}
+	revokeAll := func(wg *sync.WaitGroup) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range made {
+			removed = append(removed, l.Username)
+			wg.Go(func() {
+				if err := revoke(t.Context(), p, l); err != nil {
+					t.Errorf("Revoke %s: %v", l.Username, err)
+				}
+			})
+		}
+		clear(made)
+	}
 
-	first, second := newBatch(), newBatch()
 	var wg sync.WaitGroup
-	run("Create", first, create, &wg)
+	createBatch(&wg)
 	wg.Wait()
-	run("Revoke", first, revoke, &wg)
-	run("Create", second, create, &wg)
+	revokeAll(&wg)
+	createBatch(&wg)
 	wg.Wait()
-	run("Revoke", second, revoke, &wg)
+	revokeAll(&wg)
 	wg.Wait()
+	if len(removed) != 2*n {
+		t.Fatalf("revoked %d users, want %d", len(removed), 2*n)
+	}
 
 	var left int
 	if err := queryRow(t, b.adminURL, "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
-		[]any{append(first, second...)}, &left); err != nil {
+		[]any{removed}, &left); err != nil {
 		t.Fatal(err)
 	}
 	if left != 0 {
@@ -380,15 +448,8 @@ func TestRevokeOwnerInOtherDatabase(t *testing.T) {
 	b := setup(t)
 	otherURL := plugintest.NewTestDatabase(t, plugintest.PostgresURL(t))
 	p := open(t, b.conn)
-	username := plugins.NewUsername("owner", 63)
-	cred, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-		Role: parseRole(t, `grants: [{privileges: [SELECT], schema: public, tables: [items]}]`),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	owner := issue(t, p, "owner", parseRole(t, `grants: [{privileges: [SELECT], schema: public, tables: [items]}]`))
+	username := owner.Username
 	exec(t, otherURL,
 		"CREATE TABLE owned (id int)",
 		"ALTER TABLE owned OWNER TO "+username,
@@ -400,7 +461,7 @@ func TestRevokeOwnerInOtherDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	userURL, err := url.Parse(cred.URI.Reveal())
+	userURL, err := url.Parse(owner.URI.Reveal())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +472,7 @@ func TestRevokeOwnerInOtherDatabase(t *testing.T) {
 	}
 	defer s.Close()
 
-	if err := p.Revoke(t.Context(), username); err != nil {
+	if err := revoke(t.Context(), p, owner); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	if roleExists(t, b.adminURL, username) {
@@ -444,36 +505,81 @@ func TestRevokeOwnerInOtherDatabase(t *testing.T) {
 	}
 }
 
+// TestRevocationStatementsRun: a user revokes with the revocation
+// statements it was issued with, kept in its state, whether its role is
+// unchanged, changed or removed from the config. The role's comment is only
+// the marker.
 func TestRevocationStatementsRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	exec(t, b.adminURL, "CREATE TABLE revocations (username text)")
+	exec(t, b.adminURL, "CREATE TABLE revocations (username text, by text)")
 	p := open(t, b.conn)
-	role := parseRole(t, `
+	roleWith := func(by string) *postgres.Role {
+		return parseRole(t, `
 creation_statements:
   - CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}
 revocation_statements:
-  - INSERT INTO revocations (username) VALUES ('{{name}}')
+  - INSERT INTO revocations (username, by) VALUES ('{{name}}', '`+by+`')
 `)
-	username := plugins.NewUsername("revstmt", 63)
-	if _, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
-	}); err != nil {
-		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
-	if err := p.Revoke(t.Context(), username); err != nil {
-		t.Fatal(err)
+	issued := roleWith("issued")
+	tests := map[string]func(context.Context, lease) error{
+		"RoleUnchanged": func(ctx context.Context, l lease) error { return revoke(ctx, p, l) },
+		"RoleRemoved":   func(ctx context.Context, l lease) error { return revokeRemoved(ctx, p, l) },
+		"RoleChanged": func(ctx context.Context, l lease) error {
+			l.spec = roleWith("changed")
+			return revoke(ctx, p, l)
+		},
 	}
-	var n int
-	if err := queryRow(t, b.adminURL, "SELECT count(*) FROM revocations WHERE username = $1", []any{username}, &n); err != nil {
-		t.Fatal(err)
+	for name, revokeLease := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := issue(t, p, "revstmt", issued)
+			var comment string
+			if err := queryRow(t, b.adminURL, "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+				[]any{l.Username}, &comment); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(comment, ";") || !strings.HasPrefix(comment, "credbroker:created=") {
+				t.Errorf("the role's comment is %q, want the marker and date alone", comment)
+			}
+			if !strings.Contains(string(l.state), "INSERT INTO revocations") {
+				t.Errorf("the state %s does not hold the revocation statements", l.state)
+			}
+			if err := revokeLease(t.Context(), l); err != nil {
+				t.Fatal(err)
+			}
+			var by []string
+			if err := queryRow(t, b.adminURL, "SELECT COALESCE(array_agg(by), '{}') FROM revocations WHERE username = $1",
+				[]any{l.Username}, &by); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(by, []string{"issued"}) {
+				t.Errorf("revocation statements ran as %q, want the issued ones once", by)
+			}
+			if roleExists(t, b.adminURL, l.Username) {
+				t.Error("the role still exists after Revoke")
+			}
+		})
 	}
-	if n != 1 {
-		t.Errorf("revocation_statements ran %d times, want once", n)
+}
+
+// TestRevokeUnreadableState: a state this release cannot read (written by
+// a newer one, or damaged) fails the revoke before anything changes.
+func TestRevokeUnreadableState(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := open(t, b.conn)
+	l := issue(t, p, "unreadable", parseRole(t, "member_of: [pg_read_all_data]"))
+	for _, st := range []string{`{"v":2}`, `{"v":1,"reassign_owned_to":"credbroker_managed"}`, `not json`} {
+		bad := l
+		bad.state = []byte(st)
+		if err := revoke(t.Context(), p, bad); err == nil || !strings.Contains(err.Error(), "state") {
+			t.Errorf("Revoke with state %s = %v, want an error about the state", st, err)
+		}
 	}
-	if roleExists(t, b.adminURL, username) {
-		t.Error("the role still exists after Revoke")
+	var login bool
+	if err := queryRow(t, b.adminURL, "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", []any{l.Username}, &login); err != nil || !login {
+		t.Errorf("after the failed revokes the user can log in: %t (%v); want it untouched", login, err)
 	}
 }
 
@@ -484,12 +590,18 @@ func TestRevokeRefusesUnmanagedRole(t *testing.T) {
 	name := plugins.NewUsername("unmanaged", 63)
 	exec(t, b.adminURL, "CREATE ROLE "+name+" LOGIN")
 	t.Cleanup(func() { exec(t, b.adminURL, "DROP ROLE IF EXISTS "+name) })
-	err := p.Revoke(t.Context(), name)
-	if err == nil || !strings.Contains(err.Error(), "credbroker did not create it") {
-		t.Errorf("Revoke of a role credbroker did not make = %v, want a refusal", err)
+	for _, st := range [][]byte{nil, []byte(`{"v":1}`)} {
+		_, err := p.Revoke(t.Context(), plugins.RevokeRequest{Username: name, State: st})
+		if err == nil || !strings.Contains(err.Error(), "credbroker did not create it") {
+			t.Errorf("Revoke (state %s) of a role credbroker did not make = %v, want a refusal", st, err)
+		}
+		if !roleExists(t, b.adminURL, name) {
+			t.Fatal("Revoke dropped a role credbroker did not make")
+		}
 	}
-	if !roleExists(t, b.adminURL, name) {
-		t.Error("Revoke dropped a role credbroker did not make")
+	_, err := p.(plugins.StateUpgrader).UpgradeState(t.Context(), plugins.UpgradeStateRequest{Username: name})
+	if err == nil || !strings.Contains(err.Error(), "credbroker did not create it") {
+		t.Errorf("UpgradeState of a role credbroker did not make = %v, want a refusal", err)
 	}
 }
 
@@ -499,15 +611,8 @@ func TestCredential(t *testing.T) {
 	role := parseRole(t, "member_of: [pg_read_all_data]")
 	t.Run("FromDSN", func(t *testing.T) {
 		p := open(t, b.conn)
-		username := plugins.NewUsername("cred", 63)
-		pw := plugins.NewPassword()
-		cred, err := p.Create(t.Context(), plugins.CreateRequest{
-			Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: role,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+		cred := issue(t, p, "cred", role)
+		username, pw := cred.Username, cred.Password
 		want := map[string]string{"host": "127.0.0.1", "port": "5432", "database": b.database}
 		for k, v := range want {
 			if cred.Fields[k] != v {
@@ -518,7 +623,11 @@ func TestCredential(t *testing.T) {
 		if cred.URI.Reveal() != wantURI {
 			t.Errorf("URI = %s, want %s", plugins.SanitizeString(cred.URI.Reveal()), plugins.SanitizeString(wantURI))
 		}
-		// The environment alone is enough to log in, as psql would.
+		// The environment alone is enough to log in, as psql would, and it
+		// holds the variables the driver declares.
+		if names := slices.Sorted(maps.Keys(cred.Env)); !slices.Equal(names, slices.Sorted(slices.Values(postgres.Driver{}.Describe().Env))) {
+			t.Errorf("Env holds %q, the driver declares %q", names, postgres.Driver{}.Describe().Env)
+		}
 		var kv []string
 		for k, key := range map[string]string{"PGHOST": "host", "PGPORT": "port", "PGDATABASE": "dbname",
 			"PGUSER": "user", "PGPASSWORD": "password", "PGSSLMODE": "sslmode"} {
@@ -541,14 +650,7 @@ func TestCredential(t *testing.T) {
 	})
 	t.Run("Overrides", func(t *testing.T) {
 		p := open(t, connection(t, b.adminURL, "host: db.example.com\nport: 6432\ndatabase: orders"))
-		username := plugins.NewUsername("cred", 63)
-		cred, err := p.Create(t.Context(), plugins.CreateRequest{
-			Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+		cred := issue(t, p, "cred", role)
 		u, err := url.Parse(cred.URI.Reveal())
 		if err != nil {
 			t.Fatal(err)
@@ -617,14 +719,31 @@ func TestErrorsHideDSNPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.User = url.UserPassword(u.User.Username(), password)
-	p := open(t, connection(t, u.String(), ""))
-	errs := []error{
-		p.Renew(t.Context(), plugins.NewUsername("x", 63), time.Now().Add(time.Hour)),
+	conn := connection(t, u.String(), "")
+	raw, err := postgres.Driver{}.Open(t.Context(), conn)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, err = p.Create(t.Context(), plugins.CreateRequest{
-		Username: plugins.NewUsername("x", 63), Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-		Role: parseRole(t, "member_of: [cbtest_no_such_group]"),
+	defer raw.Close()
+	// The decorator of plugins.Open redacts what the plugin says it holds.
+	holds := false
+	for _, v := range raw.(plugins.SecretHolder).Secrets() {
+		holds = holds || v.Reveal() == password
+	}
+	if !holds {
+		t.Error("Secrets does not hold the DSN's password")
+	}
+
+	p := open(t, conn)
+	_, err = p.Renew(t.Context(), plugins.RenewRequest{
+		Username: plugins.NewUsername("x", 63), Role: testRole, ExpiresAt: time.Now().Add(time.Hour),
 	})
+	errs := []error{err}
+	_, err = create(t.Context(), p, "x", parseRole(t, "member_of: [cbtest_no_such_group]"))
+	errs = append(errs, err)
+	// A server error that quotes the admin's password, as one quoting SQL
+	// might.
+	_, err = create(t.Context(), p, "x", parseRole(t, `member_of: ["`+password+`"]`))
 	errs = append(errs, err)
 	for _, err := range errs {
 		if err == nil {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/credbroker/credbroker/plugins"
 )
 
 // terminateWait is how long, in milliseconds, pg_terminate_backend waits for
@@ -14,28 +16,31 @@ import (
 const terminateWait = 5000
 
 // Revoke removes the user: it disables login, terminates every session of the
-// user, runs the role's revocation_statements, drops what the user owns and
-// its privileges in every database where it has any, and drops the role. A
-// user that does not exist is success. A role whose comment is not one Create
-// writes is refused: the broker did not make it.
+// user, runs the revocation_statements the user was issued with, drops what
+// the user owns and its privileges in every database where it has any, and
+// drops the role. A user that does not exist is success. A role whose
+// comment is not one Create writes is refused: the broker did not make it.
+//
+// What the user was issued with comes from req.State alone, never from
+// req.Spec: a lease whose role was changed or removed from the config
+// revokes as it would have with the role unchanged. A lease an earlier
+// release wrote has no state; Revoke then derives it as
+// [Plugin.UpgradeState] does, from the user's comment and req.Spec.
 //
 // What the user owns is dropped, never handed to the admin: a SECURITY
 // DEFINER function the user made would otherwise run as the admin. Where the
-// role has reassign_owned_to, it goes to that role instead, after checking
+// state names reassign_owned_to, it goes to that role instead, after checking
 // again that the role cannot log in and is not too strong; if it now is, the
 // revoke fails (the user stays unable to log in) and the reaper retries.
-//
-// The revocation_statements run when this process has parsed the role that
-// issued the user (every broker replica has); otherwise only the built-in
-// revocation runs, which removes the user completely on its own.
-func (p *Plugin) Revoke(ctx context.Context, username string) error {
-	if err := p.revoke(ctx, username); err != nil {
-		return p.sanitize(fmt.Errorf("revoke role %s: %w", ident(username), classify(err)))
+func (p *Plugin) Revoke(ctx context.Context, req plugins.RevokeOf[*Role]) (plugins.RevokeResponse, error) {
+	if err := p.revoke(ctx, req); err != nil {
+		return plugins.RevokeResponse{}, fmt.Errorf("revoke role %s: %w", ident(req.Username), classify(err))
 	}
-	return nil
+	return plugins.RevokeResponse{}, nil
 }
 
-func (p *Plugin) revoke(ctx context.Context, username string) error {
+func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error {
+	username := req.Username
 	name := ident(username)
 	var (
 		oid        uint32
@@ -55,6 +60,14 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 	info, managed := parseRoleComment(comment)
 	if !managed {
 		return fmt.Errorf("refusing to drop a role whose comment does not start with %q: credbroker did not create it", commentPrefix)
+	}
+	// Read the state before changing anything: a state this release cannot
+	// read leaves the user as it is.
+	st := legacyState(info, req.Spec)
+	if req.State != nil {
+		if st, err = decodeState(req.State); err != nil {
+			return err
+		}
 	}
 
 	// No new sessions, then end the open ones.
@@ -78,9 +91,9 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 		return err
 	}
 
-	if statements, ok := lookupRevocation(comment); ok {
+	if len(st.RevocationStatements) > 0 {
 		steps := []step{{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}}, operatorPath}
-		for i, s := range statements {
+		for i, s := range st.RevocationStatements {
 			steps = append(steps, step{what: fmt.Sprintf("revocation_statements[%d]", i), sql: render(s, templateValues{name: username})})
 		}
 		if err := p.inTx(ctx, p.pool, steps); err != nil {
@@ -88,7 +101,7 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 		}
 	}
 
-	if err := p.dropOwned(ctx, oid, name, info.reassignOwnedTo, adminSuper); err != nil {
+	if err := p.dropOwned(ctx, oid, name, st.ReassignOwnedTo, adminSuper); err != nil {
 		return err
 	}
 	if _, err := p.pool.Exec(ctx, "DROP ROLE IF EXISTS "+name); err != nil {
@@ -97,6 +110,34 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 	// A session that authenticated just before login was disabled may have
 	// appeared since; it outlives DROP ROLE unless it is ended too.
 	return p.terminate(ctx, oid)
+}
+
+// UpgradeState derives the state of a lease an earlier release wrote, which
+// has none, from what that release kept in the comment of the lease's user:
+// reassign_owned_to, and a key naming the role's revocation_statements. The
+// statements are taken from req.Spec when the key is theirs, so they are the
+// ones the user was issued with; when the role has changed them or is gone,
+// the state says they are unknown and only the built-in revocation will run,
+// which removes the user completely, as that release did. A user that no
+// longer exists gets an empty state; a role without the plugin's comment is
+// an error.
+func (p *Plugin) UpgradeState(ctx context.Context, req plugins.UpgradeStateOf[*Role]) ([]byte, error) {
+	var comment string
+	err := p.pool.QueryRow(ctx,
+		`SELECT COALESCE(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = $1`,
+		req.Username).Scan(&comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return state{V: stateVersion}.encode()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upgrade the state of role %s: %w", ident(req.Username), classify(err))
+	}
+	info, managed := parseRoleComment(comment)
+	if !managed {
+		return nil, fmt.Errorf("upgrade the state of role %s: its comment does not start with %q: credbroker did not create it",
+			ident(req.Username), commentPrefix)
+	}
+	return legacyState(info, req.Spec).encode()
 }
 
 // terminate ends every session of the role with this oid, waiting for each

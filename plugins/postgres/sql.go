@@ -1,11 +1,8 @@
 package postgres
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,13 +24,12 @@ const markerRole = "credbroker_managed"
 const grantLockKey int64 = 0x637265646272_6b72
 
 // commentPrefix starts the COMMENT ON ROLE of every role the plugin makes:
-// "credbroker:created=<RFC 3339>", then ";revocation_statements=<key>" where
-// the role has revocation_statements and ";reassign_owned_to=<role>" (the
-// name percent-encoded) where it has reassign_owned_to. PostgreSQL does not
-// record when a role was made, so the sweep reads it from here; and since
-// only a superuser or a role with CREATEROLE may comment on a role, a role
-// whose comment starts with it is one the plugin made, whatever else the
-// role's holder did.
+// "credbroker:created=<RFC 3339>". PostgreSQL does not record when a role
+// was made, so the sweep reads it from here; and since only a superuser or a
+// role with CREATEROLE may comment on a role, a role whose comment starts
+// with it is one the plugin made, whatever else the role's holder did.
+// Releases before contract v2 appended what Revoke needed (see
+// parseRoleComment); that is now in each lease's state.
 const commentPrefix = "credbroker:"
 
 // ident quotes one identifier.
@@ -91,44 +87,25 @@ func render(stmt string, v templateValues) string {
 	return strings.NewReplacer(pairs...).Replace(stmt)
 }
 
-// revocations maps a key (a hash of the statements) to revocation statements.
-//
-// Plugin.Revoke is given only a username, not the role the user was issued
-// for, so Create records the key in a comment on the role and Revoke looks the
-// statements up here. Every broker replica parses the same configuration, so
-// the key resolves in whichever replica revokes, also after a restart. The
-// registry holds only what the configuration says, keyed by its content, so
-// sharing it across drivers and plugins is harmless.
-var revocations sync.Map // string → []string
-
-// registerRevocation adds statements to the registry and returns their key.
-func registerRevocation(statements []string) string {
-	sum := sha256.Sum256([]byte(strings.Join(statements, "\x00")))
-	key := hex.EncodeToString(sum[:16])
-	revocations.LoadOrStore(key, append([]string(nil), statements...))
-	return key
-}
-
 // roleInfo is what the comment on a role the plugin made records.
 type roleInfo struct {
-	created         time.Time
-	revocationKey   string // names revocation_statements; see registerRevocation
+	created time.Time
+	// revocationKey and reassignOwnedTo are only in the comments of users an
+	// earlier release issued, which kept there what Revoke needs; see
+	// legacyState.
+	revocationKey   string // names the role's revocation_statements; see legacyRevocationKey
 	reassignOwnedTo string // the role's reassign_owned_to, unquoted
 }
 
-// roleComment is the comment Create puts on a role.
-func roleComment(info roleInfo) string {
-	c := commentPrefix + "created=" + info.created.UTC().Format(time.RFC3339)
-	if info.revocationKey != "" {
-		c += ";revocation_statements=" + info.revocationKey
-	}
-	if info.reassignOwnedTo != "" {
-		c += ";reassign_owned_to=" + url.QueryEscape(info.reassignOwnedTo)
-	}
-	return c
+// roleComment is the comment Create puts on a role: the marker and the
+// date, nothing Revoke needs (that is in the lease's state).
+func roleComment(created time.Time) string {
+	return commentPrefix + "created=" + created.UTC().Format(time.RFC3339)
 }
 
-// parseRoleComment reads what [roleComment] wrote; ours is false when the
+// parseRoleComment reads what [roleComment] wrote, and the fields an earlier
+// release also wrote (";revocation_statements=<key>",
+// ";reassign_owned_to=<role, percent-encoded>"); ours is false when the
 // comment is not one the plugin writes. Fields it cannot read are zero.
 func parseRoleComment(comment string) (info roleInfo, ours bool) {
 	rest, ok := strings.CutPrefix(comment, commentPrefix)
@@ -147,21 +124,6 @@ func parseRoleComment(comment string) (info roleInfo, ours bool) {
 		}
 	}
 	return info, true
-}
-
-// lookupRevocation returns the statements a role's comment names, if this
-// process knows them.
-func lookupRevocation(comment string) ([]string, bool) {
-	info, _ := parseRoleComment(comment)
-	key := info.revocationKey
-	if key == "" {
-		return nil, false
-	}
-	v, ok := revocations.Load(key)
-	if !ok {
-		return nil, false
-	}
-	return v.([]string), true
 }
 
 // adminSearchPath is the search_path of every admin connection: the catalog

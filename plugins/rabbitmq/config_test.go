@@ -70,7 +70,7 @@ func TestParseConnection(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseConnection: %v", err)
 			}
-			c := *got.(*rabbitmq.Connection)
+			c := *got
 			if c.Password.String() != tt.wantPass {
 				t.Errorf("Password = %s, want %s", c.Password, tt.wantPass)
 			}
@@ -236,7 +236,7 @@ tags: [management, credbroker, management]
 				t.Errorf("warnings = %q, want one containing %q", warnings, tt.wantWarning)
 			}
 			if tt.check != nil {
-				tt.check(t, got.(*rabbitmq.Role))
+				tt.check(t, got)
 			}
 		})
 	}
@@ -287,7 +287,7 @@ func FuzzParseRole(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r := got.(*rabbitmq.Role)
+		r := got
 		if len(r.Vhosts) == 0 {
 			t.Error("accepted a role without vhosts")
 		}

@@ -2,6 +2,11 @@
 // the vhost and topic permissions a credbroker role names, through the
 // management HTTP API (with rabbit-hole), and removes them again.
 //
+// [Driver] and [Plugin] implement plugin contract v2 in the package's own
+// types ([Connection], [Role]); [New] returns the driver the broker lists,
+// and the broker opens it through [plugins.Open], whose decorator redacts the
+// admin's password ([Plugin.Secrets]) and the issued one from every error.
+//
 // # Configuration
 //
 // A backend's connection section names the management API, its admin user
@@ -67,7 +72,22 @@
 // RabbitMQ has no user expiry: Renew only checks the user still exists, and
 // the broker's reaper is the only thing that ends a lease. Revoke deletes
 // the user, then closes every connection it still has; it refuses a user
-// without the credbroker tag.
+// without the credbroker tag. Revoke needs nothing but the username, so
+// Create returns no State: a lease whose role was removed from the config, a
+// lease written before contract v2 and an orphan the sweep finds all revoke
+// the same way, and nothing needs upgrading.
 //
 // Usernames are limited to 64 bytes ([Driver.UsernameLimit]).
+//
+// # credbroker connect and dev
+//
+// [Driver.Describe] declares no client for `credbroker connect` (no
+// RabbitMQ tool logs in from the credential's variables; programs run with
+// `credbroker exec` read AMQP_URL), and the demo backend of `credbroker
+// dev`: the node whose management API is at
+// $CREDBROKER_DEV_RABBITMQ_MANAGEMENT_URL (default
+// http://guest:guest@127.0.0.1:15672, the user tagged administrator) and
+// AMQP at $CREDBROKER_DEV_RABBITMQ_AMQP_URL (default amqp://127.0.0.1:5672).
+// Preparing it creates the vhost credbroker-demo; the demo role may
+// configure, write and read the demo.* queues and exchanges there.
 package rabbitmq

@@ -79,14 +79,15 @@ func TestCloseConnections(t *testing.T) {
 	p, admin := openInternal(t)
 	vhost := addVhost(t, admin)
 	username := plugins.NewUsername("close", usernameLimit)
-	cred, err := p.Create(t.Context(), plugins.CreateRequest{
+	resp, err := p.Create(t.Context(), plugins.CreateOf[*Role]{
 		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour),
-		Role: &Role{Vhosts: map[string]Permissions{vhost: {}}},
+		Spec: &Role{Vhosts: map[string]Permissions{vhost: {}}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	cred := resp.Credential
+	t.Cleanup(func() { _, _ = p.Revoke(context.Background(), plugins.RevokeOf[*Role]{Username: username}) })
 	conn, err := amqp.Dial(cred.URI.Reveal())
 	if err != nil {
 		t.Fatalf("dial: %v", plugins.Sanitize(err, cred.Password))

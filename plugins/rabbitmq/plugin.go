@@ -26,15 +26,15 @@ import (
 type Plugin struct {
 	base      rabbithole.Client // copied for each call, with a transport bound to its context
 	transport *http.Transport
-	password  secret.Value // the admin's, redacted from every error
+	password  secret.Value // the admin's, for Secrets
 	target    target
 	mgmtURL   string // Connection.ManagementURL, without credentials
 }
 
 var (
-	_ plugins.Plugin      = (*Plugin)(nil)
-	_ plugins.RoleChecker = (*Plugin)(nil)
-	_ plugins.Warner      = (*Plugin)(nil)
+	_ plugins.TypedPlugin[*Role] = (*Plugin)(nil)
+	_ plugins.Warner             = (*Plugin)(nil)
+	_ plugins.SecretHolder       = (*Plugin)(nil)
 )
 
 const (
@@ -48,12 +48,19 @@ const (
 	administratorTag = "administrator"
 )
 
-// open resolves c's secrets, builds the HTTP transport and checks the admin.
+// open resolves c's password and opens the plugin with it.
 func open(ctx context.Context, c *Connection) (*Plugin, error) {
 	password, err := c.Password.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
+	return openWith(ctx, c, password)
+}
+
+// openWith builds the HTTP transport and checks the admin, who logs in with
+// password. Its errors are sanitized here, with the admin's password: the
+// decorator of plugins.Open has no plugin to ask for it yet.
+func openWith(ctx context.Context, c *Connection, password secret.Value) (*Plugin, error) {
 	tgt, err := parseAMQPURL(c.AMQPURL)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
@@ -69,7 +76,7 @@ func open(ctx context.Context, c *Connection) (*Plugin, error) {
 	p := &Plugin{base: *base, transport: transport, password: password, target: tgt, mgmtURL: c.ManagementURL}
 	if err := p.Check(ctx); err != nil {
 		transport.CloseIdleConnections()
-		return nil, fmt.Errorf("open: %w", err)
+		return nil, plugins.Sanitize(fmt.Errorf("open: %w", err), password)
 	}
 	return p, nil
 }
@@ -107,10 +114,9 @@ func (p *Plugin) client(ctx context.Context) (*rabbithole.Client, context.Cancel
 	return &c, cancel
 }
 
-// sanitize redacts the admin's password and extra from err.
-func (p *Plugin) sanitize(err error, extra ...secret.Value) error {
-	return plugins.Sanitize(err, append([]secret.Value{p.password}, extra...)...)
-}
+// Secrets returns the admin's password, which the decorator of
+// [plugins.Open] redacts from every error and warning.
+func (p *Plugin) Secrets() []secret.Value { return []secret.Value{p.password} }
 
 // Create makes the user through the management API: PUT /api/users with a
 // salted SHA-256 hash of the password (rabbit_password_hashing_sha256), so
@@ -119,10 +125,11 @@ func (p *Plugin) sanitize(err error, extra ...secret.Value) error {
 // permissions. If a step fails, Create deletes the user before returning the
 // error. It refuses a username that already exists, which PUT would
 // otherwise take over. RabbitMQ has no user expiry: req.ExpiresAt is not
-// used, and the broker's reaper alone removes expired users. req.Role must be
-// a *Role from [Driver.ParseRole].
-func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins.Credential, error) {
-	role, err := asRole(req.Role)
+// used, and the broker's reaper alone removes expired users. req.Spec is
+// checked again (a Role can be built by hand). The State is nil: Revoke
+// needs nothing but the username.
+func (p *Plugin) Create(ctx context.Context, req plugins.CreateOf[*Role]) (plugins.CreateResponse, error) {
+	role, err := checked(req.Spec)
 	if err == nil {
 		err = checkUsername(req.Username)
 	}
@@ -133,9 +140,9 @@ func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins
 		err = p.create(ctx, req.Username, req.Password, role)
 	}
 	if err != nil {
-		return plugins.Credential{}, p.sanitize(fmt.Errorf("create user %q: %w", req.Username, err), req.Password)
+		return plugins.CreateResponse{}, fmt.Errorf("create user %q: %w", req.Username, err)
 	}
-	return p.credential(req.Username, req.Password, role.sortedVhosts()[0]), nil
+	return plugins.CreateResponse{Credential: p.credential(req.Username, req.Password, role.sortedVhosts()[0])}, nil
 }
 
 func (p *Plugin) create(ctx context.Context, username string, password secret.Value, role *Role) error {
@@ -262,18 +269,19 @@ func (p *Plugin) credential(username string, password secret.Value, vhost string
 
 // Renew checks that the user still exists and changes nothing: RabbitMQ has
 // no user expiry, so the broker's reaper is the only thing that ends a
-// RabbitMQ lease. A user that does not exist is an error saying so.
-func (p *Plugin) Renew(ctx context.Context, username string, _ time.Time) error {
+// RabbitMQ lease. A user that does not exist is an error saying so. The
+// state is kept.
+func (p *Plugin) Renew(ctx context.Context, req plugins.RenewOf[*Role]) (plugins.RenewResponse, error) {
 	c, cancel := p.client(ctx)
 	defer cancel()
-	_, err := c.GetUser(username)
+	_, err := c.GetUser(req.Username)
 	switch {
 	case isNotFound(err):
-		return fmt.Errorf("renew user %q: the user does not exist", username)
+		return plugins.RenewResponse{}, fmt.Errorf("renew user %q: the user does not exist", req.Username)
 	case err != nil:
-		return p.sanitize(fmt.Errorf("renew user %q: %w", username, classify(err)))
+		return plugins.RenewResponse{}, fmt.Errorf("renew user %q: %w", req.Username, classify(err))
 	}
-	return nil
+	return plugins.RenewResponse{}, nil
 }
 
 // ListManaged returns the users tagged credbroker: every user this plugin
@@ -284,7 +292,7 @@ func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error)
 	defer cancel()
 	users, err := c.ListUsers()
 	if err != nil {
-		return nil, p.sanitize(fmt.Errorf("list users: %w", classify(err)))
+		return nil, fmt.Errorf("list users: %w", classify(err))
 	}
 	var managed []plugins.ManagedUser
 	for _, u := range users {
@@ -304,7 +312,7 @@ func (p *Plugin) Check(ctx context.Context) error {
 	defer cancel()
 	who, err := c.Whoami()
 	if err != nil {
-		return p.sanitize(fmt.Errorf("check: %w", classify(err)))
+		return fmt.Errorf("check: %w", classify(err))
 	}
 	if !slices.Contains(who.Tags, administratorTag) {
 		return fmt.Errorf("check: admin user %q is not tagged %s: it cannot create users", who.Name, administratorTag)
@@ -313,10 +321,9 @@ func (p *Plugin) Check(ctx context.Context) error {
 }
 
 // CheckRole reports whether every vhost the role names exists; an error names
-// the missing ones. role must be a *Role from [Driver.ParseRole]. The broker
-// calls it for every role at start.
-func (p *Plugin) CheckRole(ctx context.Context, role any) error {
-	r, err := asRole(role)
+// the missing ones. The broker calls it for every role at start.
+func (p *Plugin) CheckRole(ctx context.Context, role *Role) error {
+	r, err := checked(role)
 	if err != nil {
 		return fmt.Errorf("check role: %w", err)
 	}
@@ -329,7 +336,7 @@ func (p *Plugin) CheckRole(ctx context.Context, role any) error {
 		case isNotFound(err):
 			missing = append(missing, fmt.Sprintf("%q", vhost))
 		case err != nil:
-			return p.sanitize(fmt.Errorf("check role: look up vhost %q: %w", vhost, classify(err)))
+			return fmt.Errorf("check role: look up vhost %q: %w", vhost, classify(err))
 		}
 	}
 	switch len(missing) {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -107,10 +108,10 @@ func (a admin) user(t *testing.T, name string) (exists bool, tags []string) {
 // bundle is what setup gives a test.
 type bundle struct {
 	admin   admin
-	amqpURL string // the AMQP listener, without credentials
-	vhost   string // a vhost of the test's own
-	other   string // a second one, sorted after vhost
-	conn    any    // the parsed connection section, as the admin
+	amqpURL string               // the AMQP listener, without credentials
+	vhost   string               // a vhost of the test's own
+	other   string               // a second one, sorted after vhost
+	conn    *rabbitmq.Connection // the parsed connection section, as the admin
 }
 
 // setup makes two vhosts of the test's own and a connection section for the
@@ -137,7 +138,7 @@ func uniqueName(prefix string) string {
 
 // connection writes password to a file and parses a connection section that
 // references it, plus extra YAML.
-func connection(t *testing.T, managementURL, username, password, amqpURL, extra string) any {
+func connection(t *testing.T, managementURL, username, password, amqpURL, extra string) *rabbitmq.Connection {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "password")
 	if err := os.WriteFile(file, []byte(password), 0o600); err != nil {
@@ -152,7 +153,7 @@ func connection(t *testing.T, managementURL, username, password, amqpURL, extra 
 	return c
 }
 
-func parseRole(t *testing.T, src string) any {
+func parseRole(t *testing.T, src string) *rabbitmq.Role {
 	t.Helper()
 	r, _, err := rabbitmq.Driver{}.ParseRole(decoder(src))
 	if err != nil {
@@ -161,9 +162,11 @@ func parseRole(t *testing.T, src string) any {
 	return r
 }
 
-func open(t *testing.T, conn any) plugins.Plugin {
+// open opens a plugin as the broker does, through plugins.Open and its
+// sanitizing decorator, closed when the test ends.
+func open(t *testing.T, conn *rabbitmq.Connection) plugins.Plugin {
 	t.Helper()
-	p, err := rabbitmq.Driver{}.Open(t.Context(), conn)
+	p, err := plugins.Open(t.Context(), rabbitmq.New(), conn)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -171,18 +174,35 @@ func open(t *testing.T, conn any) plugins.Plugin {
 	return p
 }
 
-// create issues a user of role, revoked when the test ends.
-func create(t *testing.T, p plugins.Plugin, role any) plugins.Credential {
+// create issues a user of role, revoked when the test ends. Its State is
+// nil: the plugin needs nothing but the username to revoke.
+func create(t *testing.T, p plugins.Plugin, role *rabbitmq.Role) plugins.Credential {
 	t.Helper()
 	username := plugins.NewUsername("test", rabbitmq.Driver{}.UsernameLimit())
-	cred, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+	resp, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: "test", Spec: role,
 	})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
-	return cred
+	t.Cleanup(func() { _ = revoke(context.Background(), p, username) })
+	if resp.State != nil {
+		t.Errorf("Create returned the state %q, want none", resp.State)
+	}
+	return resp.Credential
+}
+
+// revoke revokes username as the broker does for a lease whose role left
+// the config, or for an orphan: with neither spec nor state.
+func revoke(ctx context.Context, p plugins.Plugin, username string) error {
+	_, err := p.Revoke(ctx, plugins.RevokeRequest{Username: username})
+	return err
+}
+
+// renew renews username for an hour, without spec or state.
+func renew(ctx context.Context, p plugins.Plugin, username string) error {
+	_, err := p.Renew(ctx, plugins.RenewRequest{Username: username, ExpiresAt: time.Now().Add(time.Hour)})
+	return err
 }
 
 // dial opens an AMQP connection to uri; ctx bounds the dial and the
@@ -408,7 +428,7 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	plugintest.Run(t, plugintest.Harness{
-		Driver:     rabbitmq.Driver{},
+		Driver:     rabbitmq.New(),
 		Connection: b.conn,
 		Role:       parseRole(t, grantsRole(b.vhost)),
 		Login:      login(b.other),
@@ -432,7 +452,7 @@ func TestRevokeClosesConnections(t *testing.T) {
 		t.Cleanup(func() { _ = conn.Close() })
 		closed = append(closed, conn.NotifyClose(make(chan *amqp.Error, 1)))
 	}
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred.Username); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	timeout := time.NewTimer(15 * time.Second)
@@ -463,16 +483,16 @@ vhosts:
   %s: {configure: '^cbt\.', write: '^cbt\.', read: '^cbt\.'}
   %s: {configure: '', write: '', read: '^cbt\.'}
 `, b.vhost, b.other))
-	if err := p.(plugins.RoleChecker).CheckRole(t.Context(), role); err != nil {
+	if err := p.CheckRole(t.Context(), role); err != nil {
 		t.Fatalf("CheckRole: %v", err)
 	}
 	// b.other sorts after b.vhost: the user and its first permissions exist
 	// when Create meets the missing vhost.
 	b.admin.deleteVhost(t, b.other) // its cleanup deletes it again: 404 is fine
 	username := plugins.NewUsername("halfmade", rabbitmq.Driver{}.UsernameLimit())
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	t.Cleanup(func() { _ = revoke(context.Background(), p, username) })
 	_, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Spec: role,
 	})
 	if err == nil || !strings.Contains(err.Error(), b.other) {
 		t.Errorf("Create with a vhost gone = %v, want an error naming vhost %s", err, b.other)
@@ -480,7 +500,7 @@ vhosts:
 	if exists, _ := b.admin.user(t, username); exists {
 		t.Error("Create failed but left the user behind")
 	}
-	err = p.(plugins.RoleChecker).CheckRole(t.Context(), role)
+	err = p.CheckRole(t.Context(), role)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("vhost %q does not exist", b.other)) {
 		t.Errorf("CheckRole after the vhost went = %v, want an error naming it", err)
 	}
@@ -489,7 +509,7 @@ vhosts:
 func TestCheckRole(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	p := open(t, b.conn).(plugins.RoleChecker)
+	p := open(t, b.conn)
 	missing1, missing2 := uniqueName("cbtest_missing"), uniqueName("cbtest_missing")
 	tests := map[string]struct {
 		vhosts  []string
@@ -620,6 +640,9 @@ vhosts:
 			t.Errorf("Env[%s] is not %s", k, plugins.SanitizeString(v, cred.Password))
 		}
 	}
+	if names, declared := slices.Sorted(maps.Keys(cred.Env)), (rabbitmq.Driver{}).Describe().Env; !slices.Equal(names, slices.Sorted(slices.Values(declared))) {
+		t.Errorf("Env holds %q, the driver declares %q", names, declared)
+	}
 	// The URI logs in to the escaped vhost.
 	conn, err := dial(t.Context(), cred.Env["AMQP_URL"].Reveal())
 	if err != nil {
@@ -653,7 +676,7 @@ func TestCreateRefusesExistingUser(t *testing.T) {
 	b.admin.addUser(t, name, rand.Text(), "monitoring")
 	pw := plugins.NewPassword()
 	_, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: name, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: parseRole(t, grantsRole(b.vhost)),
+		Username: name, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Spec: parseRole(t, grantsRole(b.vhost)),
 	})
 	if err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("Create of an existing username = %v, want a refusal", err)
@@ -670,7 +693,7 @@ func TestRevokeRefusesUnmanagedUser(t *testing.T) {
 	p := open(t, b.conn)
 	name := uniqueName("cbtest_someone")
 	b.admin.addUser(t, name, rand.Text(), "management")
-	err := p.Revoke(t.Context(), name)
+	err := revoke(t.Context(), p, name)
 	if err == nil || !strings.Contains(err.Error(), "not tagged credbroker") {
 		t.Errorf("Revoke of a user credbroker did not make = %v, want a refusal", err)
 	}
@@ -693,10 +716,10 @@ func TestRenew(t *testing.T) {
 	b := setup(t)
 	p := open(t, b.conn)
 	cred := create(t, p, parseRole(t, grantsRole(b.vhost)))
-	if err := p.Renew(t.Context(), cred.Username, time.Now().Add(2*time.Hour)); err != nil {
+	if err := renew(t.Context(), p, cred.Username); err != nil {
 		t.Errorf("Renew: %v", err)
 	}
-	err := p.Renew(t.Context(), plugins.NewUsername("gone", 64), time.Now().Add(time.Hour))
+	err := renew(t.Context(), p, plugins.NewUsername("gone", 64))
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Renew of a missing user = %v, want an error saying it does not exist", err)
 	}
@@ -710,7 +733,7 @@ func TestCheck(t *testing.T) {
 	}
 	name, password := uniqueName("cbtest_weak"), rand.Text()
 	b.admin.addUser(t, name, password, "management")
-	_, err := rabbitmq.Driver{}.Open(t.Context(), connection(t, b.admin.endpoint, name, password, b.amqpURL, ""))
+	_, err := plugins.Open(t.Context(), rabbitmq.New(), connection(t, b.admin.endpoint, name, password, b.amqpURL, ""))
 	if err == nil || !strings.Contains(err.Error(), "not tagged administrator") {
 		t.Errorf("Open as a user without the administrator tag = %v, want an error naming the tag", err)
 	}
@@ -723,7 +746,7 @@ func TestOpenWrongPassword(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	const password = "wrong-admin-pw-never-printed"
-	_, err := rabbitmq.Driver{}.Open(t.Context(), connection(t, b.admin.endpoint, b.admin.username, password, b.amqpURL, ""))
+	_, err := plugins.Open(t.Context(), rabbitmq.New(), connection(t, b.admin.endpoint, b.admin.username, password, b.amqpURL, ""))
 	if !errors.Is(err, plugins.ErrUnavailable) || !strings.Contains(err.Error(), "401") {
 		t.Errorf("Open with a wrong admin password = %v, want ErrUnavailable saying 401", err)
 	}
@@ -736,7 +759,7 @@ func TestOpenUnavailable(t *testing.T) {
 	t.Parallel()
 	const password = "s3cret-admin-pw"
 	conn := connection(t, "http://127.0.0.1:1", "admin", password, "amqp://127.0.0.1:5672", "")
-	_, err := rabbitmq.Driver{}.Open(t.Context(), conn)
+	_, err := plugins.Open(t.Context(), rabbitmq.New(), conn)
 	if !errors.Is(err, plugins.ErrUnavailable) {
 		t.Errorf("Open of a server that is not there = %v, want ErrUnavailable", err)
 	}
@@ -752,7 +775,7 @@ func TestOpenMissingSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = rabbitmq.Driver{}.Open(t.Context(), conn)
+	_, err = plugins.Open(t.Context(), rabbitmq.New(), conn)
 	if err == nil || !strings.Contains(err.Error(), "CREDBROKER_TEST_NO_SUCH_VARIABLE") {
 		t.Errorf("Open with an unset password variable = %v, want an error naming it", err)
 	}
@@ -765,7 +788,7 @@ func TestOpenBadCAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := connection(t, "https://127.0.0.1:15671", "admin", "pw", "amqps://127.0.0.1", "tls: {ca_file: "+file+"}")
-	_, err := rabbitmq.Driver{}.Open(t.Context(), conn)
+	_, err := plugins.Open(t.Context(), rabbitmq.New(), conn)
 	if err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Errorf("Open with a CA file without certificates = %v, want an error saying so", err)
 	}
@@ -802,7 +825,7 @@ func TestCallsHonourContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = rabbitmq.Driver{}.Open(ctx, conn)
+	_, err = plugins.Open(ctx, rabbitmq.New(), conn)
 	if err == nil {
 		t.Fatal("Open against a silent server succeeded")
 	}
@@ -823,9 +846,9 @@ func TestErrorsHideAdminPassword(t *testing.T) {
 	pw := plugins.NewPassword()
 	_, err1 := p.Create(t.Context(), plugins.CreateRequest{
 		Username: plugins.NewUsername("x", 64), Password: pw, ExpiresAt: time.Now().Add(time.Hour),
-		Role: parseRole(t, "vhosts: {"+uniqueName("cbtest_missing")+": {configure: '', write: '', read: ''}}"),
+		Spec: parseRole(t, "vhosts: {"+uniqueName("cbtest_missing")+": {configure: '', write: '', read: ''}}"),
 	})
-	err2 := p.Renew(t.Context(), plugins.NewUsername("x", 64), time.Now())
+	err2 := renew(t.Context(), p, plugins.NewUsername("x", 64))
 	for i, err := range []error{err1, err2} {
 		if err == nil {
 			t.Errorf("error %d: expected one", i+1)

@@ -11,6 +11,8 @@ import (
 	"slices"
 
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
+
+	"github.com/credbroker/credbroker/plugins"
 )
 
 // Revoke removes the user: it deletes the user, then closes every connection
@@ -23,11 +25,15 @@ import (
 // is gone no new connection can open, so none slips in between. (RabbitMQ
 // 3.8 and later also close a deleted user's connections themselves; closing
 // them here does not rely on it.)
-func (p *Plugin) Revoke(ctx context.Context, username string) error {
-	if err := p.revoke(ctx, username); err != nil {
-		return p.sanitize(fmt.Errorf("revoke user %q: %w", username, err))
+//
+// Revoke needs neither the role's spec nor a state: a lease whose role left
+// the config, a lease written before contract v2 and an orphan the sweep
+// found revoke alike.
+func (p *Plugin) Revoke(ctx context.Context, req plugins.RevokeOf[*Role]) (plugins.RevokeResponse, error) {
+	if err := p.revoke(ctx, req.Username); err != nil {
+		return plugins.RevokeResponse{}, fmt.Errorf("revoke user %q: %w", req.Username, err)
 	}
-	return nil
+	return plugins.RevokeResponse{}, nil
 }
 
 func (p *Plugin) revoke(ctx context.Context, username string) error {

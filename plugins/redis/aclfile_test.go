@@ -48,7 +48,7 @@ func TestACLFile(t *testing.T) {
 	}
 	_ = session.Close()
 
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred.Username); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	if fileHasUser(t, s.acl, cred.Username) {
@@ -80,9 +80,9 @@ func TestSaveFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	username := plugins.NewUsername("savefails", redis.Driver{}.UsernameLimit())
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	t.Cleanup(func() { _ = revoke(context.Background(), p, username) })
 	_, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Spec: role,
 	})
 	if err == nil || !strings.Contains(err.Error(), "ACL SAVE") {
 		t.Fatalf("Create with an unwritable ACL file = %v, want an error naming ACL SAVE", err)
@@ -91,7 +91,7 @@ func TestSaveFails(t *testing.T) {
 		t.Error("a failed Create left the user behind")
 	}
 
-	if err := p.Revoke(t.Context(), live.Username); err == nil {
+	if err := revoke(t.Context(), p, live.Username); err == nil {
 		t.Fatal("Revoke with an unwritable ACL file succeeded: a restart would bring the user back")
 	}
 	if hasUser(t, admin, live.Username) {
@@ -100,7 +100,7 @@ func TestSaveFails(t *testing.T) {
 	if err := os.MkdirAll(aclDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Revoke(t.Context(), live.Username); err != nil {
+	if err := revoke(t.Context(), p, live.Username); err != nil {
 		t.Fatalf("Revoke once the file can be written: %v", err)
 	}
 	if fileHasUser(t, s.acl, live.Username) {
@@ -114,7 +114,7 @@ func TestOpenRefusesClusterNodeAsAddr(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 		"--cluster-port", strconv.Itoa(freePort(t)))
-	_, err := redis.Driver{}.Open(t.Context(), connection(t, "addr: "+s.addr()))
+	_, err := plugins.Open(t.Context(), redis.New(), connection(t, "addr: "+s.addr()))
 	if err == nil || !strings.Contains(err.Error(), "addrs") || errors.Is(err, plugins.ErrUnavailable) {
 		t.Errorf("Open of a cluster node with addr = %v, want an error pointing at addrs", err)
 	}

@@ -109,7 +109,7 @@ func (c *cluster) notReady(t *testing.T) string {
 
 // connection returns a connection section with the seeds in the order of
 // the nodes given, or of all nodes.
-func (c *cluster) connection(t *testing.T, order ...*server) any {
+func (c *cluster) connection(t *testing.T, order ...*server) *redis.Connection {
 	t.Helper()
 	if len(order) == 0 {
 		order = c.nodes
@@ -205,7 +205,7 @@ func TestClusterConformance(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, 3, 0)
 	plugintest.Run(t, plugintest.Harness{
-		Driver:     redis.Driver{},
+		Driver:     redis.New(),
 		Connection: c.connection(t),
 		Role:       parseRole(t, clusterOrdersRole),
 		Login:      clusterLogin(c.addrs()),
@@ -245,7 +245,7 @@ func TestClusterEveryNode(t *testing.T) {
 		}
 		_ = s.Close()
 	}
-	if err := p.Renew(t.Context(), cred.Username, time.Now().Add(time.Hour)); err != nil {
+	if err := renew(t.Context(), p, cred.Username); err != nil {
 		t.Errorf("Renew: %v", err)
 	}
 	users, err := p.ListManaged(t.Context())
@@ -258,13 +258,13 @@ func TestClusterEveryNode(t *testing.T) {
 	if err := c.nodes[3].admin().ACLSetUser(t.Context(), stray, "reset").Err(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), stray) })
+	t.Cleanup(func() { _ = revoke(context.Background(), p, stray) })
 	users, err = p.ListManaged(t.Context())
 	if err != nil || len(users) != 2 || users[1].Username != stray {
 		t.Errorf("ListManaged = %v, %v; want %s and the stray user on the replica %s", users, err, cred.Username, stray)
 	}
 
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred.Username); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	for i, n := range c.nodes {
@@ -290,9 +290,9 @@ func TestClusterNodeDown(t *testing.T) {
 
 	down.stop()
 	username := plugins.NewUsername("nodedown", redis.Driver{}.UsernameLimit())
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	t.Cleanup(func() { _ = revoke(context.Background(), p, username) })
 	_, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Spec: role,
 	})
 	if !errors.Is(err, plugins.ErrUnavailable) || !strings.Contains(err.Error(), down.addr()) {
 		t.Errorf("Create with a node down = %v, want ErrUnavailable naming %s", err, down.addr())
@@ -302,14 +302,14 @@ func TestClusterNodeDown(t *testing.T) {
 			t.Errorf("the failed Create left the user on node %d", i)
 		}
 	}
-	if err := p.Renew(t.Context(), live.Username, time.Now().Add(time.Hour)); err == nil {
+	if err := renew(t.Context(), p, live.Username); err == nil {
 		t.Error("Renew with a node down succeeded")
 	}
 	if _, err := p.ListManaged(t.Context()); err == nil {
 		t.Error("ListManaged with a node down succeeded: its list would miss that node's users")
 	}
 
-	err = p.Revoke(t.Context(), live.Username)
+	err = revoke(t.Context(), p, live.Username)
 	if !errors.Is(err, plugins.ErrUnavailable) {
 		t.Errorf("Revoke with a node down = %v, want ErrUnavailable", err)
 	}
@@ -324,7 +324,7 @@ func TestClusterNodeDown(t *testing.T) {
 	if !hasUser(t, down.admin(), live.Username) {
 		t.Fatal("the restarted node lost the user it saved: this test proves nothing")
 	}
-	if err := p.Revoke(t.Context(), live.Username); err != nil {
+	if err := revoke(t.Context(), p, live.Username); err != nil {
 		t.Fatalf("Revoke with every node up again: %v", err)
 	}
 	for i, n := range c.nodes {
@@ -351,9 +351,9 @@ func TestClusterUndo(t *testing.T) {
 		t.Fatal(err)
 	}
 	username := plugins.NewUsername("undo", redis.Driver{}.UsernameLimit())
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	t.Cleanup(func() { _ = revoke(context.Background(), p, username) })
 	_, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Spec: role,
 	})
 	if err == nil || !strings.Contains(err.Error(), "node "+broken.addr()) || !strings.Contains(err.Error(), "ACL SAVE") {
 		t.Fatalf("Create with one node unable to save = %v, want an error naming the node and ACL SAVE", err)
@@ -364,13 +364,13 @@ func TestClusterUndo(t *testing.T) {
 		}
 	}
 
-	if err := p.Revoke(t.Context(), live.Username); err == nil {
+	if err := revoke(t.Context(), p, live.Username); err == nil {
 		t.Error("Revoke succeeded though one node cannot save the deletion")
 	}
 	if err := os.MkdirAll(aclDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Revoke(t.Context(), live.Username); err != nil {
+	if err := revoke(t.Context(), p, live.Username); err != nil {
 		t.Fatalf("Revoke once every node can save: %v", err)
 	}
 	for i, n := range c.nodes {

@@ -61,7 +61,7 @@ func TestParseConnection(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseConnection: %v", err)
 			}
-			c := *got.(*redis.Connection)
+			c := *got
 			if c.Password.String() != tt.wantPassword {
 				t.Errorf("Password = %s, want %s", c.Password, tt.wantPassword)
 			}
@@ -187,8 +187,8 @@ func TestParseRole(t *testing.T) {
 			case tt.wantWarning != "" && !strings.Contains(strings.Join(warnings, "\n"), tt.wantWarning):
 				t.Errorf("warnings = %q, want one containing %q", warnings, tt.wantWarning)
 			}
-			if tt.wantRules != nil && !slices.Equal(got.(*redis.Role).Rules, tt.wantRules) {
-				t.Errorf("Rules = %q, want %q", got.(*redis.Role).Rules, tt.wantRules)
+			if tt.wantRules != nil && !slices.Equal(got.Rules, tt.wantRules) {
+				t.Errorf("Rules = %q, want %q", got.Rules, tt.wantRules)
 			}
 		})
 	}

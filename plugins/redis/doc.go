@@ -3,6 +3,11 @@
 // server or on every node of a Redis Cluster, and removes them again. It needs
 // Redis 7.0 or later (selectors, %R~ key permissions and ACL DRYRUN).
 //
+// [Driver] and [Plugin] implement plugin contract v2 in the package's own
+// types ([Connection], [Role]); [New] returns the driver the broker lists,
+// and the broker opens it through [plugins.Open], whose decorator redacts the
+// admin password ([Plugin.Secrets]) and the issued one from every error.
+//
 // # Configuration
 //
 // A backend's connection section names one server (addr) or the seeds of a
@@ -77,7 +82,10 @@
 // Revoke runs ACL DELUSER on every node, which also closes every connection
 // the user has open. A user that is already gone is success; a node that
 // cannot be reached makes Revoke fail after deleting the user everywhere
-// else, so the reaper retries until every node is done.
+// else, so the reaper retries until every node is done. Revoke needs nothing
+// but the username, so Create returns no State: a lease whose role was
+// removed from the config, a lease written before contract v2 and an orphan
+// the sweep finds all revoke the same way, and nothing needs upgrading.
 //
 // Where a node keeps its users in an ACL file (CONFIG GET aclfile is not
 // empty), Create and Revoke run ACL SAVE on it, so a restart neither brings
@@ -112,6 +120,15 @@
 // the name, so run it as `redis-cli --user "$REDIS_USERNAME"` or
 // `redis-cli -u "$REDIS_URL"`. Fields hold host, port and username, and for
 // a cluster addrs, the seeds, comma-separated.
+//
+// # credbroker connect and dev
+//
+// [Driver.Describe] declares redis-cli as the client `credbroker connect`
+// opens (-h $REDIS_HOST -p $REDIS_PORT --user $REDIS_USERNAME; the password
+// stays in REDISCLI_AUTH), and the demo backend of `credbroker dev`: the
+// Redis at $CREDBROKER_DEV_REDIS_ADDR (default 127.0.0.1:6379), whose
+// default user needs no password, with a role that may read and write
+// demo:* keys.
 //
 // # What the admin user needs
 //

@@ -24,7 +24,7 @@ func section(src string) func(v any) error {
 func ExampleDriver_ParseRole() {
 	d := redis.Driver{}
 	role, warnings, err := d.ParseRole(section(`rules: ["~orders:*", "+@read", "(%R~audit:*   +xrange)"]`))
-	fmt.Println(role.(*redis.Role).Rules, warnings, err)
+	fmt.Println(role.Rules, warnings, err)
 
 	_, _, err = d.ParseRole(section(`rules: ["~orders:*", "nopass"]`))
 	fmt.Println(err)

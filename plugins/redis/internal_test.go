@@ -87,9 +87,9 @@ func TestPlaintextNeverSent(t *testing.T) {
 
 	pw := plugins.NewPassword()
 	username := plugins.NewUsername("wire", usernameLimit)
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
-	cred, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Role: &Role{Rules: []string{"+ping"}},
+	t.Cleanup(func() { _, _ = p.Revoke(context.Background(), plugins.RevokeOf[*Role]{Username: username}) })
+	resp, err := p.Create(t.Context(), plugins.CreateOf[*Role]{
+		Username: username, Password: pw, ExpiresAt: time.Now().Add(time.Hour), Spec: &Role{Rules: []string{"+ping"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestPlaintextNeverSent(t *testing.T) {
 	if got := fmt.Sprint(info); !strings.Contains(got, hash) || strings.Contains(got, pw.Reveal()) {
 		t.Errorf("ACL GETUSER = %v, want the password's hash and not the password", plugins.SanitizeString(got, pw))
 	}
-	user := goredis.NewClient(&goredis.Options{Addr: opt.Addr, Username: cred.Username, Password: pw.Reveal(),
+	user := goredis.NewClient(&goredis.Options{Addr: opt.Addr, Username: resp.Credential.Username, Password: pw.Reveal(),
 		MaxRetries: -1, DisableIdentity: true})
 	defer user.Close()
 	if err := user.Ping(t.Context()).Err(); err != nil {

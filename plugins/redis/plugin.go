@@ -33,7 +33,7 @@ type Plugin struct {
 	password  secret.Value
 	tlsConfig *tls.Config
 	scheme    string                 // of issued URIs: redis or rediss
-	secrets   []secret.Value         // the admin password, redacted from every error
+	secrets   []secret.Value         // the admin password, for Secrets
 	configure func(*goredis.Options) // edits every client's options (tests)
 
 	mu      sync.Mutex
@@ -42,9 +42,9 @@ type Plugin struct {
 }
 
 var (
-	_ plugins.Plugin      = (*Plugin)(nil)
-	_ plugins.RoleChecker = (*Plugin)(nil)
-	_ plugins.Warner      = (*Plugin)(nil)
+	_ plugins.TypedPlugin[*Role] = (*Plugin)(nil)
+	_ plugins.Warner             = (*Plugin)(nil)
+	_ plugins.SecretHolder       = (*Plugin)(nil)
 )
 
 // Tuning of the admin connections.
@@ -86,7 +86,9 @@ func open(ctx context.Context, c *Connection, configure func(*goredis.Options)) 
 	}
 	if err := p.setup(ctx); err != nil {
 		_ = p.Close()
-		return nil, p.sanitize(fmt.Errorf("open: %w", err))
+		// The one error the decorator of plugins.Open cannot redact the
+		// admin password from: there is no plugin to ask for it yet.
+		return nil, plugins.Sanitize(fmt.Errorf("open: %w", err), p.secrets...)
 	}
 	return p, nil
 }
@@ -164,10 +166,9 @@ func (p *Plugin) setup(ctx context.Context) error {
 	return nil
 }
 
-// sanitize redacts the admin password and extra from err.
-func (p *Plugin) sanitize(err error, extra ...secret.Value) error {
-	return plugins.Sanitize(err, slices.Concat(p.secrets, extra)...)
-}
+// Secrets returns the admin password, which the decorator of [plugins.Open]
+// redacts from every error and warning.
+func (p *Plugin) Secrets() []secret.Value { return p.secrets }
 
 // passwordHash is the ACL rule that gives a user the password pw: "#" and
 // the SHA-256 of pw in hex, which is what Redis stores, so the plaintext
@@ -184,18 +185,19 @@ func passwordHash(pw secret.Value) string {
 // has it, so it does not take over a user it did not make (the check and
 // ACL SETUSER are two commands, but usernames hold 50 random bits, so no
 // other Create races it). If any node fails after that, it deletes the user
-// from every node it can before returning the error. req.Role must be a
-// *Role from [Driver.ParseRole]; req.ExpiresAt is unused: Redis users do not
-// expire.
-func (p *Plugin) Create(ctx context.Context, req plugins.CreateRequest) (plugins.Credential, error) {
+// from every node it can before returning the error. req.Spec is checked
+// again (a Role can be built by hand); req.ExpiresAt is unused: Redis users
+// do not expire. The State is nil: Revoke needs nothing but the username,
+// and asks each node whether it keeps an ACL file when it runs.
+func (p *Plugin) Create(ctx context.Context, req plugins.CreateOf[*Role]) (plugins.CreateResponse, error) {
 	if err := p.create(ctx, req); err != nil {
-		return plugins.Credential{}, p.sanitize(fmt.Errorf("create user %q: %w", req.Username, err), req.Password)
+		return plugins.CreateResponse{}, fmt.Errorf("create user %q: %w", req.Username, err)
 	}
-	return p.credential(req.Username, req.Password), nil
+	return plugins.CreateResponse{Credential: p.credential(req.Username, req.Password)}, nil
 }
 
-func (p *Plugin) create(ctx context.Context, req plugins.CreateRequest) error {
-	rules, err := asRole(req.Role)
+func (p *Plugin) create(ctx context.Context, req plugins.CreateOf[*Role]) error {
+	rules, err := rulesOf(req.Spec)
 	if err != nil {
 		return err
 	}
@@ -379,12 +381,12 @@ func (p *Plugin) credential(username string, password secret.Value) plugins.Cred
 
 // Renew checks that the user still exists on every node; it moves nothing,
 // because Redis users have no expiry: the reaper alone removes them. A user
-// missing on a node is an error matching [ErrNoUser].
-func (p *Plugin) Renew(ctx context.Context, username string, _ time.Time) error {
-	if err := p.renew(ctx, username); err != nil {
-		return p.sanitize(fmt.Errorf("renew user %q: %w", username, err))
+// missing on a node is an error matching [ErrNoUser]. The state is kept.
+func (p *Plugin) Renew(ctx context.Context, req plugins.RenewOf[*Role]) (plugins.RenewResponse, error) {
+	if err := p.renew(ctx, req.Username); err != nil {
+		return plugins.RenewResponse{}, fmt.Errorf("renew user %q: %w", req.Username, err)
 	}
-	return nil
+	return plugins.RenewResponse{}, nil
 }
 
 func (p *Plugin) renew(ctx context.Context, username string) error {
@@ -412,12 +414,14 @@ func (p *Plugin) renew(ctx context.Context, username string) error {
 // A user that does not exist is success. If any node cannot be reached or
 // fails, Revoke returns an error, having deleted the user wherever it could,
 // so the reaper retries until every node is done. A username without the
-// managed prefix is refused with [ErrNotManaged].
-func (p *Plugin) Revoke(ctx context.Context, username string) error {
-	if err := p.revoke(ctx, username); err != nil {
-		return p.sanitize(fmt.Errorf("revoke user %q: %w", username, err))
+// managed prefix is refused with [ErrNotManaged]. Revoke needs neither the
+// role's spec nor a state: a lease whose role left the config, a lease
+// written before contract v2 and an orphan the sweep found revoke alike.
+func (p *Plugin) Revoke(ctx context.Context, req plugins.RevokeOf[*Role]) (plugins.RevokeResponse, error) {
+	if err := p.revoke(ctx, req.Username); err != nil {
+		return plugins.RevokeResponse{}, fmt.Errorf("revoke user %q: %w", req.Username, err)
 	}
-	return nil
+	return plugins.RevokeResponse{}, nil
 }
 
 func (p *Plugin) revoke(ctx context.Context, username string) error {
@@ -440,7 +444,7 @@ func (p *Plugin) revoke(ctx context.Context, username string) error {
 func (p *Plugin) ListManaged(ctx context.Context) ([]plugins.ManagedUser, error) {
 	users, err := p.listManaged(ctx)
 	if err != nil {
-		return nil, p.sanitize(fmt.Errorf("list managed users: %w", err))
+		return nil, fmt.Errorf("list managed users: %w", err)
 	}
 	return users, nil
 }
@@ -483,9 +487,8 @@ func (p *Plugin) listManaged(ctx context.Context) ([]plugins.ManagedUser, error)
 // it run ACL GETUSER, SETUSER and DELUSER, ACL SAVE where the node has an
 // ACL file, and CLUSTER NODES in a cluster.
 func (p *Plugin) Check(ctx context.Context) error {
-	err := p.check(ctx)
-	if err != nil {
-		return p.sanitize(fmt.Errorf("check: %w", err))
+	if err := p.check(ctx); err != nil {
+		return fmt.Errorf("check: %w", err)
 	}
 	return nil
 }
@@ -546,15 +549,15 @@ func (p *Plugin) check(ctx context.Context) error {
 // refused command (on a server without ACL DRYRUN, it plays the rules over
 // what ACL CAT lists), and deletes the user at once. Should the broker stop
 // in between, the user is a managed one that the reaper's sweep removes.
-func (p *Plugin) CheckRole(ctx context.Context, role any) error {
+func (p *Plugin) CheckRole(ctx context.Context, role *Role) error {
 	if err := p.checkRole(ctx, role); err != nil {
-		return p.sanitize(fmt.Errorf("check role: %w", err))
+		return fmt.Errorf("check role: %w", err)
 	}
 	return nil
 }
 
-func (p *Plugin) checkRole(ctx context.Context, role any) error {
-	rules, err := asRole(role)
+func (p *Plugin) checkRole(ctx context.Context, role *Role) error {
+	rules, err := rulesOf(role)
 	if err != nil {
 		return err
 	}

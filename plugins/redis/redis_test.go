@@ -31,7 +31,7 @@ var decoder = plugintest.Decoder
 
 // sharedRedis returns the test server's URL and a connection section for
 // it, with the admin password (if the URL has one) in a file.
-func sharedRedis(t *testing.T) (string, any) {
+func sharedRedis(t *testing.T) (string, *redis.Connection) {
 	t.Helper()
 	u := plugintest.RedisURL(t)
 	opt, err := goredis.ParseURL(u)
@@ -61,7 +61,7 @@ func secretFile(t *testing.T, v string) string {
 	return "file:" + path
 }
 
-func connection(t *testing.T, src string) any {
+func connection(t *testing.T, src string) *redis.Connection {
 	t.Helper()
 	c, err := redis.Driver{}.ParseConnection(decoder(src))
 	if err != nil {
@@ -70,7 +70,7 @@ func connection(t *testing.T, src string) any {
 	return c
 }
 
-func parseRole(t *testing.T, src string) any {
+func parseRole(t *testing.T, src string) *redis.Role {
 	t.Helper()
 	r, _, err := redis.Driver{}.ParseRole(decoder(src))
 	if err != nil {
@@ -79,15 +79,16 @@ func parseRole(t *testing.T, src string) any {
 	return r
 }
 
-// open opens a plugin closed when the test ends.
-func open(t *testing.T, conn any) *redis.Plugin {
+// open opens a plugin as the broker does, through plugins.Open and its
+// sanitizing decorator, closed when the test ends.
+func open(t *testing.T, conn *redis.Connection) plugins.Plugin {
 	t.Helper()
-	p, err := redis.Driver{}.Open(t.Context(), conn)
+	p, err := plugins.Open(t.Context(), redis.New(), conn)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	return p.(*redis.Plugin)
+	return p
 }
 
 // adminClient connects to url as the admin, closed when the test ends.
@@ -103,18 +104,35 @@ func adminClient(t *testing.T, url string) *goredis.Client {
 	return c
 }
 
-// create issues a user of role, revoked when the test ends.
-func create(t *testing.T, p plugins.Plugin, roleName string, role any) plugins.Credential {
+// create issues a user of role, revoked when the test ends. Its State is
+// nil: the plugin needs nothing but the username to revoke.
+func create(t *testing.T, p plugins.Plugin, roleName string, role *redis.Role) plugins.Credential {
 	t.Helper()
 	username := plugins.NewUsername(roleName, redis.Driver{}.UsernameLimit())
-	cred, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+	resp, err := p.Create(t.Context(), plugins.CreateRequest{
+		Username: username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: roleName, Spec: role,
 	})
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	t.Cleanup(func() { _ = revoke(context.Background(), p, username) })
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	return cred
+	if resp.State != nil {
+		t.Errorf("Create returned the state %q, want none", resp.State)
+	}
+	return resp.Credential
+}
+
+// revoke revokes username as the broker does for a lease whose role left
+// the config, or for an orphan: with neither spec nor state.
+func revoke(ctx context.Context, p plugins.Plugin, username string) error {
+	_, err := p.Revoke(ctx, plugins.RevokeRequest{Username: username})
+	return err
+}
+
+// renew renews username for an hour, without spec or state.
+func renew(ctx context.Context, p plugins.Plugin, username string) error {
+	_, err := p.Renew(ctx, plugins.RenewRequest{Username: username, ExpiresAt: time.Now().Add(time.Hour)})
+	return err
 }
 
 // ordersRole may read and write orders:* keys and nothing dangerous.
@@ -221,7 +239,7 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	_, conn := sharedRedis(t)
 	plugintest.Run(t, plugintest.Harness{
-		Driver:     redis.Driver{},
+		Driver:     redis.New(),
 		Connection: conn,
 		Role:       parseRole(t, ordersRole),
 		Login:      login,
@@ -268,7 +286,7 @@ func TestRevokeClosesConnections(t *testing.T) {
 	if n := clientsOf(t, admin, cred.Username); n != 3 {
 		t.Fatalf("CLIENT LIST shows %d connections of %s before Revoke, want 3", n, cred.Username)
 	}
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred.Username); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	if n := clientsOf(t, admin, cred.Username); n != 0 {
@@ -293,7 +311,7 @@ func TestCredential(t *testing.T) {
 	_, conn := sharedRedis(t)
 	p := open(t, conn)
 	cred := create(t, p, "cred", parseRole(t, `rules: ["~cred:*", "+@read", "+acl|whoami"]`))
-	host, port, err := net.SplitHostPort(conn.(*redis.Connection).Addr)
+	host, port, err := net.SplitHostPort(conn.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +325,15 @@ func TestCredential(t *testing.T) {
 	}
 	if len(cred.Env) != len(wantEnv) {
 		t.Errorf("Env has %d variables, want %d", len(cred.Env), len(wantEnv))
+	}
+	meta := redis.Driver{}.Describe()
+	if len(meta.Env) != len(wantEnv) {
+		t.Errorf("Describe().Env = %q, want the %d variables of Env", meta.Env, len(wantEnv))
+	}
+	for _, k := range meta.Env {
+		if _, ok := wantEnv[k]; !ok {
+			t.Errorf("Describe().Env names %s, which Env does not hold", k)
+		}
 	}
 	for k, want := range wantEnv {
 		if got := cred.Env[k].Reveal(); got != want {
@@ -323,13 +350,23 @@ func TestCredential(t *testing.T) {
 		}
 	}
 
-	// redis-cli logs in with the environment alone, as the doc says.
+	// redis-cli logs in with the environment alone, as the doc says, and
+	// with the arguments Describe gives `credbroker connect`.
+	if len(meta.Clients) != 1 || meta.Clients[0].Command != "redis-cli" {
+		t.Fatalf("Describe().Clients = %+v, want redis-cli", meta.Clients)
+	}
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		t.Skip("redis-cli is not installed")
 	}
 	withEnv := os.Environ()
+	env := make(map[string]string, len(cred.Env))
 	for k, v := range cred.Env {
 		withEnv = append(withEnv, k+"="+v.Reveal())
+		env[k] = v.Reveal()
+	}
+	connectArgs := meta.Clients[0].Args(env)
+	if strings.Contains(strings.Join(connectArgs, " "), cred.Password.Reveal()) {
+		t.Fatal("the arguments of redis-cli hold the password: it belongs in REDISCLI_AUTH")
 	}
 	for name, run := range map[string]struct {
 		args []string
@@ -337,6 +374,8 @@ func TestCredential(t *testing.T) {
 	}{
 		// REDISCLI_AUTH has the password; the name comes from REDIS_USERNAME.
 		"User": {[]string{"-h", host, "-p", port, "--user", cred.Username}, withEnv},
+		// What `credbroker connect` runs.
+		"Connect": {connectArgs, withEnv},
 		// The URL alone is enough.
 		"URL": {[]string{"-u", cred.Env["REDIS_URL"].Reveal()}, os.Environ()},
 	} {
@@ -356,7 +395,7 @@ func TestCreateNeverChangesAnExistingUser(t *testing.T) {
 	role := parseRole(t, ordersRole)
 	cred := create(t, p, "exists", role)
 	_, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: cred.Username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Role: role,
+		Username: cred.Username, Password: plugins.NewPassword(), ExpiresAt: time.Now().Add(time.Hour), Spec: role,
 	})
 	if !errors.Is(err, redis.ErrUserExists) {
 		t.Fatalf("Create of an existing user = %v, want ErrUserExists", err)
@@ -373,13 +412,13 @@ func TestRenew(t *testing.T) {
 	_, conn := sharedRedis(t)
 	p := open(t, conn)
 	cred := create(t, p, "renew", parseRole(t, ordersRole))
-	if err := p.Renew(t.Context(), cred.Username, time.Now().Add(time.Hour)); err != nil {
+	if err := renew(t.Context(), p, cred.Username); err != nil {
 		t.Fatalf("Renew of a live user: %v", err)
 	}
-	if err := p.Revoke(t.Context(), cred.Username); err != nil {
+	if err := revoke(t.Context(), p, cred.Username); err != nil {
 		t.Fatal(err)
 	}
-	err := p.Renew(t.Context(), cred.Username, time.Now().Add(time.Hour))
+	err := renew(t.Context(), p, cred.Username)
 	if !errors.Is(err, redis.ErrNoUser) || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Renew of a revoked user = %v, want ErrNoUser", err)
 	}
@@ -394,13 +433,13 @@ func TestRefusesUnmanagedUsers(t *testing.T) {
 	p := open(t, conn)
 	role := parseRole(t, ordersRole)
 	for _, name := range []string{"default", "admin", "CB_upper", ""} {
-		if err := p.Revoke(t.Context(), name); !errors.Is(err, redis.ErrNotManaged) {
+		if err := revoke(t.Context(), p, name); !errors.Is(err, redis.ErrNotManaged) {
 			t.Errorf("Revoke(%q) = %v, want ErrNotManaged", name, err)
 		}
-		if err := p.Renew(t.Context(), name, time.Now()); !errors.Is(err, redis.ErrNotManaged) {
+		if err := renew(t.Context(), p, name); !errors.Is(err, redis.ErrNotManaged) {
 			t.Errorf("Renew(%q) = %v, want ErrNotManaged", name, err)
 		}
-		_, err := p.Create(t.Context(), plugins.CreateRequest{Username: name, Password: plugins.NewPassword(), Role: role})
+		_, err := p.Create(t.Context(), plugins.CreateRequest{Username: name, Password: plugins.NewPassword(), Spec: role})
 		if !errors.Is(err, redis.ErrNotManaged) {
 			t.Errorf("Create(%q) = %v, want ErrNotManaged", name, err)
 		}
@@ -409,9 +448,9 @@ func TestRefusesUnmanagedUsers(t *testing.T) {
 		t.Error("the default user is gone")
 	}
 	for _, name := range []string{"cb_has space", "cb_new\nline", "cb_" + strings.Repeat("x", 62)} {
-		_, err := p.Create(t.Context(), plugins.CreateRequest{Username: name, Password: plugins.NewPassword(), Role: role})
+		_, err := p.Create(t.Context(), plugins.CreateRequest{Username: name, Password: plugins.NewPassword(), Spec: role})
 		if err == nil {
-			_ = p.Revoke(t.Context(), name)
+			_ = revoke(t.Context(), p, name)
 			t.Errorf("Create(%q) succeeded", name)
 		}
 	}
@@ -424,9 +463,9 @@ func TestCreateRechecksRules(t *testing.T) {
 	_, conn := sharedRedis(t)
 	p := open(t, conn)
 	username := plugins.NewUsername("byhand", redis.Driver{}.UsernameLimit())
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	t.Cleanup(func() { _ = revoke(context.Background(), p, username) })
 	_, err := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: plugins.NewPassword(), Role: &redis.Role{Rules: []string{"allkeys", "nopass"}},
+		Username: username, Password: plugins.NewPassword(), Spec: &redis.Role{Rules: []string{"allkeys", "nopass"}},
 	})
 	if err == nil || !strings.Contains(err.Error(), "rules[1]") {
 		t.Errorf("Create with a nopass rule = %v, want an error naming rules[1]", err)
@@ -472,8 +511,8 @@ func TestCheck(t *testing.T) {
 	}
 
 	// adminUser makes an ACL user with rules and returns a connection as it.
-	addr := conn.(*redis.Connection).Addr
-	adminUser := func(t *testing.T, rules ...string) any {
+	addr := conn.Addr
+	adminUser := func(t *testing.T, rules ...string) *redis.Connection {
 		name := "cbtest_admin_" + strings.ToLower(plugins.NewPassword().Reveal()[:10])
 		pw := plugins.NewPassword()
 		err := admin.ACLSetUser(t.Context(), name, append([]string{"reset", "on", ">" + pw.Reveal()}, rules...)...).Err()
@@ -495,13 +534,13 @@ func TestCheck(t *testing.T) {
 		if err := p.CheckRole(t.Context(), parseRole(t, ordersRole)); err != nil {
 			t.Errorf("CheckRole: %v", err)
 		}
-		if err := p.Renew(t.Context(), cred.Username, time.Now().Add(time.Hour)); err != nil {
+		if err := renew(t.Context(), p, cred.Username); err != nil {
 			t.Errorf("Renew: %v", err)
 		}
 		if _, err := p.ListManaged(t.Context()); err != nil {
 			t.Errorf("ListManaged: %v", err)
 		}
-		if err := p.Revoke(t.Context(), cred.Username); err != nil {
+		if err := revoke(t.Context(), p, cred.Username); err != nil {
 			t.Errorf("Revoke: %v", err)
 		}
 	})
@@ -557,7 +596,7 @@ func TestOpenUnavailable(t *testing.T) {
 	t.Parallel()
 	const password = "s3cret-admin-pw"
 	conn := connection(t, "addr: 127.0.0.1:1\npassword: "+secretFile(t, password))
-	_, err := redis.Driver{}.Open(t.Context(), conn)
+	_, err := plugins.Open(t.Context(), redis.New(), conn)
 	if !errors.Is(err, plugins.ErrUnavailable) {
 		t.Errorf("Open of a server that is not there = %v, want ErrUnavailable", err)
 	}
@@ -570,9 +609,9 @@ func TestOpenWrongAdminPassword(t *testing.T) {
 	t.Parallel()
 	_, conn := sharedRedis(t)
 	const password = "wrong-admin-pw-never-printed"
-	c := *conn.(*redis.Connection)
+	c := *conn
 	wrong := connection(t, "addr: "+c.Addr+"\nusername: cbtest_nobody\npassword: "+secretFile(t, password))
-	_, err := redis.Driver{}.Open(t.Context(), wrong)
+	_, err := plugins.Open(t.Context(), redis.New(), wrong)
 	if !errors.Is(err, plugins.ErrUnavailable) {
 		t.Errorf("Open with a wrong admin password = %v, want ErrUnavailable", err)
 	}
@@ -584,7 +623,7 @@ func TestOpenWrongAdminPassword(t *testing.T) {
 func TestOpenMissingSecret(t *testing.T) {
 	t.Parallel()
 	conn := connection(t, "addr: 127.0.0.1:6379\npassword: env:CREDBROKER_TEST_NO_SUCH_VARIABLE")
-	_, err := redis.Driver{}.Open(t.Context(), conn)
+	_, err := plugins.Open(t.Context(), redis.New(), conn)
 	if err == nil || !strings.Contains(err.Error(), "CREDBROKER_TEST_NO_SUCH_VARIABLE") {
 		t.Errorf("Open with an unset password variable = %v, want an error naming it", err)
 	}
@@ -602,21 +641,21 @@ func TestErrorsHideAdminPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.ACLDelUser(context.Background(), name) })
-	p := open(t, connection(t, "addr: "+conn.(*redis.Connection).Addr+"\nusername: "+name+
+	p := open(t, connection(t, "addr: "+conn.Addr+"\nusername: "+name+
 		"\npassword: "+secretFile(t, adminPW.Reveal())))
 
 	pw := plugins.NewPassword()
 	username := plugins.NewUsername("errs", redis.Driver{}.UsernameLimit())
-	t.Cleanup(func() { _ = p.Revoke(context.Background(), username) })
+	t.Cleanup(func() { _ = revoke(context.Background(), p, username) })
 	_, createErr := p.Create(t.Context(), plugins.CreateRequest{
-		Username: username, Password: pw, Role: &redis.Role{Rules: []string{"+nosuchcommand"}},
+		Username: username, Password: pw, Spec: &redis.Role{Rules: []string{"+nosuchcommand"}},
 	})
 	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
 	errs := map[string]error{
 		"Create with a rule the server refuses": createErr,
-		"Renew of a missing user":               p.Renew(t.Context(), username, time.Now()),
-		"Revoke with a canceled context":        p.Revoke(canceled, username),
+		"Renew of a missing user":               renew(t.Context(), p, username),
+		"Revoke with a canceled context":        revoke(canceled, p, username),
 		"CheckRole the server refuses":          p.CheckRole(t.Context(), &redis.Role{Rules: []string{"+nosuchcommand"}}),
 	}
 	for what, err := range errs {
@@ -634,7 +673,7 @@ func TestErrorsHideAdminPassword(t *testing.T) {
 func TestCloseTwice(t *testing.T) {
 	t.Parallel()
 	_, conn := sharedRedis(t)
-	p, err := redis.Driver{}.Open(t.Context(), conn)
+	p, err := plugins.Open(t.Context(), redis.New(), conn)
 	if err != nil {
 		t.Fatal(err)
 	}

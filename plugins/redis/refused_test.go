@@ -170,11 +170,11 @@ func TestCheckRoleRunsLiveCheck(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	defer p.Close()
-	err = p.(*Plugin).CheckRole(t.Context(), &Role{Rules: []string{"+acl|setuser"}})
+	err = p.CheckRole(t.Context(), &Role{Rules: []string{"+acl|setuser"}})
 	if err == nil || !strings.Contains(err.Error(), "ACL SETUSER") {
 		t.Errorf("CheckRole(+acl|setuser) = %v, want an error naming ACL SETUSER", err)
 	}
-	if err := p.(*Plugin).CheckRole(t.Context(), &Role{Rules: []string{"~a:*", "+@read"}}); err != nil {
+	if err := p.CheckRole(t.Context(), &Role{Rules: []string{"~a:*", "+@read"}}); err != nil {
 		t.Errorf("CheckRole(+@read) = %v", err)
 	}
 }
@@ -244,7 +244,7 @@ func FuzzParseRole(f *testing.F) {
 		if err != nil {
 			return
 		}
-		rules := got.(*Role).Rules
+		rules := got.Rules
 		for _, rule := range rules {
 			parts := []string{rule}
 			if strings.HasPrefix(rule, "(") {
@@ -263,7 +263,7 @@ func FuzzParseRole(f *testing.F) {
 				t.Errorf("accepted rules %q grant %q", rules, granted)
 			}
 		}
-		if _, err := got.(*Role).check(); err != nil {
+		if _, err := got.check(); err != nil {
 			t.Errorf("a role ParseRole returned fails its own check: %v", err)
 		}
 	})

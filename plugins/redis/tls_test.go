@@ -132,7 +132,7 @@ func TestTLS(t *testing.T) {
 		"CAFileNoCertPEM": {tls: "{enabled: true, ca_file: " + emptyFile(t) + "}", wantErr: "holds no PEM certificate"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := redis.Driver{}.Open(t.Context(), connection(t, "addr: "+s.addr()+"\ntls: "+tt.tls))
+			_, err := plugins.Open(t.Context(), redis.New(), connection(t, "addr: "+s.addr()+"\ntls: "+tt.tls))
 			switch {
 			case err == nil:
 				t.Fatal("Open succeeded")
