@@ -334,19 +334,35 @@ func (s *session) CheckGrants(ctx context.Context) error {
 	return nil
 }
 
+// TestConformance runs the conformance suite in process and against the
+// program cmd/credbroker-plugin-mqtt, the backend's form as a separate
+// program.
 func TestConformance(t *testing.T) {
 	b := testBroker(t)
-	conn, err := mqtt.New().ParseConnection(decoder(b.connection()))
+	t.Run("InProcess", func(t *testing.T) {
+		conformance(t, b, mqtt.New(), b.connection())
+	})
+	t.Run("OutOfProcess", func(t *testing.T) {
+		d, connection := outOfProcess(t, b)
+		if d.Name() != "mqtt" {
+			t.Fatalf("the program's backend is named %q, want mqtt", d.Name())
+		}
+		conformance(t, b, d, connection)
+	})
+}
+
+func conformance(t *testing.T, b broker, d plugins.Driver, connection string) {
+	conn, err := d.ParseConnection(decoder(connection))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("ParseConnection: %v", err)
 	}
 	base := "cbtest/" + unique()
-	role, _, err := mqtt.New().ParseRole(decoder(topicRole(base)))
+	role, _, err := d.ParseRole(decoder(topicRole(base)))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("ParseRole: %v", err)
 	}
 	plugintest.Run(t, plugintest.Harness{
-		Driver:     mqtt.New(),
+		Driver:     d,
 		Connection: conn,
 		Role:       role,
 		Login: func(ctx context.Context, cred plugins.Credential) (plugintest.Session, error) {
