@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,9 +210,13 @@ func (p *Plugin) dial(ctx context.Context) (*conn, error) {
 }
 
 // connectError says why the broker could not be reached or refused the
-// admin. A refused login is a configuration error, not unavailability.
+// admin. A refused login or certificate is a configuration error, not
+// unavailability.
 func connectError(addr, username string, err error) error {
+	var certErr *tls.CertificateVerificationError
 	switch {
+	case errors.As(err, &certErr):
+		return fmt.Errorf("connect to %s: the broker's certificate: %w (check tls.ca_file and tls.server_name)", addr, err)
 	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
 		return fmt.Errorf("connect to %s: the broker refused the admin %q: %w (check username and password)", addr, username, err)
 	case errors.Is(err, packets.ErrorRefusedIDRejected), errors.Is(err, packets.ErrorRefusedBadProtocolVersion):
