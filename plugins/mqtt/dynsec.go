@@ -189,7 +189,7 @@ func (p *Plugin) dial(ctx context.Context) (*conn, error) {
 			<-t.Done()
 			c.client.Disconnect(0)
 		}()
-		return nil, fmt.Errorf("connect to %s: %w", p.endpoint.addr(), ctx.Err())
+		return nil, fmt.Errorf("connect to %s: %w", p.endpoint.addr(), unavailable(ctx.Err()))
 	}
 	if err := t.Error(); err != nil {
 		c.markLost()
