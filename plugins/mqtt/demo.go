@@ -36,17 +36,31 @@ const (
 // best shown.
 var envNames = []string{"MQTT_HOST", "MQTT_PORT", "MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_URL"}
 
-// Describe declares the credential's variables and the demo backend. It
-// declares no client for `credbroker connect`: mosquitto_sub and
-// mosquitto_pub take a password only with -P (or in -L's URL), where every
-// local user can read it in the process list, or from their options file
-// ($XDG_CONFIG_HOME/mosquitto_sub), which the contract gives a client no
-// way to write. `credbroker exec` with the demo's Try line shows the way
-// that keeps the password off the command line.
+// Describe declares the credential's variables, the demo backend and the
+// clients `credbroker connect` opens: mosquitto_sub, else mosquitto_pub.
+// They take a password only with -P (or in -L's URL), where every local user
+// can read it in the process list, or from their options file
+// ($XDG_CONFIG_HOME/mosquitto_sub, …), so the password goes into that file
+// ([plugins.Client.Files]) and never onto the command line.
 func (Driver) Describe() plugins.Metadata {
 	return plugins.Metadata{
-		Env:  envNames,
-		Demo: &plugins.Demo{Prepare: prepareDemo},
+		Clients: []plugins.Client{mosquittoClient("mosquitto_sub"), mosquittoClient("mosquitto_pub")},
+		Env:     envNames,
+		Demo:    &plugins.Demo{Prepare: prepareDemo},
+	}
+}
+
+// mosquittoClient is one of Mosquitto's command-line clients, pointed at the
+// credential's broker and user, with the password in its options file.
+func mosquittoClient(command string) plugins.Client {
+	return plugins.Client{
+		Command: command,
+		Args: func(env map[string]string) []string {
+			return []string{"-h", env["MQTT_HOST"], "-p", env["MQTT_PORT"], "-u", env["MQTT_USERNAME"]}
+		},
+		Files: func(env map[string]string) map[string]string {
+			return map[string]string{command: "-P " + env["MQTT_PASSWORD"] + "\n"}
+		},
 	}
 }
 
