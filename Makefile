@@ -38,9 +38,8 @@ lint: tools
 	@echo "buf lint"; buf lint
 	@echo "generated code is up to date"; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 		buf generate --output $$tmp; \
-		diff -r $$tmp/proto/credbroker/v1/credbrokerv1connect proto/credbroker/v1/credbrokerv1connect && \
-		diff $$tmp/proto/credbroker/v1/credbroker.pb.go proto/credbroker/v1/credbroker.pb.go || \
-		{ echo "generated code is stale: run make generate and commit the result"; exit 1; }
+		stale=0; for f in $$(cd $$tmp && find proto -type f); do diff $$tmp/$$f $$f || stale=1; done; \
+		if [ $$stale = 1 ]; then echo "generated code is stale: run make generate and commit the result"; exit 1; fi
 
 generate: tools
 	buf generate

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/credbroker/credbroker/authn"
 	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/plugins/external"
 	"github.com/credbroker/credbroker/secret"
 )
 
@@ -56,6 +59,8 @@ type Config struct {
 
 	drivers map[string]plugins.Driver
 	policy  *Policy
+	// external are the drivers of the backends with plugin: external.
+	external []*external.Driver
 }
 
 // TLSConfig names the server certificate and key files, and optionally the
@@ -133,8 +138,23 @@ type BackendConfig struct {
 	Sweep *bool `yaml:"sweep"`
 	// Connection is decoded by the plugin.
 	Connection yaml.Node `yaml:"connection"`
+	// Command is, with plugin: external, the backend's program and its
+	// arguments: [/absolute/path, args…]. The broker starts it and talks to
+	// it over a private unix socket (docs/plugins.md).
+	Command []string `yaml:"command"`
+	// SHA256 is the hex SHA-256 of Command[0]; required with plugin:
+	// external. The broker refuses to start a program that hashes
+	// otherwise.
+	SHA256 string `yaml:"sha256"`
+	// Env are, with plugin: external, the variables the program gets, each a
+	// secret reference the broker resolves; the program gets nothing else
+	// of the broker's environment.
+	Env map[string]secret.Ref `yaml:"env"`
 
 	connection any
+	// driver parsed the backend's sections and opens it: the built-in
+	// plugin's, or the backend's own program's with plugin: external.
+	driver plugins.Driver
 }
 
 // RoleConfig is one role: a backend plus the grants its users get.
@@ -223,6 +243,7 @@ func ParseConfig(data []byte, drivers []plugins.Driver) (*Config, error) {
 	errs := decodeStrict(&root, cfg, "")
 	cfg.setDefaults()
 	errs = append(errs, cfg.validate(errs)...)
+	cfg.stopValidators()
 	if len(errs) > 0 {
 		return nil, errorList(errs)
 	}
@@ -364,11 +385,24 @@ func (c *Config) validate(found []error) []error {
 			add(path+".name", "duplicate backend %q", b.Name)
 		}
 		backends[b.Name] = b
-		d, ok := c.drivers[b.Plugin]
-		if !ok {
-			add(path+".plugin", "unknown plugin %q (this binary has: %s)", b.Plugin, c.driverNames())
-			continue
+		var d plugins.Driver
+		if b.Plugin == external.Backend {
+			if d = c.externalDriver(b, path, add); d == nil {
+				continue
+			}
+		} else {
+			for key, set := range map[string]bool{"command": len(b.Command) > 0, "sha256": b.SHA256 != "", "env": len(b.Env) > 0} {
+				if set {
+					add(path+"."+key, "only with plugin: external, for a backend run as a separate program")
+				}
+			}
+			var ok bool
+			if d, ok = c.drivers[b.Plugin]; !ok {
+				add(path+".plugin", "unknown plugin %q (this binary has: %s; or external, for a backend run as a separate program)", b.Plugin, c.driverNames())
+				continue
+			}
 		}
+		b.driver = d
 		if b.Connection.Kind == 0 {
 			add(path+".connection", "required")
 			continue
@@ -408,8 +442,8 @@ func (c *Config) validate(found []error) []error {
 			add(path+".backend", "unknown backend %q", r.Backend)
 			continue
 		}
-		d, ok := c.drivers[b.Plugin]
-		if !ok {
+		d := b.driver
+		if d == nil {
 			continue // reported on the backend
 		}
 		for key := range r.Sections {
@@ -486,6 +520,73 @@ func (c *Config) validate(found []error) []error {
 		c.policy = compilePolicy(c)
 	}
 	return errs
+}
+
+// externalDriver returns the driver of a backend with plugin: external,
+// after a handshake with its program (so the role sections can be keyed by
+// the name it declares), or nil when the backend's keys are wrong or the
+// program cannot start; every problem is added with its path.
+func (c *Config) externalDriver(b *BackendConfig, path string, add func(path, format string, a ...any)) plugins.Driver {
+	cfg := external.Config{Name: b.Name, Command: b.Command, SHA256: b.SHA256, Env: b.Env}
+	d, err := external.New(cfg)
+	if err != nil {
+		onlyEnv := true
+		for _, e := range leaves(err) {
+			fe, ok := errors.AsType[*external.FieldError](e)
+			if !ok {
+				add(path, "%v", e)
+				onlyEnv = false
+				continue
+			}
+			add(path+"."+fe.Field, "%s", fe.Msg)
+			onlyEnv = onlyEnv && strings.HasPrefix(fe.Field, "env.")
+		}
+		if !onlyEnv {
+			return nil
+		}
+		// Validation runs without the env: the program can still check the
+		// sections, so that every problem is reported at once.
+		cfg.Env = nil
+		if d, err = external.New(cfg); err != nil {
+			return nil
+		}
+	}
+	c.external = append(c.external, d)
+	if err := d.Handshake(context.Background()); err != nil {
+		field := path + ".command"
+		if _, ok := errors.AsType[*external.ChecksumError](err); ok {
+			field = path + ".sha256"
+		}
+		add(field, "%s", plugins.SanitizeString(err.Error()))
+		return nil
+	}
+	return d
+}
+
+// leaves returns the errors errors.Join joined in err, or err alone.
+func leaves(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// stopValidators stops the programs that validated the sections of
+// backends with plugin: external; opening such a backend starts its program
+// again, for good.
+func (c *Config) stopValidators() {
+	for _, d := range c.external {
+		_ = d.Close()
+	}
+}
+
+// SetPluginLogger sends the output of the programs of backends with plugin:
+// external, and their supervisors' events, to log (none until it is
+// called).
+func (c *Config) SetPluginLogger(log *slog.Logger) {
+	for _, d := range c.external {
+		d.SetLogger(log)
+	}
 }
 
 // Policy returns the compiled policies: the one place that decides what an

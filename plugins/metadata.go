@@ -33,6 +33,13 @@ type Client struct {
 	// The arguments a user writes after `--` are appended. Nil: no
 	// arguments.
 	Args func(env map[string]string) []string
+	// Files returns small files the program reads its options from, by
+	// name, for a client that takes the password only on its command line
+	// (where every user of the machine sees it in ps) or from a file.
+	// `credbroker connect` writes them into a private directory (0700, files
+	// 0600), points XDG_CONFIG_HOME at it for the program, and removes it
+	// when the program ends. Nil: no files.
+	Files func(env map[string]string) map[string]string
 }
 
 // Demo is a demo backend for `credbroker dev`.
