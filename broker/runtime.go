@@ -53,11 +53,13 @@ func openRuntime(ctx context.Context, cfg *Config, log *slog.Logger, now func() 
 			rt.close(log)
 		}
 	}()
+	// The programs of plugin: external backends log through the broker.
+	cfg.SetPluginLogger(log)
 	for i := range cfg.Backends {
 		b := &cfg.Backends[i]
 		// The one place plugins are opened: plugins.Open wraps each in the
 		// sanitizing decorator, so no caller sanitizes a plugin's error again.
-		p, err := plugins.Open(ctx, cfg.drivers[b.Plugin], b.connection)
+		p, err := plugins.Open(ctx, b.driver, b.connection) // built in, or plugin: external's program
 		if err != nil {
 			return nil, fmt.Errorf("backend %s (%s): %w", b.Name, b.Plugin, err)
 		}

@@ -100,7 +100,6 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 	}
 	backend, _ := rt.cfg.Backend(role.Backend)
 	plugin := rt.plugins[backend.Name]
-	driver := rt.cfg.drivers[backend.Plugin]
 
 	now := s.now()
 	lease, err := s.store.CreatePending(ctx, leases.Lease{
@@ -108,7 +107,7 @@ func (s *credentialService) IssueCredential(ctx context.Context, req *connect.Re
 		Role:         role.Name,
 		Backend:      backend.Name,
 		Plugin:       backend.Plugin,
-		Username:     plugins.NewUsername(role.Name, driver.UsernameLimit()),
+		Username:     plugins.NewUsername(role.Name, backend.driver.UsernameLimit()),
 		Subject:      id.Subject,
 		SubjectName:  subjectName(id.Claims),
 		Issuer:       id.Issuer,
@@ -355,7 +354,7 @@ func roleProto(cfg *Config, g Grant) *credbrokerv1.Role {
 	return &credbrokerv1.Role{
 		Name:             r.Name,
 		Backend:          r.Backend,
-		Plugin:           b.Plugin,
+		Plugin:           b.driver.Name(), // the driver's (plugin: external's program's), which connect looks up
 		DefaultTtl:       durationpb.New(min(r.DefaultTTL, g.MaxTTL(false))),
 		MaxTtl:           durationpb.New(g.MaxTTL(false)),
 		Owner:            r.Owner,

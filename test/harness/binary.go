@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +66,64 @@ func Binary(t testing.TB) string {
 		t.Fatalf("harness: build credbroker: %v", build.err)
 	}
 	return build.path
+}
+
+// programs are the binaries Program built, by import path.
+var programs struct {
+	mu     sync.Mutex
+	dir    string
+	byPath map[string]*releaseBuild
+}
+
+// Program returns the path of the command at import path pkg of this module
+// (a backend run as a separate program, say), built once per test process
+// with -race when the test binary has it, and its hex SHA-256, as a
+// backend's sha256: wants it. [Main] removes it.
+func Program(t testing.TB, pkg string) (path, sha256Hex string) {
+	t.Helper()
+	programs.mu.Lock()
+	if programs.byPath == nil {
+		programs.byPath = map[string]*releaseBuild{}
+	}
+	pb := programs.byPath[pkg]
+	if pb == nil {
+		pb = &releaseBuild{}
+		programs.byPath[pkg] = pb
+	}
+	if programs.dir == "" {
+		var err error
+		if programs.dir, err = os.MkdirTemp("", "credbroker-programs-"); err != nil {
+			programs.mu.Unlock()
+			t.Fatalf("harness: %v", err)
+		}
+	}
+	dir := programs.dir
+	programs.mu.Unlock()
+	pb.once.Do(func() {
+		pb.path = filepath.Join(dir, strings.ReplaceAll(strings.Trim(pkg, "/"), "/", "_"))
+		args := []string{"build", "-o", pb.path}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, pkg)
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		var out bytes.Buffer
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			pb.err = fmt.Errorf("go %v: %w\n%s", args, err, out.String())
+		}
+	})
+	if pb.err != nil {
+		t.Fatalf("harness: build %s: %v", pkg, pb.err)
+	}
+	data, err := os.ReadFile(pb.path)
+	if err != nil {
+		t.Fatalf("harness: read %s: %v", pb.path, err)
+	}
+	sum := sha256.Sum256(data)
+	return pb.path, hex.EncodeToString(sum[:])
 }
 
 // releases are the binaries ReleaseBinary built, by revision.
@@ -201,8 +261,8 @@ func untar(r io.Reader, dir string) error {
 	}
 }
 
-// Main runs the tests of m, removes the binaries [Binary] and
-// [ReleaseBinary] built, and exits. Call it from TestMain.
+// Main runs the tests of m, removes the binaries [Binary], [ReleaseBinary]
+// and [Program] built, and exits. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
 	if build.dir != "" {
@@ -213,6 +273,11 @@ func Main(m *testing.M) {
 		_ = os.RemoveAll(dir)
 	}
 	releases.mu.Unlock()
+	programs.mu.Lock()
+	if programs.dir != "" {
+		_ = os.RemoveAll(programs.dir)
+	}
+	programs.mu.Unlock()
 	os.Exit(code)
 }
 
