@@ -20,8 +20,8 @@ type UpgradeResult struct {
 	// Upgraded leases now have the state their plugin derived.
 	Upgraded int
 	// NoState leases' plugins derived nothing (they keep no state, or have
-	// no [plugins.StateUpgrader]); they stay without state, which their
-	// Revoke handles, and are asked again at the next start.
+	// no [plugins.StateUpgrader]); they get an empty state, as a lease of
+	// such a plugin issued now does, and are not asked again.
 	NoState int
 	// Failed leases' plugins returned an error, or were not asked because
 	// their backend did not answer or is not configured; they are retried
@@ -77,14 +77,19 @@ func (r *Reaper) UpgradeStates(ctx context.Context) (UpgradeResult, error) {
 				}
 				log.Warn("cannot derive the plugin state of a lease written before contract v2; the next start tries again, and its revoke derives it itself",
 					slog.String("error", err.Error()))
-			case state == nil:
-				res.NoState++
 			default:
+				if state == nil {
+					state = []byte{} // stored empty, not NULL: nothing to derive, now or later
+				}
 				stored, err := r.loop.setPluginState(ctx, l.ID, state)
 				if err != nil {
 					return res, fmt.Errorf("store the plugin state of lease %s: %w", l.ID, err)
 				}
-				if stored {
+				switch {
+				case !stored:
+				case len(state) == 0:
+					res.NoState++
+				default:
 					res.Upgraded++
 				}
 			}

@@ -169,7 +169,8 @@ type SecretHolder interface {
 // the backend before contract v2 (a role comment, a marker role). For a
 // lease the store holds without state, the broker asks it once, at start,
 // to derive the state from those markers and the role's current spec, and
-// stores the result; Revoke does the same itself for a lease it meets first.
+// stores the result (a nil result, "nothing to keep", is stored as an empty
+// state); Revoke does the same itself for a lease it meets first.
 type StateUpgrader interface {
 	UpgradeState(ctx context.Context, req UpgradeStateRequest) ([]byte, error)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/plugins/mqtt"
 	"github.com/credbroker/credbroker/plugins/mysql"
 	"github.com/credbroker/credbroker/plugins/postgres"
 	"github.com/credbroker/credbroker/plugins/rabbitmq"
@@ -12,6 +13,7 @@ import (
 // folder under plugins/ and one line here: what `connect` opens and what
 // `dev` demonstrates come from each driver's plugins.Metadata.
 var drivers = []plugins.Driver{
+	mqtt.New(),
 	mysql.New(),
 	postgres.New(),
 	rabbitmq.New(),
