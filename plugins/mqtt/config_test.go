@@ -1,6 +1,7 @@
 package mqtt_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -219,8 +220,23 @@ func TestDriver(t *testing.T) {
 	if strings.Join(meta.Env, ",") != strings.Join(want, ",") {
 		t.Errorf("Describe().Env = %q, want %q", meta.Env, want)
 	}
-	if len(meta.Clients) != 0 {
-		t.Errorf("Describe() declares clients %v: mosquitto_sub would get the password on its command line", meta.Clients)
+	env := map[string]string{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "1885", "MQTT_USERNAME": "cb_x", "MQTT_PASSWORD": "pw-42"}
+	var commands []string
+	for _, c := range meta.Clients {
+		commands = append(commands, c.Command)
+		argv := c.Args(env)
+		if strings.Join(argv, " ") != "-h 127.0.0.1 -p 1885 -u cb_x" {
+			t.Errorf("%s: arguments %q", c.Command, argv)
+		}
+		if slices.ContainsFunc(argv, func(a string) bool { return strings.Contains(a, "pw-42") }) {
+			t.Errorf("%s gets the password on its command line: %q", c.Command, argv)
+		}
+		if files := c.Files(env); len(files) != 1 || files[c.Command] != "-P pw-42\n" {
+			t.Errorf("%s: option files %q, want the password in its own options file", c.Command, files)
+		}
+	}
+	if strings.Join(commands, ",") != "mosquitto_sub,mosquitto_pub" {
+		t.Errorf("Describe() declares clients %q, want mosquitto_sub then mosquitto_pub", commands)
 	}
 	if meta.Demo == nil {
 		t.Error("Describe() declares no demo")
