@@ -59,6 +59,7 @@ type Config struct {
 
 	drivers map[string]plugins.Driver
 	policy  *Policy
+	catalog *catalog // compiled with policy, from a valid config
 	// external are the drivers of the backends with plugin: external.
 	external []*external.Driver
 }
@@ -517,7 +518,8 @@ func (c *Config) validate(found []error) []error {
 		}
 	}
 	if len(errs) == 0 {
-		c.policy = compilePolicy(c)
+		c.catalog = compileCatalog(c)
+		c.policy = compilePolicy(c.catalog)
 	}
 	return errs
 }
@@ -634,20 +636,13 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Role returns the role named name.
+// Role returns the role named name, from the compiled catalog.
 func (c *Config) Role(name string) (*RoleConfig, bool) {
-	i := slices.IndexFunc(c.Roles, func(r RoleConfig) bool { return r.Name == name })
-	if i < 0 {
-		return nil, false
-	}
-	return &c.Roles[i], true
+	return c.catalog.role(name)
 }
 
-// Backend returns the backend named name.
+// Backend returns the backend named name, from the compiled catalog.
 func (c *Config) Backend(name string) (*BackendConfig, bool) {
-	i := slices.IndexFunc(c.Backends, func(b BackendConfig) bool { return b.Name == name })
-	if i < 0 {
-		return nil, false
-	}
-	return &c.Backends[i], true
+	b := c.catalog.backend(name)
+	return b, b != nil
 }
