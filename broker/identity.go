@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -37,8 +36,7 @@ type authInterceptor struct {
 func (a *authInterceptor) authenticate(ctx context.Context, procedure, header string) (context.Context, error) {
 	scheme, token, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return nil, connect.NewError(connect.CodeUnauthenticated,
-			errors.New("missing identity token: send Authorization: Bearer <token>"))
+		return nil, errMissingToken
 	}
 	token = strings.TrimSpace(token)
 	// A token refused a moment ago for its identity's rate is refused
@@ -53,7 +51,7 @@ func (a *authInterceptor) authenticate(ctx context.Context, procedure, header st
 	}
 	id, err := a.verifier().Verify(ctx, token)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeUnauthenticated, err)
+		return nil, errUnauthenticated(err)
 	}
 	// The subject keys the rate limiter and reaches events and logs: cap
 	// it first.

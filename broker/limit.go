@@ -3,11 +3,9 @@ package broker
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"sync"
 	"time"
 
-	"connectrpc.com/connect"
 	"golang.org/x/time/rate"
 )
 
@@ -128,7 +126,7 @@ type fieldCap struct {
 func checkCaps(fields ...fieldCap) error {
 	for _, f := range fields {
 		if len(f.value) > f.max {
-			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s is %d bytes; at most %d", f.name, len(f.value), f.max))
+			return errFieldTooLong(f.name, len(f.value), f.max)
 		}
 	}
 	return nil

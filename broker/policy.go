@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/credbroker/credbroker/authn"
+	"github.com/credbroker/credbroker/leases"
 )
 
 // Subject and claim globs are segment-aware: a segment is a run of
@@ -216,19 +217,78 @@ func (g Grant) MaxTTL(breakGlass bool) time.Duration {
 // Renewable reports whether leases of the role may be renewed.
 func (g Grant) Renewable() bool { return g.Role != nil && *g.Role.Renewable }
 
+// DefaultTTL is the lease time of a request that names none: the role's
+// default_ttl, within MaxTTL(breakGlass).
+func (g Grant) DefaultTTL(breakGlass bool) time.Duration {
+	if g.Role == nil {
+		return 0
+	}
+	return min(g.Role.DefaultTTL, g.MaxTTL(breakGlass))
+}
+
+// TTL is the lease time (or renewal increment) for a request of requested,
+// 0 for the default: capped at MaxTTL(breakGlass), which clamped reports.
+func (g Grant) TTL(breakGlass bool, requested time.Duration) (ttl time.Duration, clamped bool) {
+	ttl = g.DefaultTTL(breakGlass)
+	if requested > 0 {
+		ttl = requested
+	}
+	if maxTTL := g.MaxTTL(breakGlass); ttl > maxTTL {
+		return maxTTL, true
+	}
+	return ttl, false
+}
+
+// DecideRenewal answers whether id may renew lease l, and with which grant:
+// the holder renews only while a policy still grants the role the way the
+// lease was issued (with or without a break-glass reason); an admin may
+// renew any lease; a role that left the config, or is no longer renewable,
+// renews nobody's lease. The caller has checked that id may see l at all.
+func (p *Policy) DecideRenewal(id authn.Identity, l leases.Lease) (Grant, error) {
+	if !l.Renewable {
+		return Grant{}, errNotRenewable
+	}
+	g := p.Decide(id, l.Role)
+	switch {
+	case g.Role == nil:
+		return Grant{}, errRoleGone(l.Role)
+	case holds(id, l) && !g.Allowed(l.BreakGlass):
+		return Grant{}, errNoLongerGranted(l.Role, l.ExpiresAt)
+	case !g.Renewable():
+		return Grant{}, errNotRenewable
+	}
+	return g, nil
+}
+
+// DecideIssue answers whether id may be issued role, with (breakGlass) or
+// without a reason: the grant, or the error the caller gets. A role that
+// does not exist and one the caller may not have get the same answer, so
+// the error does not tell which roles exist.
+func (p *Policy) DecideIssue(id authn.Identity, role string, breakGlass bool) (Grant, error) {
+	g := p.Decide(id, role)
+	switch {
+	case g.Allowed(breakGlass):
+		return g, nil
+	case g.Access == AccessBreakGlass:
+		return g, errBreakGlassOnly(g.Role.Name, id.Subject, g.MaxTTL(true))
+	default:
+		return g, errIssueDenied(role)
+	}
+}
+
 // Policy is the compiled policies of one config: the one place that decides
 // what an identity may do. It is built once per config, when the config is
 // parsed (and so on every reload), and is safe for concurrent use.
 type Policy struct {
 	rules []rule
-	roles []RoleConfig // the config's, in config order
+	roles *catalog // the config's roles, by name and in config order
 }
 
-// compilePolicy compiles c's policies; the config must be valid.
-func compilePolicy(c *Config) *Policy {
-	p := &Policy{roles: c.Roles}
-	for i := range c.Policies {
-		pc := &c.Policies[i]
+// compilePolicy compiles the policies of cat's config, which must be valid.
+func compilePolicy(cat *catalog) *Policy {
+	p := &Policy{roles: cat}
+	for i := range cat.cfg.Policies {
+		pc := &cat.cfg.Policies[i]
 		r := rule{name: pc.Name, issuer: pc.Issuer, subject: pc.subject, roles: pc.Roles, breakGlass: pc.BreakGlassRoles, admin: pc.Admin}
 		for name, want := range pc.claims {
 			r.claims = append(r.claims, claimRule{name: name, want: want})
@@ -243,11 +303,11 @@ func compilePolicy(c *Config) *Policy {
 // policies say so. Deny by default: an unknown role or one no matching
 // policy names gets AccessNone.
 func (p *Policy) Decide(id authn.Identity, role string) Grant {
-	i := slices.IndexFunc(p.roles, func(r RoleConfig) bool { return r.Name == role })
-	if i < 0 {
+	r, ok := p.roles.role(role)
+	if !ok {
 		return Grant{}
 	}
-	return p.decide(p.matching(id), &p.roles[i])
+	return p.decide(p.matching(id), r)
 }
 
 func (p *Policy) decide(matched []*rule, role *RoleConfig) Grant {
@@ -280,8 +340,9 @@ func (p *Policy) matching(id authn.Identity) []*rule {
 func (p *Policy) Grants(id authn.Identity) []Grant {
 	matched := p.matching(id)
 	var out []Grant
-	for i := range p.roles {
-		if g := p.decide(matched, &p.roles[i]); g.Access != AccessNone {
+	roles := p.roles.cfg.Roles
+	for i := range roles {
+		if g := p.decide(matched, &roles[i]); g.Access != AccessNone {
 			out = append(out, g)
 		}
 	}

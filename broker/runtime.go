@@ -22,18 +22,6 @@ type runtime struct {
 	verifier *authn.Verifier
 }
 
-// roleSpec returns the current spec of the role called role if it is still
-// configured on backend, else nil: a lease's role that was removed, or now
-// names another backend (whose plugin could not read the spec), is renewed
-// and revoked from the lease's state alone.
-func (rt *runtime) roleSpec(backend, role string) any {
-	r, ok := rt.cfg.Role(role)
-	if !ok || r.Backend != backend {
-		return nil
-	}
-	return r.spec
-}
-
 // target is the reaper's lookup: the plugin of backend and the current spec
 // of role on it.
 func (rt *runtime) target(backend, role string) (plugins.Plugin, any, bool) {
@@ -41,7 +29,7 @@ func (rt *runtime) target(backend, role string) (plugins.Plugin, any, bool) {
 	if !ok {
 		return nil, nil, false
 	}
-	return p, rt.roleSpec(backend, role), true
+	return p, rt.cfg.catalog.roleSpec(backend, role), true
 }
 
 // openRuntime opens every backend of cfg, checks its roles against the live

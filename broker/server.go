@@ -124,17 +124,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	s.svc = &credentialService{
-		rt:       s.rt.Load,
-		store:    s.store,
-		reaper:   s.reaper,
-		limits:   newLimiter(cfg.Limits.IssueRate, cfg.Limits.IssueBurst),
-		requests: newLimiter(cfg.Limits.RequestRate, cfg.Limits.RequestBurst),
-		errSlowDown: connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
-			"too many requests from this identity (limits.request_rate %g a second, bursts of %d): slow down and retry in a moment",
-			cfg.Limits.RequestRate, cfg.Limits.RequestBurst)),
-		metrics: newMetrics(reg),
-		log:     log,
-		now:     now,
+		rt:          s.rt.Load,
+		store:       s.store,
+		reaper:      s.reaper,
+		limits:      newLimiter(cfg.Limits.IssueRate, cfg.Limits.IssueBurst),
+		requests:    newLimiter(cfg.Limits.RequestRate, cfg.Limits.RequestBurst),
+		errSlowDown: errSlowDown(cfg.Limits.RequestRate, cfg.Limits.RequestBurst),
+		metrics:     newMetrics(reg),
+		log:         log,
+		now:         now,
 	}
 	s.handler = s.routes(reg)
 	return s, nil
@@ -175,8 +173,7 @@ func requireBearer(next http.Handler) http.Handler {
 					// The body is not read: nor is it waited for.
 					w.Header().Set("Connection", "close")
 				}
-				_ = errWriter.Write(w, r, connect.NewError(connect.CodeUnauthenticated,
-					errors.New("missing identity token: send Authorization: Bearer <token>")))
+				_ = errWriter.Write(w, r, errMissingToken)
 				return
 			}
 		}
@@ -447,7 +444,7 @@ func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest)
 	switch req.Service {
 	case "", credbrokerv1connect.CredentialServiceName:
 	default:
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", req.Service))
+		return nil, errUnknownService(req.Service)
 	}
 	if h.storeUp(ctx) {
 		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil

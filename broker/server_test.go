@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -23,9 +22,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/credbroker/credbroker/authn"
 	"github.com/credbroker/credbroker/plugins/plugintest"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/proto/credbroker/v1/credbrokerv1connect"
@@ -41,19 +38,7 @@ func TestServeTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
 
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := authn.SigningKey{KID: "k1", Key: priv}
-	jwks, err := authn.JWKSJSON(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwksFile := filepath.Join(dir, "jwks.json")
-	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	iss := newTestIssuer(t, dir)
 	t.Setenv("CB_TLS_TEST_STORE", store)
 	t.Setenv("CB_TLS_TEST_BACKEND", backend)
 	cfg, err := ParseConfig(fmt.Appendf(nil, `
@@ -61,14 +46,14 @@ listen: 127.0.0.1:8420
 tls: {cert_file: %s, key_file: %s}
 store: {dsn: env:CB_TLS_TEST_STORE}
 issuers:
-  - {name: test, issuer: https://issuer.test, audiences: [credbroker], jwks_file: %s, algorithms: [EdDSA]}
+  - %s
 backends:
   - {name: pg, plugin: postgres, connection: {dsn: env:CB_TLS_TEST_BACKEND}}
 roles:
   - {name: reader, backend: pg, default_ttl: 1m, max_ttl: 5m, postgres: {member_of: [pg_read_all_data]}}
 policies:
   - {name: p, issuer: test, subject: app, roles: [reader]}
-`, certFile, keyFile, jwksFile), testDrivers)
+`, certFile, keyFile, iss.yaml()), testDrivers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +76,7 @@ policies:
 		srv.Close()
 	})
 
-	token, err := key.Sign(jwt.MapClaims{"iss": "https://issuer.test", "sub": "app", "aud": "credbroker", "exp": time.Now().Add(time.Hour).Unix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := iss.token(t, "app", time.Hour)
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 	t.Cleanup(httpClient.CloseIdleConnections)
 	bearer := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {

@@ -107,7 +107,8 @@ func (s *Store) CountDenial(actor, role string) {
 
 // FlushDenials appends every counted denial now, including the current
 // minute's (an export calls it so that it sees every refusal).
-func (s *Store) FlushDenials(ctx context.Context) error {
+func (s *Store) FlushDenials(ctx context.Context) (err error) {
+	defer markUnavailable(&err)
 	return s.flushDenials(ctx, true)
 }
 

@@ -68,14 +68,15 @@ func chainOf(e Event) int {
 
 // RecordEvent appends e to the history; Seq, PrevHash and Hash are set by the
 // store, and At defaults to now. Kind is required.
-func (s *Store) RecordEvent(ctx context.Context, e Event) error {
+func (s *Store) RecordEvent(ctx context.Context, e Event) (err error) {
+	defer markUnavailable(&err)
 	if e.Kind == "" {
 		return fmt.Errorf("record event: %w: kind is empty", ErrInvalidArgument)
 	}
 	if e.At.IsZero() {
 		e.At = s.now()
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := appendEvent(ctx, tx, e)
 		return err
 	})
@@ -206,7 +207,8 @@ func scanEvent(row pgx.Row) (Event, error) {
 
 // Events calls fn with every event matching f, in seq order, streaming from
 // one consistent snapshot. It stops at, and returns, fn's first error.
-func (s *Store) Events(ctx context.Context, f EventFilter, fn func(Event) error) error {
+func (s *Store) Events(ctx context.Context, f EventFilter, fn func(Event) error) (err error) {
+	defer markUnavailable(&err)
 	var (
 		where []string
 		args  []any
@@ -232,7 +234,13 @@ func (s *Store) Events(ctx context.Context, f EventFilter, fn func(Event) error)
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	q += ` ORDER BY seq`
-	if err := s.eachEvent(ctx, q, args, fn); err != nil {
+	sink := func(e Event) error {
+		if err := fn(e); err != nil {
+			return &callerError{err} // the caller's (a stream that broke), not the store's
+		}
+		return nil
+	}
+	if err := s.eachEvent(ctx, q, args, sink); err != nil {
 		return fmt.Errorf("list events: %w", err)
 	}
 	return nil
@@ -260,6 +268,7 @@ func (s *Store) eachEvent(ctx context.Context, q string, args []any, fn func(Eve
 // order, and returns how many events verified. An error wraps
 // [ErrChainBroken] and names the first seq that does not match.
 func (s *Store) VerifyChain(ctx context.Context) (checked int64, err error) {
+	defer markUnavailable(&err)
 	v := NewChainVerifier()
 	errStop := errors.New("stop")
 	var broken error
@@ -292,9 +301,10 @@ const checkpointActor = "checkpoint"
 // every chain, unless nothing was appended since the last checkpoint or
 // another replica is writing one right now. It reports whether it wrote one.
 // The reaper calls it on every pass.
-func (s *Store) Checkpoint(ctx context.Context) (bool, error) {
+func (s *Store) Checkpoint(ctx context.Context) (_ bool, err error) {
+	defer markUnavailable(&err)
 	wrote := false
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var locked bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, $2)`, eventsLockSpace, int32(-1)).Scan(&locked); err != nil || !locked {
 			return err

@@ -132,7 +132,8 @@ func scanLease(row pgx.Row) (Lease, error) {
 // ignored: the lease starts with an empty plugin state, which
 // [Store.Activate] replaces with what Create returned. A lease with the same
 // id, or the same backend and username, gives [ErrConflict].
-func (s *Store) CreatePending(ctx context.Context, l Lease) (Lease, error) {
+func (s *Store) CreatePending(ctx context.Context, l Lease) (_ Lease, err error) {
+	defer markUnavailable(&err)
 	if l.ID == "" {
 		l.ID = NewID()
 	}
@@ -207,14 +208,15 @@ func leaseDetails(l Lease, extra map[string]string) map[string]string {
 // it back in the reaper's queue, due now, with an `issue_conflict` event and
 // pluginState stored: the backend user the caller has just created may
 // postdate the reaper's revoke, and it must not outlive the lease.
-func (s *Store) Activate(ctx context.Context, id, actor string, pluginState []byte, details map[string]string) (Lease, error) {
+func (s *Store) Activate(ctx context.Context, id, actor string, pluginState []byte, details map[string]string) (_ Lease, err error) {
+	defer markUnavailable(&err)
 	now := s.now()
 	pluginState = nonNilState(pluginState)
 	var (
 		out      Lease
 		conflict State
 	)
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The common case in one statement: the lease is still PENDING.
 		active, err := scanLease(tx.QueryRow(ctx, `
 			UPDATE leases SET state = 'ACTIVE', plugin_state = $2 WHERE id = $1 AND state = 'PENDING'
@@ -259,9 +261,10 @@ func (s *Store) Activate(ctx context.Context, id, actor string, pluginState []by
 // appended. The reaper then revokes whatever half-exists in the backend. If
 // the reaper had already taken the lease, it is queued again the same way.
 // Failing an ACTIVE lease gives [ErrConflict].
-func (s *Store) Fail(ctx context.Context, id, actor, lastErr string) error {
+func (s *Store) Fail(ctx context.Context, id, actor, lastErr string) (err error) {
+	defer markUnavailable(&err)
 	now := s.now()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		l, err := lockLease(ctx, tx, id)
 		if err != nil {
 			return err
@@ -321,7 +324,8 @@ func nonEmpty(s, def string) string {
 }
 
 // Get returns the lease with id, or [ErrNotFound].
-func (s *Store) Get(ctx context.Context, id string) (Lease, error) {
+func (s *Store) Get(ctx context.Context, id string) (_ Lease, err error) {
+	defer markUnavailable(&err)
 	l, err := scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1`, id))
 	if err != nil {
 		return Lease{}, fmt.Errorf("get lease %s: %w", id, err)
@@ -362,7 +366,8 @@ type Renewal struct {
 // lease that is not ACTIVE or has expired gives [ErrNotActive]; one issued
 // as not renewable gives [ErrNotRenewable]; an expiry that is not after now
 // gives [ErrInvalidArgument].
-func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (Renewal, error)) (Lease, error) {
+func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (Renewal, error)) (_ Lease, err error) {
+	defer markUnavailable(&err)
 	for range renewAttempts {
 		out, err := s.renewOnce(ctx, id, actor, fn)
 		if !errors.Is(err, errLostRace) {
@@ -390,7 +395,7 @@ func (s *Store) renewOnce(ctx context.Context, id, actor string, fn func(l Lease
 	}
 	renewal, err := fn(l) // the backend call: no transaction, no lock, no connection held
 	if err != nil {
-		return Lease{}, err
+		return Lease{}, &callerError{err} // the backend's, never the store's unavailability
 	}
 	now := s.now()
 	expiry := renewal.ExpiresAt.UTC().Truncate(time.Microsecond)
@@ -471,6 +476,7 @@ const (
 // keyset-paginated, so leases created during a listing never shift a page.
 // A token this store did not make gives [ErrInvalidArgument].
 func (s *Store) List(ctx context.Context, f ListFilter) (leases []Lease, next string, err error) {
+	defer markUnavailable(&err)
 	size := f.PageSize
 	switch {
 	case size <= 0:
@@ -562,7 +568,8 @@ func decodePageToken(tok string) (time.Time, string, error) {
 }
 
 // ActiveByRole returns how many ACTIVE leases each role has now.
-func (s *Store) ActiveByRole(ctx context.Context) (map[string]int64, error) {
+func (s *Store) ActiveByRole(ctx context.Context) (_ map[string]int64, err error) {
+	defer markUnavailable(&err)
 	rows, err := s.pool.Query(ctx, `SELECT role, count(*) FROM leases WHERE state = 'ACTIVE' GROUP BY role`)
 	if err != nil {
 		return nil, fmt.Errorf("count active leases: %w", err)

@@ -1,72 +1,31 @@
 package leases
 
 import (
-	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
-	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/plugins/plugintest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const defaultTestPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
 // testDatabase creates an empty database for one test, dropped (WITH FORCE)
-// when the test ends, and returns its URL. It skips the test when PostgreSQL
-// does not answer, unless CREDBROKER_REQUIRE_SERVICES=1.
-//
-// It stands in for plugintest.NewTestDatabase until that exists.
+// when the test ends, and returns its URL: plugintest's service discovery,
+// which skips the test when PostgreSQL does not answer, unless
+// CREDBROKER_REQUIRE_SERVICES=1.
 func testDatabase(t testing.TB) string {
 	t.Helper()
-	admin := cmp.Or(os.Getenv("CREDBROKER_TEST_POSTGRES_URL"), defaultTestPostgresURL)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		if os.Getenv("CREDBROKER_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL is required (CREDBROKER_REQUIRE_SERVICES=1) but does not answer: %v", plugins.Sanitize(err))
-		}
-		t.Skipf("PostgreSQL does not answer (set CREDBROKER_TEST_POSTGRES_URL): %v", plugins.Sanitize(err))
-	}
-	defer conn.Close(ctx)
-
-	name := "credbroker_leases_" + strings.ToLower(rand.Text()[:16])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-
-	if u, err := url.Parse(admin); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + name
-		return u.String()
-	}
-	return admin + " dbname=" + name
+	return plugintest.NewTestDatabase(t, plugintest.PostgresURL(t))
 }
 
 // testClock is a clock tests move by hand.

@@ -295,7 +295,8 @@ func (r *Reaper) runOnce(ctx context.Context) (runResult, error) {
 // (State, LastError, NextAttemptAt); the error is nil unless the store failed
 // or ctx ended. Revoking a REVOKED lease returns it unchanged. An unknown id
 // gives [ErrNotFound].
-func (r *Reaper) Revoke(ctx context.Context, id, reason, actor string) (Lease, error) {
+func (r *Reaper) Revoke(ctx context.Context, id, reason, actor string) (_ Lease, err error) {
+	defer markUnavailable(&err)
 	l, claimed, err := r.store.claimOne(ctx, id, nonEmpty(reason, "revoked"), r.now().Add(r.cfg.ClaimTimeout))
 	if err != nil {
 		return Lease{}, fmt.Errorf("revoke lease %s: %w", id, err)

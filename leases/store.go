@@ -59,7 +59,8 @@ type Store struct {
 // Open connects to the lease store, checks that the database answers and
 // applies any pending migrations. An unreachable database is an error that
 // names the host and database (never the password).
-func Open(ctx context.Context, cfg Config) (*Store, error) {
+func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
+	defer markUnavailable(&err)
 	if cfg.DSN == "" {
 		return nil, fmt.Errorf("%w: lease store DSN is empty", ErrInvalidArgument)
 	}
@@ -136,7 +137,8 @@ func (s *Store) forReaper() *Store {
 }
 
 // Ping reports whether the lease store answers.
-func (s *Store) Ping(ctx context.Context) error {
+func (s *Store) Ping(ctx context.Context) (err error) {
+	defer markUnavailable(&err)
 	if err := s.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("leases: ping lease store: %w", err)
 	}

@@ -44,7 +44,8 @@ type UpgradeResult struct {
 //
 // Several replicas may run it at once: a lease whose state is set meanwhile
 // (by another replica, or by Activate) keeps that state.
-func (r *Reaper) UpgradeStates(ctx context.Context) (UpgradeResult, error) {
+func (r *Reaper) UpgradeStates(ctx context.Context) (_ UpgradeResult, err error) {
+	defer markUnavailable(&err)
 	var (
 		res   UpgradeResult
 		after string
