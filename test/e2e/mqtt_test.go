@@ -1,0 +1,299 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/credbroker/credbroker/plugins/plugintest"
+	"github.com/credbroker/credbroker/test/harness"
+)
+
+// The MQTT backend end to end: Mosquitto 2 with dynamic security
+// (.ci/mosquitto-dynsec), driven by the program cmd/credbroker-plugin-mqtt
+// that the broker runs as `plugin: external`, pinned by its sha256. The
+// workload side uses Mosquitto's own clients, mosquitto_sub and
+// mosquitto_pub, with the password in their options file.
+
+// mqttBackend is the name of the MQTT backend in these tests' configs.
+const mqttBackend = "mqtt-ext"
+
+// mqttTools returns the paths of mosquitto_sub and mosquitto_pub; the test
+// is skipped without them (or fails under CREDBROKER_REQUIRE_SERVICES=1).
+func mqttTools(t *testing.T) (sub, pub string) {
+	t.Helper()
+	var paths []string
+	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			if os.Getenv(plugintest.RequireServicesEnv) == "1" {
+				t.Fatalf("%s is not installed (Debian: apt-get install mosquitto-clients): %v", tool, err)
+			}
+			t.Skipf("%s is not installed: %v", tool, err)
+		}
+		paths = append(paths, p)
+	}
+	return paths[0], paths[1]
+}
+
+// mqttEnv is a broker with one MQTT backend run as a separate program.
+type mqttEnv struct {
+	m      *harness.MQTT
+	admin  *harness.DynsecAdmin
+	store  *harness.Store
+	b      *harness.Broker
+	token  string
+	role   string // a role of the test's own: every client it makes starts with prefix
+	prefix string // cb_<role>
+	base   string // a topic level of the test's own
+}
+
+// startMQTT starts a broker whose backend mqttBackend runs the program at
+// prog (sha256 sum) and whose roles are the YAML roles returns for the
+// test's role name and topic base; extra is appended (reaper:, limits:).
+func startMQTT(t *testing.T, prog, sum string, roles func(role, base string) string, extra string) *mqttEnv {
+	t.Helper()
+	e := &mqttEnv{m: harness.NewMQTT(t)}
+	e.admin = e.m.Admin(t)
+	e.role = harness.RandomName("mq")
+	e.prefix = "cb_" + e.role
+	e.base = "cbe2e/" + e.role
+	e.m.DeleteAtEnd(t, e.prefix)
+	iss := harness.NewIssuer(t, "test")
+	e.store = harness.NewStore(t)
+	rolesYAML := roles(e.role, e.base)
+	e.b = harness.StartBroker(t, harness.ServicesConfig(iss, e.m.ExternalBackendYAML(mqttBackend, prog, sum), extra+rolesYAML),
+		append(e.store.StoreEnv(), e.m.Env()...)...)
+	e.b.Track(e.m.AdminPassword())
+	e.token = iss.Token(t, appSubject, nil, time.Hour)
+	return e
+}
+
+// mqttRole is a role of the MQTT backend with the given TTL and ACLs (YAML
+// flow mappings).
+func mqttRole(name, ttl string, acls ...string) string {
+	return fmt.Sprintf(`  - name: %s
+    backend: %s
+    default_ttl: %s
+    max_ttl: 1h
+    mqtt:
+      acls:
+        - %s
+`, name, mqttBackend, ttl, strings.Join(acls, "\n        - "))
+}
+
+// tool runs mosquitto_pub or mosquitto_sub as user (its password in env's
+// options file) and returns its exit status and what it printed.
+func tool(t *testing.T, m *harness.MQTT, env []string, path, user string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, append(m.ToolArgs(user), args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &exitErr) && ctx.Err() == nil:
+		return exitErr.ExitCode(), string(out)
+	}
+	t.Fatalf("%s %v: %v\n%s", path, args, err, out)
+	return 0, ""
+}
+
+// lines collects the lines a process prints, for a test to wait on.
+type lines struct {
+	mu   sync.Mutex
+	all  []string
+	more chan struct{}
+}
+
+func newLines(r io.Reader) *lines {
+	l := &lines{more: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.all = append(l.all, sc.Text())
+			close(l.more)
+			l.more = make(chan struct{})
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *lines) snapshot() ([]string, chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.all), l.more
+}
+
+// waitFor waits for a line for which match holds.
+func (l *lines) waitFor(t *testing.T, timeout time.Duration, what string, match func(string) bool) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		all, more := l.snapshot()
+		if slices.ContainsFunc(all, match) {
+			return
+		}
+		select {
+		case <-more:
+		case <-deadline:
+			t.Fatalf("no %s within %s; printed:\n%s", what, timeout, strings.Join(all, "\n"))
+		}
+	}
+}
+
+// TestMQTTProgramIssuePublishSubscribeRevoke: with the MQTT backend as a
+// program pinned by its sha256, an issued credential publishes and
+// subscribes within its role's ACLs and is refused outside them (a refused
+// publish is dropped silently in MQTT 3.1.1, so an admin subscriber proves
+// it never arrived while a later allowed one did); revoking the lease
+// disconnects a subscriber connected at that moment, and the client and its
+// role are gone from dynsec.
+func TestMQTTProgramIssuePublishSubscribeRevoke(t *testing.T) {
+	t.Parallel()
+	subPath, pubPath := mqttTools(t)
+	prog, sum := harness.Program(t, harness.MQTTCommandProgram)
+	e := startMQTT(t, prog, sum, func(role, base string) string {
+		return "roles:\n" + mqttRole(role, "10m",
+			fmt.Sprintf(`{type: publishClientSend, topic: "%s/pub/#", allow: true}`, base),
+			fmt.Sprintf(`{type: publishClientSend, topic: "%s/pub/secret/#", allow: false, priority: 10}`, base),
+			fmt.Sprintf(`{type: subscribePattern, topic: "%s/#", allow: true}`, base),
+		) + singlePolicy(role)
+	}, "")
+
+	status, resp := e.b.Call(t, e.token, "ListRoles", nil)
+	roles, _ := resp["roles"].([]any)
+	if status != http.StatusOK || len(roles) != 1 || str(roles[0].(map[string]any), "plugin") != "mqtt" {
+		t.Fatalf("ListRoles: HTTP %d %v, want one role of the program's driver mqtt", status, resp)
+	}
+
+	cred := issue(t, e.b, e.token, map[string]any{"role": e.role})
+	if !strings.HasPrefix(cred.Username, e.prefix+"_") {
+		t.Fatalf("username %q, want the prefix %s_", cred.Username, e.prefix)
+	}
+	if !e.admin.ClientExists(t, cred.Username) || !e.admin.RoleExists(t, cred.Username) {
+		t.Fatalf("after the issue, dynsec has no client or no role %s", cred.Username)
+	}
+	if cred.Env["MQTT_HOST"] != e.m.Host || cred.Env["MQTT_PORT"] != e.m.Port || cred.Env["MQTT_USERNAME"] != cred.Username {
+		t.Errorf("credential env %v does not point at %s:%s as %s", cred.Env, e.m.Host, e.m.Port, cred.Username)
+	}
+	env := harness.ToolEnv(t, cred.Password)
+
+	// The admin sees everything under base; the holder subscribes to base/#.
+	watch := e.admin.Subscribe(t, e.base+"/#")
+	subCtx, stopSub := context.WithCancel(context.Background())
+	defer stopSub()
+	// mosquitto_sub's stdout is a pipe here, which stdio buffers in blocks:
+	// stdbuf makes it line-buffered, so each line arrives as it is printed.
+	stdbuf, err := exec.LookPath("stdbuf")
+	if err != nil {
+		t.Skipf("stdbuf (coreutils) is not installed: %v", err)
+	}
+	sub := exec.CommandContext(subCtx, stdbuf, append([]string{"-oL", subPath}, append(e.m.ToolArgs(cred.Username), "-t", e.base+"/#", "-q", "1", "-v", "-d")...)...)
+	sub.Env = append(os.Environ(), env...)
+	out, err := sub.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subErr bytes.Buffer
+	sub.Stderr = &subErr
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	subLines := newLines(out)
+	subDone := make(chan error, 1)
+	go func() { subDone <- sub.Wait() }()
+	subLines.waitFor(t, 15*time.Second, "SUBACK granting QoS 1 to the holder's subscription", func(l string) bool {
+		return strings.HasPrefix(l, "Subscribed (mid: 1): 1")
+	})
+
+	// Within the ACL: the holder's own subscriber and the admin receive it.
+	if code, out := tool(t, e.m, env, pubPath, cred.Username, "-t", e.base+"/pub/a", "-m", "in-acl", "-q", "1"); code != 0 {
+		t.Fatalf("mosquitto_pub within the ACL: exit %d\n%s", code, out)
+	}
+	watch.WaitFor(t, 10*time.Second, e.base+"/pub/a", "in-acl")
+	subLines.waitFor(t, 10*time.Second, "the holder's subscriber receiving in-acl", func(l string) bool {
+		return l == e.base+"/pub/a in-acl"
+	})
+
+	// Outside it: a topic no ACL allows, and one an ACL denies above the
+	// allow. MQTT 3.1.1 acknowledges both and drops them; neither reaches
+	// anyone, while the allowed message after them does.
+	for _, topic := range []string{e.base + "/other/x", e.base + "/pub/secret/x"} {
+		if code, out := tool(t, e.m, env, pubPath, cred.Username, "-t", topic, "-m", "refused", "-q", "1"); code != 0 {
+			t.Fatalf("mosquitto_pub to %s: exit %d (MQTT 3.1.1 acknowledges a refused publish)\n%s", topic, code, out)
+		}
+	}
+	if code, out := tool(t, e.m, env, pubPath, cred.Username, "-t", e.base+"/pub/b", "-m", "after", "-q", "1"); code != 0 {
+		t.Fatalf("mosquitto_pub within the ACL: exit %d\n%s", code, out)
+	}
+	seen := watch.WaitFor(t, 10*time.Second, e.base+"/pub/b", "after")
+	subLines.waitFor(t, 10*time.Second, "the holder's subscriber receiving after", func(l string) bool {
+		return l == e.base+"/pub/b after"
+	})
+	for _, m := range seen {
+		if m.Payload == "refused" {
+			t.Errorf("the admin received %q on %s: a publish outside the ACL went through", m.Payload, m.Topic)
+		}
+	}
+	if all, _ := subLines.snapshot(); slices.ContainsFunc(all, func(l string) bool { return strings.HasSuffix(l, " refused") }) {
+		t.Errorf("the holder's subscriber received a publish outside the ACL:\n%s", strings.Join(all, "\n"))
+	}
+
+	// Subscriptions outside the ACL, $CONTROL included, are refused.
+	for _, filter := range []string{"cbe2e-other/" + e.role + "/#", "$CONTROL/#", "$CONTROL/dynamic-security/v1/response"} {
+		code, out := tool(t, e.m, env, subPath, cred.Username, "-t", filter, "-d", "-C", "1", "-W", "3")
+		if !strings.Contains(out, "Subscribed (mid: 1): 128") {
+			t.Errorf("mosquitto_sub -t %s: exit %d, want the subscription refused (SUBACK 128)\n%s", filter, code, out)
+		}
+	}
+
+	// Revoke while the subscriber is connected: the broker disconnects it,
+	// and the credential no longer logs in.
+	select {
+	case err := <-subDone:
+		t.Fatalf("the subscriber ended before the revoke: %v\n%s", err, subErr.String())
+	default:
+	}
+	status, resp = e.b.Call(t, e.token, "RevokeLease", map[string]any{"leaseId": cred.LeaseID})
+	if status != http.StatusOK || str(resp, "lease", "state") != "LEASE_STATE_REVOKED" {
+		t.Fatalf("RevokeLease: HTTP %d %v", status, resp)
+	}
+	select {
+	case err := <-subDone:
+		// mosquitto_sub reconnects once and is refused: exit 5 (not authorised).
+		if err == nil {
+			t.Errorf("the subscriber exited 0 after the revoke; want a refused reconnect")
+		}
+		if !strings.Contains(subErr.String(), "not authorised") {
+			t.Errorf("the subscriber's last words do not say not authorised: %s", subErr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the subscriber is still connected 10 s after the revoke")
+	}
+	if e.admin.ClientExists(t, cred.Username) || e.admin.RoleExists(t, cred.Username) {
+		t.Errorf("after the revoke, dynsec still has the client or the role %s", cred.Username)
+	}
+	if code, out := tool(t, e.m, env, pubPath, cred.Username, "-t", e.base+"/pub/c", "-m", "late", "-q", "1"); code == 0 {
+		t.Errorf("the revoked credential still publishes\n%s", out)
+	}
+	if clients, roles := e.admin.MustNames(t, e.prefix); len(clients)+len(roles) != 0 {
+		t.Errorf("dynsec still holds %v %v of this test", clients, roles)
+	}
+}
