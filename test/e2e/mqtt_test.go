@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -295,5 +296,215 @@ func TestMQTTProgramIssuePublishSubscribeRevoke(t *testing.T) {
 	}
 	if clients, roles := e.admin.MustNames(t, e.prefix); len(clients)+len(roles) != 0 {
 		t.Errorf("dynsec still holds %v %v of this test", clients, roles)
+	}
+}
+
+// issueResult is one issue of the load loop.
+type issueResult struct {
+	start, end time.Time
+	status     int
+	code       string // the Connect code of a failure
+	username   string // of a success
+	leaseID    string
+}
+
+// TestMQTTProgramKilledMidLoad: while issues run in a loop against the MQTT
+// backend, the plugin program is killed with SIGKILL and kept from starting
+// again for a while (its executable moved away, so every restart fails).
+// Meanwhile every issue answers unavailable, nothing is half-made (every
+// ACTIVE lease has its client in dynsec; every failed issue's lease ends
+// REVOKED with no client left), and leases that expired while it was down
+// are revoked once it is back. After the supervisor starts it again, issues
+// work, and dynsec holds no client or role of this test that no ACTIVE
+// lease accounts for.
+func TestMQTTProgramKilledMidLoad(t *testing.T) {
+	t.Parallel()
+	_, pubPath := mqttTools(t)
+	built, sum := harness.Program(t, harness.MQTTCommandProgram)
+	// A copy of the test's own, which the test moves away and back.
+	prog := t.TempDir() + "/credbroker-plugin-mqtt"
+	data, err := os.ReadFile(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(prog, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	short := func(role string) string { return role + "-short" }
+	e := startMQTT(t, prog, sum, func(role, base string) string {
+		acl := fmt.Sprintf(`{type: publishClientSend, topic: "%s/#", allow: true}`, base)
+		return "roles:\n" + mqttRole(role, "10m", acl) + mqttRole(short(role), "2s", acl) + singlePolicy(role, short(role))
+	}, "reaper: {interval: 500ms, pending_grace: 5s}\nlimits: {issue_rate: 100000, issue_burst: 100000}\n")
+
+	var (
+		mu      sync.Mutex
+		results []issueResult
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := issueResult{start: time.Now()}
+				status, resp := e.b.Call(t, e.token, "IssueCredential", map[string]any{"role": e.role})
+				r.end, r.status = time.Now(), status
+				if status == http.StatusOK {
+					r.username, r.leaseID = str(resp, "credential", "username"), str(resp, "lease", "id")
+				} else {
+					r.code, _ = resp["code"].(string)
+				}
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+				time.Sleep(30 * time.Millisecond)
+			}
+		})
+	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad()
+	count := func(since, until time.Time, ok bool) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, r := range results {
+			if !r.start.Before(since) && (until.IsZero() || !r.end.After(until)) && (r.status == http.StatusOK) == ok {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "no issue succeeded before the kill", func() bool { return count(time.Time{}, time.Time{}, true) >= 10 })
+
+	// Leases that expire while the program is down.
+	var expiring []issued
+	for range 3 {
+		expiring = append(expiring, issue(t, e.b, e.token, map[string]any{"role": short(e.role)}))
+	}
+
+	// Kill the serving program (and the validation instance, should it
+	// still run): children of the broker running prog. Moving prog away
+	// first makes every restart fail until it is back.
+	pids, err := harness.ChildrenRunning(e.b.Pid(t), prog)
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("no child of the broker runs %s: %v %v", prog, pids, err)
+	}
+	if err := os.Rename(prog, prog+".away"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill -9 %d: %v", pid, err)
+		}
+	}
+	killed := time.Now()
+	t.Logf("killed %v with SIGKILL", pids)
+	time.Sleep(4 * time.Second) // the short leases expire meanwhile
+	if err := os.Rename(prog+".away", prog); err != nil {
+		t.Fatal(err)
+	}
+	restored := time.Now()
+	for _, x := range expiring {
+		if !x.ExpiresAt.After(killed) || !x.ExpiresAt.Before(restored) {
+			t.Fatalf("a short lease expires at %s, not while the program was down (%s to %s)", x.ExpiresAt, killed, restored)
+		}
+	}
+
+	// Down: from a moment after the kill until prog came back, every issue
+	// failed, and with unavailable.
+	downFrom := killed.Add(500 * time.Millisecond)
+	if n := count(downFrom, restored, true); n != 0 {
+		t.Errorf("%d issues succeeded while the program was down", n)
+	}
+	down := count(downFrom, restored, false)
+	if down == 0 {
+		t.Errorf("no issue was attempted while the program was down")
+	}
+	eventually(t, 60*time.Second, "issues do not succeed again after the program is back", func() bool {
+		return count(restored, time.Time{}, true) >= 10
+	})
+	stopLoad()
+	if !strings.Contains(e.b.Logs(), "the plugin program is back") {
+		t.Errorf("the broker's logs do not say the program is back")
+	}
+	if pids2, err := harness.ChildrenRunning(e.b.Pid(t), prog); err != nil || len(pids2) == 0 || slices.ContainsFunc(pids2, func(p int) bool { return slices.Contains(pids, p) }) {
+		t.Errorf("after the restart the broker's children running the program are %v (%v); the killed ones were %v", pids2, err, pids)
+	}
+
+	mu.Lock()
+	all := slices.Clone(results)
+	mu.Unlock()
+	codes := map[string]int{}
+	failed := 0
+	for _, r := range all {
+		if r.status != http.StatusOK {
+			failed++
+			codes[fmt.Sprintf("HTTP %d %s", r.status, r.code)]++
+			if r.status != http.StatusServiceUnavailable || r.code != "unavailable" {
+				t.Errorf("an issue at %s answered HTTP %d %q, want 503 unavailable", r.start.Format(time.StampMilli), r.status, r.code)
+			}
+		}
+	}
+	t.Logf("%d issues: %d succeeded, %d failed %v; %d of the failures while the program was down",
+		len(all), len(all)-failed, failed, codes, down)
+
+	// Every failed issue's lease (and every expired one) is revoked by the
+	// reaper once the program is back: no lease stays PENDING or REVOKING.
+	var leases []harness.LeaseRow
+	eventually(t, 90*time.Second, "leases stay PENDING or REVOKING after the program is back", func() bool {
+		leases = e.store.Leases(t)
+		return !slices.ContainsFunc(leases, func(l harness.LeaseRow) bool { return l.State == "PENDING" || l.State == "REVOKING" })
+	})
+	active := map[string]bool{}
+	states := map[string]int{}
+	for _, l := range leases {
+		states[l.State]++
+		if l.State == "ACTIVE" {
+			active[l.Username] = true
+		}
+	}
+	t.Logf("leases: %v", states)
+	if want := len(all) - failed; len(active) != want {
+		t.Errorf("%d ACTIVE leases, want the %d issues that succeeded", len(active), want)
+	}
+	if states["REVOKED"] != failed+len(expiring) {
+		t.Errorf("%d REVOKED leases, want the %d failed issues and the %d expired leases", states["REVOKED"], failed, len(expiring))
+	}
+	for _, r := range all {
+		if r.status == http.StatusOK && !active[r.username] {
+			t.Errorf("issue %s succeeded but its lease is not ACTIVE", r.leaseID)
+		}
+	}
+	for _, x := range expiring {
+		status, resp := e.b.Call(t, e.token, "GetLease", map[string]any{"leaseId": x.LeaseID})
+		if status != http.StatusOK || str(resp, "lease", "state") != "LEASE_STATE_REVOKED" || str(resp, "lease", "revokeReason") != "expired" {
+			t.Errorf("GetLease of a lease that expired while the program was down: HTTP %d %v, want REVOKED, expired", status, resp)
+		}
+	}
+
+	// dynsec: the ACTIVE leases' clients and roles, nothing else of this test.
+	clients, roles := e.admin.MustNames(t, e.prefix)
+	for name := range active {
+		if !slices.Contains(clients, name) || !slices.Contains(roles, name) {
+			t.Errorf("lease of %s is ACTIVE, but dynsec has client %v, role %v", name, slices.Contains(clients, name), slices.Contains(roles, name))
+		}
+	}
+	orphans := 0
+	for _, n := range slices.Concat(clients, roles) {
+		if !active[n] {
+			orphans++
+			t.Errorf("dynsec holds %s, which no ACTIVE lease accounts for", n)
+		}
+	}
+	t.Logf("dynsec: %d clients and %d roles with prefix %s, %d ACTIVE leases, %d orphans", len(clients), len(roles), e.prefix, len(active), orphans)
+
+	// And a fresh credential works against the broker.
+	cred := issue(t, e.b, e.token, map[string]any{"role": e.role})
+	if code, out := tool(t, e.m, harness.ToolEnv(t, cred.Password), pubPath, cred.Username, "-t", e.base+"/x", "-m", "back", "-q", "1"); code != 0 {
+		t.Errorf("mosquitto_pub with a credential issued after the restart: exit %d\n%s", code, out)
 	}
 }
