@@ -508,3 +508,145 @@ func TestMQTTProgramKilledMidLoad(t *testing.T) {
 		t.Errorf("mosquitto_pub with a credential issued after the restart: exit %d\n%s", code, out)
 	}
 }
+
+// TestMQTTConnect: `credbroker connect ROLE -- -t TOPIC -C 1 -W 10` opens
+// mosquitto_sub as a temporary client of the MQTT backend; a message
+// another holder publishes arrives. The password is in mosquitto_sub's
+// options file under a private XDG_CONFIG_HOME, never on its command line;
+// when it exits, the lease is revoked, the client is gone from dynsec, and
+// so is the options directory.
+func TestMQTTConnect(t *testing.T) {
+	t.Parallel()
+	subPath, pubPath := mqttTools(t)
+	prog, sum := harness.Program(t, harness.MQTTCommandProgram)
+	e := startMQTT(t, prog, sum, func(role, base string) string {
+		return "roles:\n" + mqttRole(role, "10m",
+			`{type: publishClientSend, topic: "demo/#", allow: true}`,
+			`{type: subscribePattern, topic: "demo/#", allow: true}`,
+		) + singlePolicy(role)
+	}, "")
+	// The topic is the test's own: the broker is shared, and -C 1 ends at
+	// the first message.
+	topic := "demo/" + e.role
+
+	// The publisher: another credential of the role.
+	pubCred := issue(t, e.b, e.token, map[string]any{"role": e.role})
+	pubEnv := harness.ToolEnv(t, pubCred.Password)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli := exec.CommandContext(ctx, harness.Binary(t), "connect", e.role, "--", "-t", topic+"/#", "-v", "-C", "1", "-W", "10")
+	cli.Env = append(os.Environ(), "CREDBROKER_ADDR="+e.b.Addr, "CREDBROKER_TOKEN_FILE=", "CREDBROKER_TOKEN="+e.token)
+	var stdout, stderr bytes.Buffer
+	cli.Stdout, cli.Stderr = &stdout, &stderr
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cli.Wait() }()
+
+	// Find mosquitto_sub, the child of credbroker connect, and what it
+	// runs with.
+	var child int
+	eventually(t, 20*time.Second, "credbroker connect started no mosquitto_sub", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("credbroker connect ended before mosquitto_sub was seen: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		default:
+		}
+		kids, err := harness.ChildrenRunning(cli.Process.Pid, subPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(kids) > 0 {
+			child = kids[0]
+		}
+		return child != 0
+	})
+	environ, err := harness.Environ(child)
+	if err != nil {
+		t.Fatalf("read the environment of mosquitto_sub: %v", err)
+	}
+	var password, username, xdg string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "MQTT_PASSWORD":
+			password = v
+		case "MQTT_USERNAME":
+			username = v
+		case "XDG_CONFIG_HOME":
+			xdg = v
+		}
+	}
+	if password == "" || !strings.HasPrefix(username, e.prefix+"_") {
+		t.Fatalf("mosquitto_sub runs without the credential's MQTT_PASSWORD and MQTT_USERNAME (username %q)", username)
+	}
+	e.b.Track(password)
+	if xdg == "" {
+		t.Fatal("mosquitto_sub runs without XDG_CONFIG_HOME: its password has nowhere to come from but the command line")
+	}
+	if fi, err := os.Stat(xdg); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the options directory %s: %v, mode %v, want 0700", xdg, err, fi.Mode().Perm())
+	}
+	if opts, err := os.ReadFile(xdg + "/mosquitto_sub"); err != nil || !strings.Contains(string(opts), password) {
+		t.Errorf("the options file %s/mosquitto_sub does not hold the password: %v", xdg, err)
+	} else if fi, _ := os.Stat(xdg + "/mosquitto_sub"); fi.Mode().Perm() != 0o600 {
+		t.Errorf("the options file is mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	// Publish until mosquitto_sub has one message and exits; its command
+	// line is read all the while.
+	var sent []string
+	var code int
+	for i := 0; ; i++ {
+		if args, err := harness.Cmdline(child); err == nil {
+			if line := strings.Join(args, " "); strings.Contains(line, password) {
+				t.Fatalf("the password is in mosquitto_sub's command line")
+			}
+		}
+		select {
+		case err := <-done:
+			var exitErr *exec.ExitError
+			if errors.As(err, &exitErr) {
+				code = exitErr.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			i = -1
+		case <-time.After(300 * time.Millisecond):
+		}
+		if i < 0 {
+			break
+		}
+		msg := fmt.Sprintf("hello-%d", i)
+		if c, out := tool(t, e.m, pubEnv, pubPath, pubCred.Username, "-t", topic+"/msg", "-m", msg, "-q", "1"); c != 0 {
+			t.Fatalf("mosquitto_pub: exit %d\n%s", c, out)
+		}
+		sent = append(sent, msg)
+	}
+	got := strings.TrimSpace(stdout.String())
+	if code != 0 || !strings.HasPrefix(got, topic+"/msg hello-") || !slices.Contains(sent, strings.TrimPrefix(got, topic+"/msg ")) {
+		t.Fatalf("credbroker connect: exit %d, stdout %q, stderr %s; sent %v", code, got, stderr.String(), sent)
+	}
+	if strings.Contains(stdout.String()+stderr.String(), password) {
+		t.Error("credbroker connect printed the password")
+	}
+
+	// After exit: lease revoked, client gone, options directory gone.
+	var lease harness.LeaseRow
+	for _, l := range e.store.Leases(t) {
+		if l.Username == username {
+			lease = l
+		}
+	}
+	if lease.State != "REVOKED" || lease.RevokeReason != "revoked by holder" {
+		t.Errorf("the lease of %s is %q (%q) after mosquitto_sub exited, want REVOKED, revoked by holder", username, lease.State, lease.RevokeReason)
+	}
+	if e.admin.ClientExists(t, username) || e.admin.RoleExists(t, username) {
+		t.Errorf("dynsec still has the client or role %s after connect ended", username)
+	}
+	if _, err := os.Stat(xdg); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the options directory %s is still there after connect ended: %v", xdg, err)
+	}
+}
