@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -37,7 +38,7 @@ environment.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runWithCredential(cmd, args[0], ttl, func(map[string]string, string) ([]string, error) { return args[1:], nil })
+			return runWithCredential(cmd, args[0], ttl, func(map[string]string, string) (launch, error) { return launch{argv: args[1:]}, nil })
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "lease lifetime between renewals (default: the role's default_ttl)")
@@ -60,12 +61,13 @@ when you quit. TOOL-ARGS after -- are passed to the client.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runWithCredential(cmd, args[0], ttl, func(env map[string]string, plugin string) ([]string, error) {
-				argv, err := clientArgv(plugin, env, exec.LookPath)
+			return runWithCredential(cmd, args[0], ttl, func(env map[string]string, plugin string) (launch, error) {
+				l, err := clientLaunch(plugin, env, exec.LookPath)
 				if err != nil {
-					return nil, fmt.Errorf("%w: use credbroker exec %s -- COMMAND", err, args[0])
+					return launch{}, fmt.Errorf("%w: use credbroker exec %s -- COMMAND", err, args[0])
 				}
-				return append(argv, args[1:]...), nil
+				l.argv = append(l.argv, args[1:]...)
+				return l, nil
 			})
 		},
 	}
@@ -73,13 +75,20 @@ when you quit. TOOL-ARGS after -- are passed to the client.`,
 	return cmd
 }
 
-// clientArgv returns the command line of the first client plugin declares
-// (plugins.Metadata.Clients) that lookPath finds, with its arguments for the
-// credential's env.
-func clientArgv(plugin string, env map[string]string, lookPath func(string) (string, error)) ([]string, error) {
+// launch is what runWithCredential starts: a command line, and the option
+// files the program reads from its XDG_CONFIG_HOME (plugins.Client.Files).
+type launch struct {
+	argv  []string
+	files map[string]string
+}
+
+// clientLaunch returns the command line and option files of the first
+// client plugin declares (plugins.Metadata.Clients) that lookPath finds, for
+// the credential's env.
+func clientLaunch(plugin string, env map[string]string, lookPath func(string) (string, error)) (launch, error) {
 	md, ok := metadata(plugin)
 	if !ok || len(md.Clients) == 0 {
-		return nil, fmt.Errorf("no client to open for plugin %q", plugin)
+		return launch{}, fmt.Errorf("no client to open for plugin %q", plugin)
 	}
 	var tried []string
 	for _, c := range md.Clients {
@@ -87,13 +96,36 @@ func clientArgv(plugin string, env map[string]string, lookPath func(string) (str
 			tried = append(tried, c.Command)
 			continue
 		}
-		argv := []string{c.Command}
+		l := launch{argv: []string{c.Command}}
 		if c.Args != nil {
-			argv = append(argv, c.Args(env)...)
+			l.argv = append(l.argv, c.Args(env)...)
 		}
-		return argv, nil
+		if c.Files != nil {
+			l.files = c.Files(env)
+		}
+		return l, nil
 	}
-	return nil, fmt.Errorf("no client of plugin %q is on PATH (looked for %s)", plugin, strings.Join(tried, ", "))
+	return launch{}, fmt.Errorf("no client of plugin %q is on PATH (looked for %s)", plugin, strings.Join(tried, ", "))
+}
+
+// writeOptionFiles writes files into a new private directory (0700, files
+// 0600) for a client's XDG_CONFIG_HOME and returns it; the caller removes it.
+func writeOptionFiles(files map[string]string) (string, error) {
+	dir, err := os.MkdirTemp("", "credbroker-connect-")
+	if err != nil {
+		return "", fmt.Errorf("make the client's option directory: %w", err)
+	}
+	for name, content := range files {
+		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("the client declares an option file %q that is not a plain file name", name)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("write the client's option file %s: %w", name, err)
+		}
+	}
+	return dir, nil
 }
 
 // exitCodeError carries a child's exit status out of a command.
@@ -104,7 +136,7 @@ func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.c
 // runWithCredential issues a credential for role, runs the command argv
 // returns with the credential in its environment, keeps the lease renewed
 // while it runs and revokes the lease when it ends, however it ends.
-func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv func(env map[string]string, plugin string) ([]string, error)) error {
+func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, prepare func(env map[string]string, plugin string) (launch, error)) error {
 	ctx := cmd.Context()
 	c, err := newClient()
 	if err != nil {
@@ -123,10 +155,11 @@ func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv 
 	defer revokeQuietly(context.WithoutCancel(ctx), c, lease.GetId(), cmd.ErrOrStderr())
 
 	env := resp.Msg.GetCredential().GetEnv()
-	args, err := argv(env, pluginOf(ctx, c, role))
+	l, err := prepare(env, pluginOf(ctx, c, role))
 	if err != nil {
 		return err
 	}
+	args := l.argv
 	child := exec.Command(args[0], args[1:]...)
 	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	child.Env = childEnviron(os.Environ())
@@ -134,6 +167,15 @@ func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, argv 
 		child.Env = append(child.Env, k+"="+v)
 	}
 	child.Env = append(child.Env, "CREDBROKER_LEASE_ID="+lease.GetId())
+	if len(l.files) > 0 {
+		dir, err := writeOptionFiles(l.files)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir) // before the revoke: defers run last-in first-out
+		child.Env = slices.DeleteFunc(child.Env, func(kv string) bool { return strings.HasPrefix(kv, "XDG_CONFIG_HOME=") })
+		child.Env = append(child.Env, "XDG_CONFIG_HOME="+dir)
+	}
 
 	// Ctrl-C reaches the child from the terminal (psql cancels its query);
 	// here it only cancels ctx (main's signal.NotifyContext), so this process

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -44,15 +46,21 @@ func withDrivers(t *testing.T, ds ...plugins.Driver) {
 	t.Cleanup(func() { drivers = saved })
 }
 
-func TestClientArgv(t *testing.T) {
+func TestClientLaunch(t *testing.T) {
 	withDrivers(t,
 		describedDriver{name: "queue", md: plugins.Metadata{Clients: []plugins.Client{
-			{Command: "queue-cli", Args: func(env map[string]string) []string { return []string{"--host", env["QUEUE_HOST"]} }},
+			{
+				Command: "queue-cli",
+				Args:    func(env map[string]string) []string { return []string{"--host", env["QUEUE_HOST"]} },
+				Files: func(env map[string]string) map[string]string {
+					return map[string]string{"queue-cli": "-P " + env["QUEUE_PASSWORD"]}
+				},
+			},
 			{Command: "queue-sh"}, // no arguments
 		}}},
 		describedDriver{name: "bare"},
 	)
-	env := map[string]string{"QUEUE_HOST": "127.0.0.1"}
+	env := map[string]string{"QUEUE_HOST": "127.0.0.1", "QUEUE_PASSWORD": "pw"}
 	onPath := func(names ...string) func(string) (string, error) {
 		return func(cmd string) (string, error) {
 			if slices.Contains(names, cmd) {
@@ -65,22 +73,58 @@ func TestClientArgv(t *testing.T) {
 		plugin string
 		path   []string
 		want   string // the argv joined by spaces, or the error
+		files  map[string]string
 	}{
-		"FirstFound":     {plugin: "queue", path: []string{"queue-cli", "queue-sh"}, want: "queue-cli --host 127.0.0.1"},
+		"FirstFound":     {plugin: "queue", path: []string{"queue-cli", "queue-sh"}, want: "queue-cli --host 127.0.0.1", files: map[string]string{"queue-cli": "-P pw"}},
 		"SecondFound":    {plugin: "queue", path: []string{"queue-sh"}, want: "queue-sh"},
 		"NoneOnPath":     {plugin: "queue", want: `no client of plugin "queue" is on PATH (looked for queue-cli, queue-sh)`},
 		"NoClients":      {plugin: "bare", path: []string{"queue-cli"}, want: `no client to open for plugin "bare"`},
 		"UnknownPlugin":  {plugin: "other", want: `no client to open for plugin "other"`},
 		"RoleNotVisible": {plugin: "", want: `no client to open for plugin ""`},
 	} {
-		argv, err := clientArgv(tc.plugin, env, onPath(tc.path...))
-		got := strings.Join(argv, " ")
+		l, err := clientLaunch(tc.plugin, env, onPath(tc.path...))
+		got := strings.Join(l.argv, " ")
 		if err != nil {
 			got = err.Error()
 		}
 		if got != tc.want {
 			t.Errorf("%s: %q, want %q", name, got, tc.want)
 		}
+		if !maps.Equal(l.files, tc.files) {
+			t.Errorf("%s: files %v, want %v", name, l.files, tc.files)
+		}
+	}
+}
+
+// TestWriteOptionFiles: a client's option files land in a private directory
+// only its owner can read, and a name that is not a plain file name is
+// refused with nothing left behind.
+func TestWriteOptionFiles(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	dir, err := writeOptionFiles(map[string]string{"mosquitto_sub": "-P secret\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("option directory: %v, mode %v; want 0700", err, fi.Mode().Perm())
+	}
+	f := filepath.Join(dir, "mosquitto_sub")
+	fi, err = os.Stat(f)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("option file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	if b, _ := os.ReadFile(f); string(b) != "-P secret\n" {
+		t.Errorf("option file holds %q", b)
+	}
+	for _, bad := range []string{"../escape", "a/b", ".hidden", ""} {
+		if _, err := writeOptionFiles(map[string]string{bad: "x"}); err == nil {
+			t.Errorf("option file name %q was accepted", bad)
+		}
+	}
+	if left, _ := os.ReadDir(os.Getenv("TMPDIR")); len(left) != 1 {
+		t.Errorf("refused option files left directories behind: %v", left)
 	}
 }
 
