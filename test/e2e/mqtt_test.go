@@ -334,7 +334,7 @@ func TestMQTTProgramKilledMidLoad(t *testing.T) {
 	e := startMQTT(t, prog, sum, func(role, base string) string {
 		acl := fmt.Sprintf(`{type: publishClientSend, topic: "%s/#", allow: true}`, base)
 		return "roles:\n" + mqttRole(role, "10m", acl) + mqttRole(short(role), "2s", acl) + singlePolicy(role, short(role))
-	}, "reaper: {interval: 500ms, pending_grace: 5s}\nlimits: {issue_rate: 100000, issue_burst: 100000}\n")
+	}, "reaper: {interval: 500ms, pending_grace: 5s}\nlimits: {issue_rate: 100000, issue_burst: 100000, request_rate: 100000, request_burst: 100000}\n")
 
 	var (
 		mu      sync.Mutex
