@@ -35,6 +35,12 @@ func BenchmarkCredbroker(b *testing.B) {
 	if !*flagSkipMySQL {
 		b.Run("mysql", func(b *testing.B) { once(b, func() { benchMySQL(b, rep) }) })
 	}
+	if !*flagSkipMQTT {
+		b.Run("mqtt", func(b *testing.B) { once(b, func() { benchMQTT(b, rep) }) })
+	}
+	if !*flagSkipExternal {
+		b.Run("external", func(b *testing.B) { once(b, func() { benchExternal(b, rep) }) })
+	}
 	rep.print(os.Stdout)
 }
 

@@ -36,6 +36,14 @@
 // deleted at the end, failure or not. A backend that does not answer is
 // skipped with a note, or fails under CREDBROKER_REQUIRE_SERVICES=1.
 //
+// MQTT (Mosquitto 2 with dynamic security, .ci/mosquitto-dynsec) is measured
+// the same way, its broker side running the program
+// cmd/credbroker-plugin-mqtt as `plugin: external` and its raw side sending
+// the same dynsec commands (createRole + createClient; deleteClient +
+// deleteRole) with paho.mqtt.golang. Section 7 runs one in-tree backend,
+// Redis, both in process and as the program test/plugins/redis, and prints
+// the median each call gains out of process (target: at most 0.5 ms).
+//
 // Everything lives in Benchmark functions, so `go test ./...` (and so
 // `make test`) compiles and vets the package but never runs it. Knobs, given
 // as `make bench BENCH_FLAGS='-cb.ops=200'` or after the package on the go
@@ -43,5 +51,5 @@
 // -cb.grants-fill-budget, -cb.breakdown-ops, -cb.client-idle-conns,
 // -cb.skip-member-of, -cb.skip-grants, -cb.skip-breakdown, -cb.redis-ops,
 // -cb.rabbitmq-ops, -cb.mysql-ops, -cb.skip-redis, -cb.skip-rabbitmq,
-// -cb.skip-mysql.
+// -cb.skip-mysql, -cb.mqtt-ops, -cb.skip-mqtt, -cb.external-ops, -cb.skip-external.
 package bench

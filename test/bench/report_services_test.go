@@ -19,7 +19,7 @@ type svcReport struct {
 }
 
 // svcOrder is the order the service scenarios run and print in.
-var svcOrder = []string{"redis", "rabbitmq", "mysql"}
+var svcOrder = []string{"redis", "rabbitmq", "mysql", "mqtt"}
 
 // svcRawDoc says what each raw baseline sends (see the svc_*_test.go files).
 var svcRawDoc = map[string][]string{
@@ -37,6 +37,11 @@ var svcRawDoc = map[string][]string{
 		"database/sql + go-sql-driver/mysql, pool of 8 (the broker's max_conns is set to 8 too; its default is 4):",
 		"issue = CREATE USER … IDENTIFIED BY PASSWORD '<native hash>', 2× GRANT; revoke = SELECT Host FROM mysql.user,",
 		"SHOW GRANTS, PROCESSLIST look-up (+ KILL), DROP USER IF EXISTS, PROCESSLIST look-up again.",
+	},
+	"mqtt": {
+		"paho.mqtt.golang, one admin connection, QoS 1 to $CONTROL/dynamic-security/v1, answers on …/response:",
+		"issue = createRole (2 $CONTROL guard ACLs + the role's), then createClient (2 round trips);",
+		"revoke = deleteClient + deleteRole in one message. The broker side runs cmd/credbroker-plugin-mqtt (plugin: external).",
 	},
 }
 
@@ -81,7 +86,7 @@ func (rep *report) printServices(w io.Writer, skipped map[string]bool) {
 	defer rep.svc.mu.Unlock()
 	rep.svcInit()
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
-	p("\n6. Redis, RabbitMQ and MySQL/MariaDB: broker vs raw, issue and revoke at concurrency 1 and %d\n\n", conns)
+	p("\n6. Redis, RabbitMQ, MySQL/MariaDB and MQTT: broker vs raw, issue and revoke at concurrency 1 and %d\n\n", conns)
 	p("   Each backend has its own broker (fresh lease store, one backend with sweep: false, one role) and the raw\n")
 	p("   baseline sends the plugin's own commands with the plugin's client library, in the same %d alternating rounds.\n", rounds)
 	p("   Before each backend: a warm-up of %d ops per side at c=%d. Usernames: cb_cbbench_<run>_<rd|mq|my|rw>_<random>.\n", svcWarmup, conns)

@@ -58,9 +58,13 @@ type report struct {
 	breakdown []breakdownRow
 	samplers  []*waitSampler
 	errors    []string
-	svc       svcReport // the Redis, RabbitMQ and MySQL scenarios
-	pgVersion string
-	loadStart string
+	svc       svcReport // the Redis, RabbitMQ, MySQL and MQTT scenarios
+	// The out-of-process comparison (svc_external_test.go): the servers
+	// measured, why it did not run, and its operations per measurement.
+	extInfo, extNote string
+	extOps           int
+	pgVersion        string
+	loadStart        string
 }
 
 func newReport() *report {
@@ -277,7 +281,8 @@ func (rep *report) print(w io.Writer) {
 	for _, ws := range rep.samplers {
 		ws.print(w)
 	}
-	rep.printServices(w, map[string]bool{"redis": *flagSkipRedis, "rabbitmq": *flagSkipRabbit, "mysql": *flagSkipMySQL})
+	rep.printServices(w, map[string]bool{"redis": *flagSkipRedis, "rabbitmq": *flagSkipRabbit, "mysql": *flagSkipMySQL, "mqtt": *flagSkipMQTT})
+	rep.printExternal(w)
 
 	p("\nerrors: ")
 	if len(rep.errors) == 0 {

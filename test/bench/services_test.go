@@ -36,6 +36,8 @@ var (
 	flagSkipRedis  = flag.Bool("cb.skip-redis", false, "skip the Redis scenario")
 	flagSkipRabbit = flag.Bool("cb.skip-rabbitmq", false, "skip the RabbitMQ scenario")
 	flagSkipMySQL  = flag.Bool("cb.skip-mysql", false, "skip the MySQL/MariaDB scenario")
+	flagMQTTOps    = flag.Int("cb.mqtt-ops", 1000, "operations per MQTT measurement")
+	flagSkipMQTT   = flag.Bool("cb.skip-mqtt", false, "skip the MQTT scenario")
 )
 
 // svcWarmup is how many operations each side makes, at concurrency conns,
@@ -47,7 +49,9 @@ const svcTimeout = time.Minute
 
 // svcBroker is what a service scenario's broker is started with.
 type svcBroker struct {
-	plugin     string   // redis, rabbitmq, mysql
+	plugin     string   // redis, rabbitmq, mysql, mqtt: the role section's key
+	backend    string   // the backend's name; default bench-<plugin>
+	external   string   // for plugin: external, the backend's command:, sha256: and env: lines, YAML without indentation
 	role       string   // the role's name; usernames are cb_<role>_<random>
 	connection string   // the backend's connection: section, YAML without indentation
 	section    string   // the role's plugin section, YAML without indentation
@@ -62,7 +66,14 @@ func startSvcBroker(b *testing.B, s svcBroker) sideOps {
 	storeURL := plugintest.NewTestDatabase(b, plugintest.PostgresURL(b))
 	iss := harness.NewIssuer(b, "bench")
 	token := iss.Token(b, benchSubject, nil, 3*time.Hour)
-	backend := "bench-" + s.plugin
+	backend := s.backend
+	if backend == "" {
+		backend = "bench-" + s.plugin
+	}
+	kind := s.plugin
+	if s.external != "" {
+		kind = "external\n" + indent(s.external, 4)
+	}
 	cfg := fmt.Sprintf(`listen: %s
 limits: {issue_rate: 100000, issue_burst: 100000, request_rate: 100000, request_burst: 100000}
 store:
@@ -95,7 +106,7 @@ policies:
     subject: %s
     roles: [%s]
 `, harness.ListenPlaceholder, iss.Name, iss.URL, iss.JWKSPath,
-		backend, s.plugin, indent(s.connection, 6),
+		backend, kind, indent(s.connection, 6),
 		s.role, backend, s.plugin, indent(s.section, 6),
 		iss.Name, benchSubject, s.role)
 	br := harness.StartBrokerWith(b, harness.Options{
