@@ -73,7 +73,10 @@ func (r *Reaper) UpgradeStates(ctx context.Context) (_ UpgradeResult, err error)
 				log.Warn("cannot derive the plugin state of a lease written before contract v2: its backend is not configured; its revoke waits for the backend")
 			case err != nil:
 				res.Failed++
-				if plugins.IsUnavailable(err) {
+				// A backend that cannot be reached, or that hangs until the
+				// call's timeout, is asked no more in this run: start must
+				// not wait a timeout per lease.
+				if plugins.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) {
 					down[l.Backend] = true
 				}
 				log.Warn("cannot derive the plugin state of a lease written before contract v2; the next start tries again, and its revoke derives it itself",

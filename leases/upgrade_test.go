@@ -210,6 +210,29 @@ func TestUpgradeStates(t *testing.T) {
 		}
 	})
 
+	t.Run("HangingBackendIsAskedOnce", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		p := newFakePlugin()
+		var calls int
+		p.upgrade = func(plugins.UpgradeStateRequest) ([]byte, error) {
+			calls++
+			// What a backend that hangs gives once the call's timeout ends.
+			return nil, fmt.Errorf("read the marker: %w", context.DeadlineExceeded)
+		}
+		r := newReaper(t, s, b, p, nil)
+		for range 4 {
+			oldLease(t, s, b, "orders-readonly", "orders-pg", "ACTIVE")
+		}
+		res, err := r.UpgradeStates(t.Context())
+		if err != nil || res != (UpgradeResult{Failed: 4}) {
+			t.Fatalf("UpgradeStates = %+v, %v; want 4 failed", res, err)
+		}
+		if calls != 1 {
+			t.Errorf("a backend that timed out was asked %d times, want once per start (start must not wait a timeout per lease)", calls)
+		}
+	})
+
 	t.Run("StateSetMeanwhileIsKept", func(t *testing.T) {
 		t.Parallel()
 		s, b := setup(t)
