@@ -497,6 +497,20 @@ revocation_statements: [`+strconv.Quote(statements[0])+`]
 grants: [{privileges: [SELECT], on: "`+b.database+`.*"}]
 revocation_statements: ["INSERT INTO `+table+` VALUES ('{{name}}', 'changed')"]
 `)
+	// The issue failed after Create, so the store never took its State: the
+	// reaper revokes with the role as the config holds it.
+	t.Run("StateLost", func(t *testing.T) {
+		cred := create(t, open(t, b.conn), role)
+		if _, err := open(t, b.conn).Revoke(t.Context(), plugins.RevokeRequest{Username: cred.Username, Role: testRole, Spec: role}); err != nil {
+			t.Fatal(err)
+		}
+		if got := revocations(t, b.adminDSN, table, cred.Username); got != "first,second" {
+			t.Errorf("the revocation statements inserted %q, want first,second", got)
+		}
+		if accounts(t, b.adminDSN, cred.Username) != 0 {
+			t.Error("the user exists after Revoke")
+		}
+	})
 	for name, spec := range map[string]*mysql.Role{"RoleRemoved": nil, "RoleChanged": changed} {
 		t.Run(name, func(t *testing.T) {
 			cred := create(t, open(t, b.conn), role)

@@ -68,9 +68,10 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 	var statements []string
 	var statementsErr error
 	if req.State == nil {
-		// A lease from before contract v2: the marker role says. A retry
+		// A lease from before contract v2 (the marker role says), or one
+		// whose issue failed after Create (the role's spec says). A retry
 		// may read it where this failed, so the user stays, locked.
-		if statements, err = p.legacyStatements(ctx, username, hosts, req.Spec); err != nil {
+		if statements, err = p.lostStateStatements(ctx, username, hosts, req.Spec); err != nil {
 			return errors.Join(lockErr, err)
 		}
 	} else if s, err := decodeState(req.State); err != nil {

@@ -102,24 +102,48 @@ func legacyMarkerKey(statements []string) string {
 // statements the config no longer has ran nothing there either, and the
 // user is dropped all the same.
 func (p *Plugin) legacyStatements(ctx context.Context, username string, hosts []string, spec *Role) ([]string, error) {
-	if spec == nil || len(spec.RevocationStatements) == 0 {
-		return nil, nil
+	statements, _, err := p.markedStatements(ctx, username, hosts, spec)
+	return statements, err
+}
+
+// markedStatements is [Plugin.legacyStatements], and also says whether any
+// of the user's accounts holds a marker role at all.
+func (p *Plugin) markedStatements(ctx context.Context, username string, hosts []string, spec *Role) (statements []string, marked bool, err error) {
+	want := ""
+	if spec != nil && len(spec.RevocationStatements) > 0 {
+		want = legacyMarkerKey(spec.RevocationStatements)
 	}
-	want := legacyMarkerKey(spec.RevocationStatements)
 	for _, h := range hosts {
 		grants, err := p.showGrants(ctx, username, h)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, g := range grants {
 			for _, m := range legacyMarker.FindAllStringSubmatch(g, -1) {
-				if m[1] == want {
-					return slices.Clone(spec.RevocationStatements), nil
+				marked = true
+				if want != "" && m[1] == want {
+					return slices.Clone(spec.RevocationStatements), true, nil
 				}
 			}
 		}
 	}
-	return nil, nil
+	return nil, marked, nil
+}
+
+// lostStateStatements returns the revocation statements of a user whose
+// lease holds no state: [Plugin.legacyStatements] for a user an earlier
+// release marked, and, for an unmarked one, the statements of the lease's
+// role as the config holds it now. An unmarked user is one this release
+// issued whose issue failed after Create (the store did not take Create's
+// State, and the reaper revokes the user), or one an earlier release issued
+// for a role without revocation statements, which the upgrade at start gives
+// a state before the reaper meets it.
+func (p *Plugin) lostStateStatements(ctx context.Context, username string, hosts []string, spec *Role) ([]string, error) {
+	statements, marked, err := p.markedStatements(ctx, username, hosts, spec)
+	if err != nil || marked || spec == nil {
+		return statements, err
+	}
+	return slices.Clone(spec.RevocationStatements), nil
 }
 
 // UpgradeState derives the State of a lease written before contract v2 from

@@ -526,6 +526,12 @@ revocation_statements:
 	tests := map[string]func(context.Context, lease) error{
 		"RoleUnchanged": func(ctx context.Context, l lease) error { return revoke(ctx, p, l) },
 		"RoleRemoved":   func(ctx context.Context, l lease) error { return revokeRemoved(ctx, p, l) },
+		// The issue failed after Create: the store never took its state, and
+		// the reaper revokes the user with the role as it is.
+		"StateLost": func(ctx context.Context, l lease) error {
+			l.state = nil
+			return revoke(ctx, p, l)
+		},
 		"RoleChanged": func(ctx context.Context, l lease) error {
 			l.spec = roleWith("changed")
 			return revoke(ctx, p, l)
@@ -539,8 +545,8 @@ revocation_statements:
 				[]any{l.Username}, &comment); err != nil {
 				t.Fatal(err)
 			}
-			if strings.Contains(comment, ";") || !strings.HasPrefix(comment, "credbroker:created=") {
-				t.Errorf("the role's comment is %q, want the marker and date alone", comment)
+			if !strings.HasPrefix(comment, "credbroker:created=") || !strings.HasSuffix(comment, ";contract=2") || strings.Count(comment, ";") != 1 {
+				t.Errorf("the role's comment is %q, want the marker, the date and the contract alone", comment)
 			}
 			if !strings.Contains(string(l.state), "INSERT INTO revocations") {
 				t.Errorf("the state %s does not hold the revocation statements", l.state)

@@ -25,7 +25,10 @@ const terminateWait = 5000
 // req.Spec: a lease whose role was changed or removed from the config
 // revokes as it would have with the role unchanged. A lease an earlier
 // release wrote has no state; Revoke then derives it as
-// [Plugin.UpgradeState] does, from the user's comment and req.Spec.
+// [Plugin.UpgradeState] does, from the user's comment and req.Spec. So does
+// a lease of this release whose issue failed after Create (the store did
+// not take Create's answer): its user's comment says so, and the role's
+// current spec stands in for the state.
 //
 // What the user owns is dropped, never handed to the admin: a SECURITY
 // DEFINER function the user made would otherwise run as the admin. Where the
@@ -63,7 +66,7 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 	}
 	// Read the state before changing anything: a state this release cannot
 	// read leaves the user as it is.
-	st := legacyState(info, req.Spec)
+	st := derivedState(info, req.Spec)
 	if req.State != nil {
 		if st, err = decodeState(req.State); err != nil {
 			return err
@@ -137,7 +140,7 @@ func (p *Plugin) UpgradeState(ctx context.Context, req plugins.UpgradeStateOf[*R
 		return nil, fmt.Errorf("upgrade the state of role %s: its comment does not start with %q: credbroker did not create it",
 			ident(req.Username), commentPrefix)
 	}
-	return legacyState(info, req.Spec).encode()
+	return derivedState(info, req.Spec).encode()
 }
 
 // terminate ends every session of the role with this oid, waiting for each

@@ -90,6 +90,9 @@ func render(stmt string, v templateValues) string {
 // roleInfo is what the comment on a role the plugin made records.
 type roleInfo struct {
 	created time.Time
+	// v2 says the user was issued by a release on contract v2, which keeps
+	// what Revoke needs in the lease's state, not here (";contract=2").
+	v2 bool
 	// revocationKey and reassignOwnedTo are only in the comments of users an
 	// earlier release issued, which kept there what Revoke needs; see
 	// legacyState.
@@ -100,7 +103,7 @@ type roleInfo struct {
 // roleComment is the comment Create puts on a role: the marker and the
 // date, nothing Revoke needs (that is in the lease's state).
 func roleComment(created time.Time) string {
-	return commentPrefix + "created=" + created.UTC().Format(time.RFC3339)
+	return commentPrefix + "created=" + created.UTC().Format(time.RFC3339) + ";contract=2"
 }
 
 // parseRoleComment reads what [roleComment] wrote, and the fields an earlier
@@ -117,6 +120,8 @@ func parseRoleComment(comment string) (info roleInfo, ours bool) {
 		switch k {
 		case "created":
 			info.created, _ = time.Parse(time.RFC3339, v)
+		case "contract":
+			info.v2 = v == "2"
 		case "revocation_statements":
 			info.revocationKey = v
 		case "reassign_owned_to":

@@ -93,6 +93,23 @@ func decodeState(b []byte) (state, error) {
 	return s, nil
 }
 
+// derivedState is the state of a user whose lease holds none: one an
+// earlier release issued ([legacyState]), or one this release issued whose
+// state was lost because the lease store could not record Create's answer
+// (the issue then failed, and the reaper revokes the user). For the latter
+// the role's current spec is the best account of what the user was issued
+// with; without it, the revocation statements are unknown.
+func derivedState(info roleInfo, spec *Role) state {
+	switch {
+	case !info.v2:
+		return legacyState(info, spec)
+	case spec != nil:
+		return stateOf(spec)
+	default:
+		return state{V: stateVersion, RevocationStatementsUnknown: true}
+	}
+}
+
 // legacyState derives the state of a user an earlier release issued from
 // the comment it put on the role and the role's current spec (nil when the
 // role is gone). That comment named the revocation statements by
