@@ -216,23 +216,33 @@ func TestDriver(t *testing.T) {
 		t.Errorf("Name, UsernameLimit = %q, %d; want mqtt, 64", d.Name(), d.UsernameLimit())
 	}
 	meta := mqtt.Driver{}.Describe()
-	want := []string{"MQTT_HOST", "MQTT_PORT", "MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_URL"}
+	want := []string{"MQTT_HOST", "MQTT_PORT", "MQTT_TLS", "MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_URL"}
 	if strings.Join(meta.Env, ",") != strings.Join(want, ",") {
 		t.Errorf("Describe().Env = %q, want %q", meta.Env, want)
 	}
-	env := map[string]string{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "1885", "MQTT_USERNAME": "cb_x", "MQTT_PASSWORD": "pw-42"}
 	var commands []string
 	for _, c := range meta.Clients {
 		commands = append(commands, c.Command)
-		argv := c.Args(env)
-		if strings.Join(argv, " ") != "-h 127.0.0.1 -p 1885 -u cb_x" {
-			t.Errorf("%s: arguments %q", c.Command, argv)
-		}
-		if slices.ContainsFunc(argv, func(a string) bool { return strings.Contains(a, "pw-42") }) {
-			t.Errorf("%s gets the password on its command line: %q", c.Command, argv)
-		}
-		if files := c.Files(env); len(files) != 1 || files[c.Command] != "-P pw-42\n" {
-			t.Errorf("%s: option files %q, want the password in its own options file", c.Command, files)
+		for tlsOn, wantArgs := range map[string]string{
+			"0": "-h 127.0.0.1 -p 1885 -u cb_x",
+			"1": "-h 127.0.0.1 -p 1885 -u cb_x --tls-use-os-certs",
+			"":  "-h 127.0.0.1 -p 1885 -u cb_x --tls-use-os-certs", // no MQTT_TLS: TLS, which fails closed
+		} {
+			env := map[string]string{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "1885", "MQTT_USERNAME": "cb_x",
+				"MQTT_PASSWORD": "pw-42", "MQTT_URL": "mqtt://cb_x:pw-42@127.0.0.1:1885"}
+			if tlsOn != "" {
+				env["MQTT_TLS"] = tlsOn
+			}
+			argv := c.Args(env)
+			if strings.Join(argv, " ") != wantArgs {
+				t.Errorf("%s, MQTT_TLS=%q: arguments %q, want %q", c.Command, tlsOn, argv, wantArgs)
+			}
+			if slices.ContainsFunc(argv, func(a string) bool { return strings.Contains(a, "pw-42") }) {
+				t.Errorf("%s gets the password on its command line: %q", c.Command, argv)
+			}
+			if files := c.Files(env); len(files) != 1 || files[c.Command] != "-P pw-42\n" {
+				t.Errorf("%s, MQTT_TLS=%q: option files %q, want the password in its own options file", c.Command, tlsOn, files)
+			}
 		}
 	}
 	if strings.Join(commands, ",") != "mosquitto_sub,mosquitto_pub" {

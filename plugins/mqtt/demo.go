@@ -34,14 +34,15 @@ const (
 
 // envNames are the variables of an issued credential, in the order they are
 // best shown.
-var envNames = []string{"MQTT_HOST", "MQTT_PORT", "MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_URL"}
+var envNames = []string{"MQTT_HOST", "MQTT_PORT", "MQTT_TLS", "MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_URL"}
 
 // Describe declares the credential's variables, the demo backend and the
 // clients `credbroker connect` opens: mosquitto_sub, else mosquitto_pub.
 // They take a password only with -P (or in -L's URL), where every local user
 // can read it in the process list, or from their options file
 // ($XDG_CONFIG_HOME/mosquitto_sub, …), so the password goes into that file
-// ([plugins.Client.Files]) and never onto the command line.
+// ([plugins.Client.Files]) and never onto the command line. To a TLS
+// broker they connect over TLS (see [mosquittoClient]).
 func (Driver) Describe() plugins.Metadata {
 	return plugins.Metadata{
 		Clients: []plugins.Client{mosquittoClient("mosquitto_sub"), mosquittoClient("mosquitto_pub")},
@@ -52,11 +53,24 @@ func (Driver) Describe() plugins.Metadata {
 
 // mosquittoClient is one of Mosquitto's command-line clients, pointed at the
 // credential's broker and user, with the password in its options file.
+//
+// Unless MQTT_TLS is "0" (a plain-text broker), the client gets
+// --tls-use-os-certs, which turns TLS on and trusts the system's CAs: told
+// only -h and -p, mosquitto_sub would send its CONNECT, password and all,
+// in clear to the TLS port before the broker drops it. A credential
+// without MQTT_TLS, or with another value, gets TLS too: against a plain
+// broker that fails the handshake and sends nothing. The broker's
+// certificate must hold MQTT_HOST; a private CA takes `-- --cafile FILE`.
+// MQTT_URL, which holds the password, is never looked at.
 func mosquittoClient(command string) plugins.Client {
 	return plugins.Client{
 		Command: command,
 		Args: func(env map[string]string) []string {
-			return []string{"-h", env["MQTT_HOST"], "-p", env["MQTT_PORT"], "-u", env["MQTT_USERNAME"]}
+			args := []string{"-h", env["MQTT_HOST"], "-p", env["MQTT_PORT"], "-u", env["MQTT_USERNAME"]}
+			if env["MQTT_TLS"] != "0" {
+				args = append(args, "--tls-use-os-certs")
+			}
+			return args
 		},
 		Files: func(env map[string]string) map[string]string {
 			return map[string]string{command: "-P " + env["MQTT_PASSWORD"] + "\n"}

@@ -5,6 +5,17 @@
 // commands published to $CONTROL/dynamic-security/v1, over an MQTT 3.1.1
 // connection made with Eclipse Paho (github.com/eclipse/paho.mqtt.golang).
 //
+// Why that library, v1.5.1: it is the Eclipse Foundation's Go client
+// (the foundation Mosquitto comes from), still maintained and released, and
+// the most used MQTT client in Go. It does TLS with a plain
+// [crypto/tls.Config] and reports a lost connection, both of which the
+// admin connection needs. Its MQTT 3.1.1 is all dynsec needs: a command is
+// one publish, its answer comes on one subscription, and no MQTT 5
+// property is involved. Its MQTT 5 sibling, github.com/eclipse/paho.golang,
+// is pre-1.0 (v0.x, its API still moving) and available to this build only
+// from an old copy, not as an approved release. The tests log in with the
+// same library, as a workload would.
+//
 // It is the first backend credbroker runs as a separate program as well as
 // in process: cmd/credbroker-plugin-mqtt serves [New] over the plugin
 // protocol.
@@ -55,12 +66,17 @@
 //   - an ACL whose topic starts with $CONTROL is a configuration error (in a
 //     publish ACL, + and # never match a topic starting with $, so no other
 //     filter can reach it);
-//   - every client's own role starts with two denials above every other ACL
-//     (publishClientSend $CONTROL/# and subscribePattern $CONTROL/#, at
-//     priority 1000001) and comes before every other role the client has,
-//     so nothing granted after it can undo them; a subscribePattern of #
-//     would otherwise match a subscription to $CONTROL topics, since dynsec
-//     applies no $ rule to subscriptions;
+//   - every client's own role starts with three denials above every other
+//     ACL (publishClientSend, subscribePattern and publishClientReceive on
+//     $CONTROL/#, at priority 1000001) and comes before every other role
+//     the client has, so nothing granted after it can undo them; a
+//     subscribePattern of # would otherwise match a subscription to
+//     $CONTROL topics, since dynsec applies no $ rule to subscriptions. The
+//     subscribe denial does not see through a shared subscription
+//     ($share/<group>/$CONTROL/…, which dynsec grants a subscribePattern of
+//     #), so the receive denial closes the delivery side whatever the
+//     subscribe check lets through, even with an existing role that allows
+//     receiving $CONTROL;
 //   - at start, [Plugin.CheckRole] refuses an existing role that does not
 //     exist, or that allows publishClientSend, subscribeLiteral or
 //     subscribePattern on a $CONTROL topic.
@@ -105,16 +121,29 @@
 // # The credential
 //
 // The URI is mqtt://<user>:<password>@host:port (mqtts:// over TLS). Env
-// holds MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD and MQTT_URL;
-// Fields hold host, port, username and tls.
+// holds MQTT_HOST, MQTT_PORT, MQTT_TLS ("1" over TLS, "0" in plain text),
+// MQTT_USERNAME, MQTT_PASSWORD and MQTT_URL; Fields hold host, port,
+// username and tls.
 //
-// The driver declares no client for `credbroker connect`: mosquitto_sub and
-// mosquitto_pub take a password on their command line (-P, or -L's URL),
-// which every local user can read in the process list, or from their
-// options file, $XDG_CONFIG_HOME/mosquitto_sub, one "-option value" a line:
+// `credbroker connect` opens mosquitto_sub, else mosquitto_pub. They take a
+// password on their command line (-P, or -L's URL), which every local user
+// can read in the process list, or from their options file,
+// $XDG_CONFIG_HOME/mosquitto_sub, one "-option value" a line; connect
+// writes the password there. Unless MQTT_TLS is "0", the client gets
+// --tls-use-os-certs, so it speaks TLS and trusts the system's CAs (without
+// it, mosquitto_sub would send its CONNECT, password included, in clear to
+// the TLS port). The broker's certificate must name MQTT_HOST, since
+// mosquitto_sub has no option for another server name; a broker whose
+// certificate comes from a private CA needs the CA after `--`:
+//
+//	credbroker connect <role> -- --cafile /etc/credbroker/mqtt-ca.pem -t 'sensors/#'
+//
+// By hand, the same:
 //
 //	d=$(mktemp -d); printf -- '-P %s\n' "$MQTT_PASSWORD" >"$d/mosquitto_sub"
 //	XDG_CONFIG_HOME=$d mosquitto_sub -h "$MQTT_HOST" -p "$MQTT_PORT" -u "$MQTT_USERNAME" -t 'sensors/#'; rm -r "$d"
+//
+// (adding --tls-use-os-certs, or --cafile FILE, when MQTT_TLS is 1).
 //
 // # The demo
 //

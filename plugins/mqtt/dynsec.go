@@ -50,6 +50,8 @@ type command struct {
 	Textdescription string       `json:"textdescription,omitempty"`
 	Roles           []clientRole `json:"roles,omitempty"`
 	ACLs            []aclJSON    `json:"acls,omitempty"`
+	ACLType         string       `json:"acltype,omitempty"` // removeRoleACL's, which the tests use
+	Topic           string       `json:"topic,omitempty"`
 	Verbose         *bool        `json:"verbose,omitempty"`
 	Count           *int         `json:"count,omitempty"`
 	CorrelationData string       `json:"correlationData"`

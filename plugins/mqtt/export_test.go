@@ -27,6 +27,12 @@ func (p *Plugin) DeleteDynsecRole(ctx context.Context, name string) error {
 	return nil
 }
 
+// RemoveRoleACL removes one ACL from a dynsec role.
+func (p *Plugin) RemoveRoleACL(ctx context.Context, role, aclType, topic string) error {
+	_, err := p.run1(ctx, command{Command: "removeRoleACL", Rolename: role, ACLType: aclType, Topic: topic})
+	return err
+}
+
 // DynsecExists reports whether the broker has the client (kind "Client")
 // or the role (kind "Role") name.
 func (p *Plugin) DynsecExists(ctx context.Context, kind, name string) (bool, error) {

@@ -439,3 +439,97 @@ func TestReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestControlGuardReceive: a holder whose roles let it subscribe to #
+// (its own ACLs, or an existing role's, which also lets it receive
+// $CONTROL and which CheckRole accepts) receives none of the answers to the
+// admin's commands, whatever way it subscribes:
+//
+//   - through a shared subscription to the response topic, which dynsec's
+//     subscribe check lets through (the guard's subscribePattern denial
+//     does not match $share/…), and through $CONTROL/#;
+//   - with the guard's subscribePattern denial taken out of its own role,
+//     which stands for any way past the subscribe check: the subscription
+//     to $CONTROL/# is then granted, and the guard's publishClientReceive
+//     denial alone keeps the answers from it.
+func TestControlGuardReceive(t *testing.T) {
+	b := testBroker(t)
+	p := open(t, b)
+	reader := "cbtest-reader-" + unique()
+	if err := p.CreateDynsecRole(t.Context(), reader,
+		mqtt.ACL{Type: mqtt.SubscribePattern, Topic: "#", Allow: true},
+		mqtt.ACL{Type: mqtt.SubscribeLiteral, Topic: "#", Allow: true},
+		mqtt.ACL{Type: mqtt.PublishClientSend, Topic: "#", Allow: true},
+		mqtt.ACL{Type: mqtt.PublishClientReceive, Topic: "$CONTROL/#", Allow: true},
+	); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.DeleteDynsecRole(context.Background(), reader) })
+	existing := &mqtt.Role{Roles: []string{reader}}
+	if err := p.CheckRole(t.Context(), existing); err != nil {
+		t.Fatalf("CheckRole(%s) = %v; the case is one a config may hold", reader, err)
+	}
+
+	for name, role := range map[string]*mqtt.Role{
+		"own ACLs": parseRole(t, `acls:
+  - {type: publishClientSend, topic: "#", allow: true}
+  - {type: subscribePattern, topic: "#", allow: true}
+  - {type: subscribeLiteral, topic: "#", allow: true}
+  - {type: publishClientReceive, topic: "#", allow: true}`),
+		"existing role": existing,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			cred, _ := create(t, p, role)
+			c, err := login(ctx, cred)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Disconnect(0)
+			for _, f := range []string{"$share/x/$CONTROL/dynamic-security/v1/response", "$CONTROL/#"} {
+				code, err := c.subscribe(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("subscribe to %s answered %#x", f, code)
+			}
+			receivesNoAnswer(t, p, c)
+
+			if err := p.RemoveRoleACL(ctx, cred.Username, mqtt.SubscribePattern, "$CONTROL/#"); err != nil {
+				t.Fatalf("removeRoleACL: %v", err)
+			}
+			if err := c.mustSubscribe(ctx, "$CONTROL/#"); err != nil {
+				t.Fatalf("without the subscribe denial: %v", err)
+			}
+			receivesNoAnswer(t, p, c)
+		})
+	}
+}
+
+// receivesNoAnswer has the admin run a command and fails if c receives
+// anything on a $ topic before a marker it publishes after the answer.
+func receivesNoAnswer(t *testing.T, p *mqtt.Plugin, c *client) {
+	t.Helper()
+	ctx := t.Context()
+	base := "cbtest/" + unique()
+	if err := c.mustSubscribe(ctx, base+"/#"); err != nil {
+		t.Fatal(err)
+	}
+	// dynsec publishes the answer to every subscriber before the admin,
+	// which waits for it, gets it; the marker c publishes after that
+	// reaches c after the answer would have.
+	if _, err := p.ListManaged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	marker := "marker-" + unique()
+	if err := c.publish(ctx, base+"/marker", marker); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.until(ctx, base+"/marker", marker, func(m paho.Message) {
+		if strings.HasPrefix(m.Topic(), "$") {
+			t.Errorf("the holder received %s: %.40q…", m.Topic(), m.Payload())
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -204,7 +204,11 @@ func (c *client) subscribe(ctx context.Context, filter string) (byte, error) {
 	if err := wait(ctx, tok); err != nil {
 		return 0, err
 	}
-	code, ok := tok.(*paho.SubscribeToken).Result()[filter]
+	key := filter
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		_, key, _ = strings.Cut(rest, "/") // paho keys a shared one without $share/<group>/
+	}
+	code, ok := tok.(*paho.SubscribeToken).Result()[key]
 	if !ok {
 		return 0, fmt.Errorf("no SUBACK code for %s", filter)
 	}

@@ -94,8 +94,8 @@ func tlsConfig(t TLS, host string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Secrets returns the admin password, which the decorator [plugins.Open]
-// applies redacts from every error and warning.
+// Secrets returns the admin password. The decorator [plugins.Open] puts
+// around the plugin redacts it from every error and warning.
 func (p *Plugin) Secrets() []secret.Value { return []secret.Value{p.password} }
 
 // state is what Create returns as the lease's State: the name of the
@@ -113,13 +113,17 @@ const stateVersion = 1
 const guardPriority = MaxPriority + 1
 
 // guard are the ACLs every issued client's own role starts with: no
-// publishing to $CONTROL (a holder could administer the broker) and no
-// subscribing there (a holder could read the answers to every admin's
-// commands). The client's own role comes before every other role it has, so
-// no existing role can undo them.
+// publishing to $CONTROL (a holder could administer the broker), no
+// subscribing there and no receiving from there (a holder could read the
+// answers to every admin's commands). The receive denial closes the
+// delivery side whatever the subscribe check lets through: that check does
+// not see through a shared subscription ($share/<group>/$CONTROL/…, which
+// a subscribePattern of # grants). The client's own role comes before
+// every other role it has, so no existing role can undo them.
 var guard = []aclJSON{
 	{ACLType: PublishClientSend, Topic: controlLevel + "/#", Priority: guardPriority, Allow: false},
 	{ACLType: SubscribePattern, Topic: controlLevel + "/#", Priority: guardPriority, Allow: false},
+	{ACLType: PublishClientReceive, Topic: controlLevel + "/#", Priority: guardPriority, Allow: false},
 }
 
 // Create makes, all or nothing, a dynsec role named after the user with the
@@ -225,9 +229,9 @@ func (p *Plugin) remove(ctx context.Context, client, role string) error {
 
 // credential is what a workload needs to log in as username.
 func (p *Plugin) credential(username string, password secret.Value) plugins.Credential {
-	scheme := "mqtt"
+	scheme, tlsOn := "mqtt", "0"
 	if p.endpoint.tls {
-		scheme = "mqtts"
+		scheme, tlsOn = "mqtts", "1"
 	}
 	u := url.URL{Scheme: scheme, User: url.UserPassword(username, password.Reveal()), Host: p.endpoint.addr()}
 	uri := secret.New(u.String())
@@ -239,6 +243,7 @@ func (p *Plugin) credential(username string, password secret.Value) plugins.Cred
 			"MQTT_URL":      uri,
 			"MQTT_HOST":     secret.New(p.endpoint.host),
 			"MQTT_PORT":     secret.New(p.endpoint.port),
+			"MQTT_TLS":      secret.New(tlsOn), // "1" over TLS, "0" in plain text
 			"MQTT_USERNAME": secret.New(username),
 			"MQTT_PASSWORD": password,
 		},

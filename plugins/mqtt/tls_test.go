@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -194,5 +195,141 @@ func TestTLS(t *testing.T) {
 	}
 	if err := c.until(t.Context(), base+"/tls", "over tls", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// firstBytes runs client (argv after the command, options files in
+// XDG_CONFIG_HOME) against a listener that answers nothing, and returns
+// what the client sends first.
+func firstBytes(t *testing.T, c plugins.Client, env map[string]string) []byte {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	env["MQTT_HOST"], env["MQTT_PORT"] = host, port
+	cmd := clientCommand(t, c, env, "-t", "x", "-W", "5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1024)
+	n, err := io.ReadAtLeast(conn, buf, 1)
+	if err != nil {
+		t.Fatalf("%s sent nothing: %v", c.Command, err)
+	}
+	return buf[:n]
+}
+
+// clientCommand is what `credbroker connect` runs for c: its Args, then
+// extra, with its Files in a private XDG_CONFIG_HOME.
+func clientCommand(t *testing.T, c plugins.Client, env map[string]string, extra ...string) *exec.Cmd {
+	t.Helper()
+	path, err := exec.LookPath(c.Command)
+	if err != nil {
+		if os.Getenv("CREDBROKER_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("%s is not on PATH", c.Command)
+		}
+		t.Skipf("%s is not on PATH", c.Command)
+	}
+	dir := t.TempDir()
+	for name, text := range c.Files(env) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(path, append(c.Args(env), extra...)...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+dir)
+	return cmd
+}
+
+// TestClientTLS: mosquitto_sub, run as `credbroker connect` runs it, sends
+// a TLS ClientHello, not its CONNECT with the password, to the broker of a
+// TLS credential; over the TLS proxy to the test broker it logs in and
+// receives. The plain credential's CONNECT, password and all, shows the
+// probe sees clear text when there is some.
+func TestClientTLS(t *testing.T) {
+	client := mqtt.Driver{}.Describe().Clients[0]
+	env := func(tlsOn string) map[string]string {
+		return map[string]string{"MQTT_TLS": tlsOn, "MQTT_USERNAME": "cb_probe", "MQTT_PASSWORD": "pw-probe-42"}
+	}
+	if got := firstBytes(t, client, env("0")); got[0] != 0x10 || !strings.Contains(string(got), "pw-probe-42") {
+		t.Fatalf("plain text: the first bytes are %q, want an MQTT CONNECT holding the password", got)
+	}
+	for _, tlsOn := range []string{"1", ""} {
+		got := firstBytes(t, client, env(tlsOn))
+		if got[0] != 0x16 || strings.Contains(string(got), "pw-probe-42") {
+			t.Errorf("MQTT_TLS=%q: the first bytes are %q, want a TLS handshake record without the password", tlsOn, got)
+		}
+	}
+
+	// A real login over TLS, with the credential the plugin issues.
+	b := testBroker(t)
+	u, err := url.Parse(b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, _, cert := testPKI(t)
+	addr := tlsProxy(t, u.Host, cert)
+	conn, err := mqtt.Driver{}.ParseConnection(decoder(fmt.Sprintf("{url: %q, username: %q, password: %q, tls: {ca_file: %q, server_name: %q}}",
+		"mqtts://"+addr, b.user, b.passwordRef, caFile, tlsServerName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := mqtt.Driver{}.Open(t.Context(), conn)
+	if err != nil {
+		t.Fatalf("Open over TLS: %v", err)
+	}
+	p := tp.(*mqtt.Plugin)
+	t.Cleanup(func() { _ = p.Close() })
+	base := "cbtest/" + unique()
+	cred, _ := create(t, p, parseRole(t, topicRole(base)))
+	credEnv := map[string]string{}
+	for k, v := range cred.Env {
+		credEnv[k] = v.Reveal()
+	}
+	if credEnv["MQTT_TLS"] != "1" {
+		t.Errorf("the TLS credential's MQTT_TLS = %q, want 1", credEnv["MQTT_TLS"])
+	}
+	if files := client.Files(credEnv); files[client.Command] != "-P "+cred.Password.Reveal()+"\n" {
+		t.Error("the options file does not hold the credential's password")
+	}
+	// The test certificate names only mqtt.test, and mosquitto_sub checks
+	// -h against it: --insecure skips that check, not the CA's.
+	var out strings.Builder
+	cmd := clientCommand(t, client, credEnv, "--cafile", caFile, "--insecure", "-t", base+"/tls", "-C", "1", "-W", "10")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	pub, err := connect(t.Context(), b.url, cred.Username, cred.Password) // the same broker, past the proxy
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Disconnect(0)
+	for i := 0; ; i++ {
+		select {
+		case err := <-done:
+			if err != nil || strings.TrimSpace(out.String()) != "over tls" {
+				t.Fatalf("mosquitto_sub over TLS: %v, output %q", err, out.String())
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+			_ = pub.publish(t.Context(), base+"/tls", "over tls")
+		}
+		if i > 50 {
+			_ = cmd.Process.Kill()
+			t.Fatalf("mosquitto_sub over TLS received nothing: %q", out.String())
+		}
 	}
 }

@@ -191,7 +191,8 @@ func TestMQTTProgramIssuePublishSubscribeRevoke(t *testing.T) {
 	if !e.admin.ClientExists(t, cred.Username) || !e.admin.RoleExists(t, cred.Username) {
 		t.Fatalf("after the issue, dynsec has no client or no role %s", cred.Username)
 	}
-	if cred.Env["MQTT_HOST"] != e.m.Host || cred.Env["MQTT_PORT"] != e.m.Port || cred.Env["MQTT_USERNAME"] != cred.Username {
+	if cred.Env["MQTT_HOST"] != e.m.Host || cred.Env["MQTT_PORT"] != e.m.Port || cred.Env["MQTT_USERNAME"] != cred.Username ||
+		cred.Env["MQTT_TLS"] != "0" {
 		t.Errorf("credential env %v does not point at %s:%s as %s", cred.Env, e.m.Host, e.m.Port, cred.Username)
 	}
 	env := harness.ToolEnv(t, cred.Password)
@@ -567,10 +568,12 @@ func TestMQTTConnect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read the environment of mosquitto_sub: %v", err)
 	}
-	var password, username, xdg string
+	var password, username, xdg, tlsOn string
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
+		case "MQTT_TLS":
+			tlsOn = v
 		case "MQTT_PASSWORD":
 			password = v
 		case "MQTT_USERNAME":
@@ -581,6 +584,9 @@ func TestMQTTConnect(t *testing.T) {
 	}
 	if password == "" || !strings.HasPrefix(username, e.prefix+"_") {
 		t.Fatalf("mosquitto_sub runs without the credential's MQTT_PASSWORD and MQTT_USERNAME (username %q)", username)
+	}
+	if tlsOn != "0" {
+		t.Errorf("mosquitto_sub runs with MQTT_TLS=%q, want 0 for the plain-text test broker", tlsOn)
 	}
 	e.b.Track(password)
 	if xdg == "" {
