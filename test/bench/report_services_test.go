@@ -40,7 +40,7 @@ var svcRawDoc = map[string][]string{
 	},
 	"mqtt": {
 		"paho.mqtt.golang, one admin connection, QoS 1 to $CONTROL/dynamic-security/v1, answers on …/response:",
-		"issue = createRole (2 $CONTROL guard ACLs + the role's), then createClient (2 round trips);",
+		"issue = createRole (3 $CONTROL guard ACLs + the role's), then createClient (2 round trips);",
 		"revoke = deleteClient + deleteRole in one message. The broker side runs cmd/credbroker-plugin-mqtt (plugin: external).",
 	},
 }

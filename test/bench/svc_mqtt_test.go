@@ -18,7 +18,7 @@ import (
 // one admin connection, QoS 1 publishes to $CONTROL/dynamic-security/v1,
 // answers on …/response told apart by correlationData):
 //
-//	issue:  createRole <name> (the two $CONTROL guard ACLs and the role's ACLs), then
+//	issue:  createRole <name> (the three $CONTROL guard ACLs and the role's ACLs), then
 //	        createClient <name> (password, roles [<name>]): two round trips
 //	revoke: deleteClient <name> + deleteRole <name>: one round trip
 type rawMQTT struct {
@@ -35,6 +35,7 @@ func (r *rawMQTT) issue(ctx context.Context) (leaseRef, error) {
 	acls := []map[string]any{
 		{"acltype": "publishClientSend", "topic": "$CONTROL/#", "priority": mqttGuardPriority, "allow": false},
 		{"acltype": "subscribePattern", "topic": "$CONTROL/#", "priority": mqttGuardPriority, "allow": false},
+		{"acltype": "publishClientReceive", "topic": "$CONTROL/#", "priority": mqttGuardPriority, "allow": false},
 	}
 	acls = append(acls, r.acls...)
 	text := "credbroker: bench"
