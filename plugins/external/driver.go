@@ -121,10 +121,12 @@ func (d *Driver) Describe() plugins.Metadata {
 func (d *Driver) launch(ctx context.Context, env []string, secrets []secret.Value) (*instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
 	defer cancel()
-	if err := verify(d.cfg.Command[0], d.cfg.SHA256); err != nil {
+	exe, err := openProgram(d.cfg.Command[0], d.cfg.SHA256)
+	if err != nil {
 		return nil, err
 	}
-	inst, err := spawn(&d.cfg, env, &output{log: d.logger(), secrets: secrets})
+	inst, err := spawn(&d.cfg, exe, env, newOutput(d.logger(), secrets))
+	_ = exe.Close() // the program holds it from now on
 	if err != nil {
 		return nil, err
 	}

@@ -111,6 +111,11 @@ func (p *Plugin) supervise(inst *instance) {
 			return
 		case <-inst.done:
 		}
+		// Close cancels, then stops the program: when both are ready, select
+		// may pick either, and this exit is Close's, not one to report.
+		if p.ctx.Err() != nil {
+			return
+		}
 		up := time.Since(inst.started)
 		reason := inst.exitReason() + inst.out.tailText()
 		log.Error("the plugin program exited; calls fail as unavailable until it is back", slog.String("exit", reason), slog.Duration("up", up))
