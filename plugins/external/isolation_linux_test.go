@@ -12,7 +12,8 @@ import (
 // TestIsolation runs the probe program under test/plugins/isolation, which
 // plays the broker and then a sibling process of the same user: the sibling
 // can neither read the program's environment (the backend's secrets) nor
-// talk to it on its socket, while the broker can. As root, which passes
+// talk to it on its socket, while the broker can. Run from its open file
+// as the broker runs it, the program names itself after its path again. As root, which passes
 // every such check with CAP_SYS_PTRACE, the three run as nobody.
 func TestIsolation(t *testing.T) {
 	probe, _ := program(t, "probe")
@@ -41,7 +42,7 @@ func TestIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("isolation: %v\n%s", err, out)
 	}
-	for _, want := range []string{"parent handshake: ok", "sibling environ: refused", "sibling handshake: refused"} {
+	for _, want := range []string{"parent handshake: ok", "sibling environ: refused", "sibling handshake: refused", "program name: probe\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("isolation does not say %q:\n%s", want, out)
 		}

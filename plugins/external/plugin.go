@@ -43,6 +43,7 @@ var (
 	_ plugins.Warner        = (*Plugin)(nil)
 	_ plugins.SecretHolder  = (*Plugin)(nil)
 	_ plugins.StateUpgrader = (*Plugin)(nil)
+	_ plugins.Availability  = (*Plugin)(nil)
 )
 
 func open(ctx context.Context, d *Driver, conn []byte) (*Plugin, error) {
@@ -188,6 +189,13 @@ func (p *Plugin) current() (*instance, error) {
 		return nil, unavailable(p.d.cfg.Name, "exited (%s); the broker is starting it again", p.cur.exitReason())
 	}
 	return p.cur, nil
+}
+
+// Available says, without a call to the program, whether it runs: an error
+// matching [plugins.ErrUnavailable] while it is down.
+func (p *Plugin) Available() error {
+	_, err := p.current()
+	return err
 }
 
 // Secrets returns the resolved env values, which the sanitizing decorator

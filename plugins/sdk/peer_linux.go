@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"syscall"
+	"unsafe"
 )
 
-// prSetDumpable is PR_SET_DUMPABLE from linux/prctl.h.
-const prSetDumpable = 4
+// From linux/prctl.h.
+const (
+	prSetDumpable = 4
+	prSetName     = 15
+)
 
 // protect makes the program not dumpable, first thing: a process of the same
 // user then cannot read its /proc/<pid>/environ (the backend's resolved env,
@@ -17,6 +22,12 @@ const prSetDumpable = 4
 func protect() error {
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0); errno != 0 {
 		return fmt.Errorf("make the program not dumpable (prctl PR_SET_DUMPABLE): %w", errno)
+	}
+	// The broker runs the file it hashed as /proc/self/fd/4, which names the
+	// process "4": give it back the name of its path, for top and pgrep.
+	if name := filepath.Base(os.Args[0]); name != "" {
+		b := append([]byte(name)[:min(len(name), 15):min(len(name), 15)], 0)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetName, uintptr(unsafe.Pointer(&b[0])), 0)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@
 // /proc/PID/environ and to make the handshake. It prints one line per check:
 //
 //	parent handshake: ok | failed: …
+//	program name: the name in /proc/PID/comm
 //	sibling environ: read | refused: …
 //	sibling handshake: answered | refused: …
 package main
@@ -62,9 +63,15 @@ func parent(program string) error {
 	if err != nil {
 		return err
 	}
+	// As the broker does: run the open file, which names the process "4".
+	exe, err := os.Open(program)
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(program)
+	cmd.Path = "/proc/self/fd/4"
 	cmd.Env = []string{sdk.ProtocolEnv + "=" + sdk.ProtocolCookie, sdk.SocketEnv + "=" + sock, "ISOLATION_SECRET=s3cret"}
-	cmd.ExtraFiles = []*os.File{f}
+	cmd.ExtraFiles = []*os.File{f, exe}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -74,6 +81,7 @@ func parent(program string) error {
 		return err
 	}
 	_ = f.Close()
+	_ = exe.Close()
 	_ = l.Close()
 	defer func() {
 		_ = stdin.Close() // the program exits on end of file
@@ -100,6 +108,9 @@ func parent(program string) error {
 }
 
 func sibling(pid, sock string) {
+	if comm, err := os.ReadFile("/proc/" + pid + "/comm"); err == nil {
+		fmt.Printf("program name: %s", comm)
+	}
 	b, err := os.ReadFile("/proc/" + pid + "/environ")
 	switch {
 	case err != nil:
