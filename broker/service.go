@@ -99,6 +99,14 @@ func (s *credentialService) issue(ctx context.Context, msg *credbrokerv1.IssueCr
 	ttl, clamped := grant.TTL(breakGlass, requested)
 	backend := rt.cfg.catalog.backend(role.Backend)
 	plugin := rt.plugins[backend.Name]
+	// A backend known to be down is answered before a lease is written.
+	if a, ok := plugin.(plugins.Availability); ok {
+		if err := a.Available(); plugins.IsUnavailable(err) {
+			s.metrics.issued.WithLabelValues(role.Name, "backend_error").Inc()
+			s.log.WarnContext(ctx, "issue refused: the backend is down", slog.String("backend", backend.Name), slog.String("error", err.Error()))
+			return nil, errBackendUnreachable(backend.Name)
+		}
+	}
 
 	now := s.now()
 	lease, err := s.store.CreatePending(ctx, leases.Lease{

@@ -25,6 +25,10 @@ func Open(ctx context.Context, d Driver, connection any) (Plugin, error) {
 
 // Sanitized returns p wrapped in the sanitizing decorator [Open] applies.
 // Wrapping twice is harmless: an already sanitized plugin is returned as is.
+// The decorator implements every optional interface ([Warner],
+// [StateUpgrader], [Availability]) whether p does or not, answering as "not
+// supported" would (no warnings, no state, available), so a type assertion
+// on the result cannot tell what p supports.
 func Sanitized(p Plugin) Plugin {
 	if s, ok := p.(*sanitizing); ok {
 		return s
@@ -39,6 +43,7 @@ var (
 	_ Plugin        = (*sanitizing)(nil)
 	_ Warner        = (*sanitizing)(nil)
 	_ StateUpgrader = (*sanitizing)(nil)
+	_ Availability  = (*sanitizing)(nil)
 )
 
 func (s *sanitizing) clean(err error, extra ...secret.Value) error {
@@ -131,4 +136,13 @@ func (s *sanitizing) UpgradeState(ctx context.Context, req UpgradeStateRequest) 
 		return nil, s.clean(err)
 	}
 	return state, checkState(state, secret.Value{})
+}
+
+// Available forwards to the plugin's [Availability]; nil when it has none.
+func (s *sanitizing) Available() error {
+	a, ok := s.p.(Availability)
+	if !ok {
+		return nil
+	}
+	return s.clean(a.Available())
 }

@@ -157,6 +157,16 @@ type Warner interface {
 	Warnings(ctx context.Context) []string
 }
 
+// Availability is implemented by a Plugin that can tell, at once and
+// without calling its backend, that it cannot serve now: a program that is
+// down and being started again. Available returns nil when a call may be
+// tried, else an error matching [ErrUnavailable]. The broker asks it before
+// it writes a lease, so a request to a backend that is down leaves nothing
+// in the store.
+type Availability interface {
+	Available() error
+}
+
 // SecretHolder is implemented by a Plugin that holds resolved secrets (the
 // admin password, a DSN). The decorator [Open] applies redacts them from
 // every error and warning the plugin returns, so a plugin need not sanitize

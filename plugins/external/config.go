@@ -26,9 +26,13 @@ type Config struct {
 	// Command is the program and its arguments. Command[0] is an absolute
 	// path, run as is: no shell, no PATH lookup.
 	Command []string
-	// SHA256 is the hex SHA-256 of the file Command[0]; required. The file
-	// is hashed before every start, and a start whose hash differs is
-	// refused with a [*ChecksumError].
+	// SHA256 is the hex SHA-256 of the file Command[0]; required. Before
+	// every start the file is opened once, checked and hashed through that
+	// descriptor, and on Linux the open file itself is run
+	// (/proc/self/fd/N), so what runs is what was hashed. A hash that
+	// differs is refused with a [*ChecksumError]; a file that is not owned
+	// by root or the broker's user, or that it or its directory is
+	// writable by group or others, with an [*UnsafeProgramError].
 	SHA256 string
 	// Env are the variables the program gets, each a secret reference that
 	// the broker resolves when it starts the program for [Driver.Open] (never

@@ -95,15 +95,20 @@ func (d *Driver) handshake() (handshake, error) {
 }
 
 // Name returns the name the program declared (`mqtt`), the key of the role
-// section it parses; "" when the program cannot start (the error is
-// logged, and [Driver.Handshake] returns it).
+// section it parses. The first call starts the program (the validation
+// instance) to ask it. [plugins.Driver] has no room for an error here, so
+// when the program cannot start Name logs why and returns "": callers that
+// need the reason call [Driver.Handshake] first, which returns it (the
+// broker's config parser does).
 func (d *Driver) Name() string {
 	hs, _ := d.handshake()
 	return hs.name
 }
 
-// UsernameLimit returns the username limit the program declared; 0 when it
-// cannot start.
+// UsernameLimit returns the username limit the program declared. Like
+// [Driver.Name] it may start the program, and returns 0, with the error
+// logged, when the program cannot start: call [Driver.Handshake] first for
+// the error.
 func (d *Driver) UsernameLimit() int {
 	hs, _ := d.handshake()
 	return hs.limit
@@ -111,7 +116,9 @@ func (d *Driver) UsernameLimit() int {
 
 // Describe returns the names of the credential's variables the program
 // declared. The rest of [plugins.Metadata] (clients, demo) stays with
-// in-process drivers.
+// in-process drivers. Like [Driver.Name] it may start the program, and
+// returns an empty Metadata, with the error logged, when the program cannot
+// start: call [Driver.Handshake] first for the error.
 func (d *Driver) Describe() plugins.Metadata {
 	hs, _ := d.handshake()
 	return plugins.Metadata{Env: hs.env}
@@ -121,10 +128,12 @@ func (d *Driver) Describe() plugins.Metadata {
 func (d *Driver) launch(ctx context.Context, env []string, secrets []secret.Value) (*instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
 	defer cancel()
-	if err := verify(d.cfg.Command[0], d.cfg.SHA256); err != nil {
+	exe, err := openProgram(d.cfg.Command[0], d.cfg.SHA256)
+	if err != nil {
 		return nil, err
 	}
-	inst, err := spawn(&d.cfg, env, &output{log: d.logger(), secrets: secrets})
+	inst, err := spawn(&d.cfg, exe, env, newOutput(d.logger(), secrets))
+	_ = exe.Close() // the program holds it from now on
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,17 @@ func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("refusing to start %s: its SHA-256 is %s, the config pins %s (if the program was upgraded on purpose, put its new sha256 in the config)", e.Path, e.Got, e.Want)
 }
 
+// UnsafeProgramError refuses to start a program whose file or directory
+// someone other than root or the broker's user may write.
+type UnsafeProgramError struct {
+	Path string
+	Msg  string
+}
+
+func (e *UnsafeProgramError) Error() string {
+	return "refusing to start the program: " + e.Msg + " (only root or the broker's user may be able to change a plugin program)"
+}
+
 // ProtocolError refuses a program that speaks no plugin protocol version
 // this broker speaks.
 type ProtocolError struct {

@@ -43,6 +43,7 @@ var (
 	_ plugins.Warner        = (*Plugin)(nil)
 	_ plugins.SecretHolder  = (*Plugin)(nil)
 	_ plugins.StateUpgrader = (*Plugin)(nil)
+	_ plugins.Availability  = (*Plugin)(nil)
 )
 
 func open(ctx context.Context, d *Driver, conn []byte) (*Plugin, error) {
@@ -110,6 +111,11 @@ func (p *Plugin) supervise(inst *instance) {
 		case <-p.ctx.Done():
 			return
 		case <-inst.done:
+		}
+		// Close cancels, then stops the program: when both are ready, select
+		// may pick either, and this exit is Close's, not one to report.
+		if p.ctx.Err() != nil {
+			return
 		}
 		up := time.Since(inst.started)
 		reason := inst.exitReason() + inst.out.tailText()
@@ -183,6 +189,13 @@ func (p *Plugin) current() (*instance, error) {
 		return nil, unavailable(p.d.cfg.Name, "exited (%s); the broker is starting it again", p.cur.exitReason())
 	}
 	return p.cur, nil
+}
+
+// Available says, without a call to the program, whether it runs: an error
+// matching [plugins.ErrUnavailable] while it is down.
+func (p *Plugin) Available() error {
+	_, err := p.current()
+	return err
 }
 
 // Secrets returns the resolved env values, which the sanitizing decorator

@@ -75,27 +75,37 @@ type instance struct {
 	stopOnce sync.Once
 }
 
-// verify hashes the file at path and refuses it unless it is want.
-func verify(path, want string) error {
+// openProgram opens the program's file once, refuses it unless it is safe
+// (see checkOwner) and its SHA-256 is want, and returns it open: spawn runs
+// that open file, not the path again, so what runs is what was hashed even
+// if the path is replaced in between.
+func openProgram(path, want string) (_ *os.File, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("open the program: %w", err)
+		return nil, fmt.Errorf("open the program: %w", err)
 	}
-	defer f.Close()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+		}
+	}()
+	if err := checkOwner(path, f); err != nil {
+		return nil, err
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("hash the program %s: %w", path, err)
+		return nil, fmt.Errorf("hash the program %s: %w", path, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(want) {
-		return &ChecksumError{Path: path, Want: strings.ToLower(want), Got: got}
+		return nil, &ChecksumError{Path: path, Want: strings.ToLower(want), Got: got}
 	}
-	return nil
+	return f, nil
 }
 
-// spawn starts the program with env (NAME=value) and nothing else of the
-// broker's environment, serving on a fresh socket in a fresh private
-// directory.
-func spawn(cfg *Config, env []string, out *output) (_ *instance, err error) {
+// spawn starts the program exe (what openProgram returned) with env
+// (NAME=value) and nothing else of the broker's environment, serving on a
+// fresh socket in a fresh private directory.
+func spawn(cfg *Config, exe *os.File, env []string, out *output) (_ *instance, err error) {
 	protectBroker()
 	dir, err := os.MkdirTemp(cfg.SocketDir, "credbroker-plugin-")
 	if err != nil {
@@ -106,9 +116,6 @@ func spawn(cfg *Config, env []string, out *output) (_ *instance, err error) {
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := os.Chmod(dir, 0o700); err != nil { // MkdirTemp's mode already; said out loud
-		return nil, fmt.Errorf("make the socket's directory private: %w", err)
-	}
 	sock := filepath.Join(dir, "plugin.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -130,6 +137,7 @@ func spawn(cfg *Config, env []string, out *output) (_ *instance, err error) {
 	// Never nil: a nil Env would be the broker's own environment.
 	cmd.Env = append(slices.Clip(env), sdk.ProtocolEnv+"="+sdk.ProtocolCookie, sdk.SocketEnv+"="+sock)
 	cmd.ExtraFiles = []*os.File{f} // fd 3 == sdk.ListenerFD
+	execOpenFile(cmd, exe)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", path, err)
@@ -156,6 +164,7 @@ func spawn(cfg *Config, env []string, out *output) (_ *instance, err error) {
 		inst.waitErr = cmd.Wait()
 		stdout.flush()
 		stderr.flush()
+		out.finish()
 		close(inst.done)
 	}()
 
@@ -298,14 +307,32 @@ func (inst *instance) stop(timeout time.Duration) {
 	})
 }
 
-// output logs a program's output, a record a line, sanitized, and keeps
-// its last lines for the error of a failed start.
+// The rate of a program's output in the broker's log: a token bucket per
+// instance. A program that writes more (a loop, a hostile program) has the
+// excess dropped, counted, and said in one record when lines are logged
+// again or the program exits.
+const (
+	outputRate  = 20  // lines a second, sustained
+	outputBurst = 200 // lines at once
+)
+
+// output logs a program's output, a record a line, sanitized and rate
+// limited, and keeps its last lines (dropped ones too) for the error of a
+// failed start.
 type output struct {
 	log     *slog.Logger
 	secrets []secret.Value
+	now     func() time.Time
 
-	mu   sync.Mutex
-	tail []string
+	mu      sync.Mutex
+	tail    []string
+	tokens  float64
+	last    time.Time // when tokens was last refilled
+	dropped int       // lines not logged since the last record
+}
+
+func newOutput(log *slog.Logger, secrets []secret.Value) *output {
+	return &output{log: log, secrets: secrets, now: time.Now, tokens: outputBurst}
 }
 
 func (o *output) line(stream string, b []byte) {
@@ -313,13 +340,42 @@ func (o *output) line(stream string, b []byte) {
 	if line == "" {
 		return
 	}
-	o.log.Info("plugin program output", slog.String("stream", stream), slog.String("line", line))
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.tail) == tailLines {
 		o.tail = slices.Delete(o.tail, 0, 1)
 	}
 	o.tail = append(o.tail, line)
+	now := o.now()
+	if !o.last.IsZero() {
+		o.tokens = min(outputBurst, o.tokens+now.Sub(o.last).Seconds()*outputRate)
+	}
+	o.last = now
+	if o.tokens < 1 {
+		o.dropped++
+		return
+	}
+	o.tokens--
+	o.reportDropped()
+	o.log.Info("plugin program output", slog.String("stream", stream), slog.String("line", line))
+}
+
+// reportDropped logs how many lines were dropped since the last record, if
+// any; o.mu is held.
+func (o *output) reportDropped() {
+	if o.dropped == 0 {
+		return
+	}
+	o.log.Warn(fmt.Sprintf("%d lines of plugin program output dropped: more than %d a second", o.dropped, outputRate), slog.Int("dropped", o.dropped))
+	o.dropped = 0
+}
+
+// finish says the lines dropped at the end; called once the program has
+// exited and its streams are flushed.
+func (o *output) finish() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.reportDropped()
 }
 
 // tailText is the last lines of output, for an error message.

@@ -19,3 +19,6 @@ func signalGroup(cmd *exec.Cmd, sig os.Signal) {
 		_ = cmd.Process.Signal(sig)
 	}
 }
+
+// checkOwner checks nothing where files have no unix owner and mode.
+func checkOwner(string, *os.File) error { return nil }

@@ -23,8 +23,10 @@ const shutdownTimeout = 5 * time.Second
 
 // Serve runs d as a backend program for the broker and exits the process;
 // it is a program's whole main. It refuses to run (a one-line explanation on
-// stderr, exit status 1) when the broker did not start it, serves
-// PluginService on the broker's socket, and returns only by exiting: with 0
+// stderr, exit status 1) when the broker did not start it. On Linux it makes
+// the process not dumpable (no other process of the user reads its
+// environment or memory) and serves only connections whose SO_PEERCRED pid
+// is its parent, the broker. It serves PluginService on the broker's socket, and returns only by exiting: with 0
 // when the broker closes stdin or sends SIGTERM, with 1 when serving fails.
 func Serve(d plugins.Driver) {
 	os.Exit(run(d, os.Stdin, os.Stderr))
@@ -36,11 +38,17 @@ func run(d plugins.Driver, stdin io.Reader, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: this is credbroker's %q backend as a program of its own: the broker starts it for a backend with `plugin: external` (see docs/plugins.md); it does not run by hand\n", prog, d.Name())
 		return 1
 	}
+	// Before anything else: from here the backend's env is in memory.
+	if err := protect(); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		return 1
+	}
 	l, err := inheritedListener()
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return 1
 	}
+	l = brokerOnly(l)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	ctx, brokerGone := context.WithCancel(ctx)

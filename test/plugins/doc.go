@@ -6,6 +6,9 @@
 //     travel;
 //   - redis: the in-tree Redis backend as a program, sdk.Serve(redis.New()),
 //     which runs the conformance suite out of process;
+//   - isolation: plays the broker, then a sibling process of the same
+//     user, to check that a program keeps its environment and its socket
+//     to the broker;
 //   - grpconly: a program written without the SDK that serves gRPC over
 //     HTTP/2 only, and with -protocol N answers the handshake with a
 //     version no broker speaks.
