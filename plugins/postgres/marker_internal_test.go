@@ -55,8 +55,9 @@ func TestCreateStepsMarker(t *testing.T) {
 				}
 				if c, ok := strings.CutPrefix(s.sql, `COMMENT ON ROLE "cb_u" IS 'credbroker:created=`); ok {
 					comment = true
-					// The date alone: what Revoke needs is in the lease's state.
-					if _, err := time.Parse(time.RFC3339+"'", c); err != nil {
+					// The date and the contract alone: what Revoke needs is in
+					// the lease's state.
+					if _, err := time.Parse(time.RFC3339+";contract=2'", c); err != nil {
 						t.Errorf("%s on %d: the comment holds more than the date: %s", name, version, s.sql)
 					}
 				}
@@ -108,10 +109,10 @@ func TestRoleComment(t *testing.T) {
 	t.Parallel()
 	created := time.Date(2026, 11, 28, 6, 0, 0, 0, time.FixedZone("X", 3600))
 	c := roleComment(created)
-	if c != "credbroker:created=2026-11-28T05:00:00Z" {
-		t.Errorf("roleComment = %q, want the marker and the date in UTC alone", c)
+	if c != "credbroker:created=2026-11-28T05:00:00Z;contract=2" {
+		t.Errorf("roleComment = %q, want the marker, the date in UTC and the contract alone", c)
 	}
-	if info, ours := parseRoleComment(c); !ours || !info.created.Equal(created) || info != (roleInfo{created: info.created}) {
+	if info, ours := parseRoleComment(c); !ours || !info.created.Equal(created) || info != (roleInfo{created: info.created, v2: true}) {
 		t.Errorf("parseRoleComment(%q) = %+v, %t", c, info, ours)
 	}
 	for _, c := range []string{"", "a role", "credbroker", "Credbroker:created=x"} {
