@@ -472,8 +472,14 @@ func TestMQTTProgramKilledMidLoad(t *testing.T) {
 	if want := len(all) - failed; len(active) != want {
 		t.Errorf("%d ACTIVE leases, want the %d issues that succeeded", len(active), want)
 	}
-	if states["REVOKED"] != failed+len(expiring) {
-		t.Errorf("%d REVOKED leases, want the %d failed issues and the %d expired leases", states["REVOKED"], failed, len(expiring))
+	// A failed issue leaves a lease only when it raced the kill (the
+	// program died during its Create); one refused because the program was
+	// already down writes nothing. Either way nothing stays half-made.
+	if n := states["REVOKED"] - len(expiring); n < 0 || n > failed {
+		t.Errorf("%d REVOKED leases, want the %d expired leases and at most the %d failed issues", states["REVOKED"], len(expiring), failed)
+	}
+	if len(leases) != len(active)+states["REVOKED"] {
+		t.Errorf("leases %v: want only ACTIVE and REVOKED ones", states)
 	}
 	for _, r := range all {
 		if r.status == http.StatusOK && !active[r.username] {
