@@ -3,12 +3,10 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -82,13 +80,9 @@ func tlsConfig(t TLS, host string) (*tls.Config, error) {
 	if t.CAFile == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(t.CAFile)
+	pool, err := plugins.CAPool(t.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
 	}
 	cfg.RootCAs = pool
 	return cfg, nil

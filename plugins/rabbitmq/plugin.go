@@ -4,12 +4,10 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -91,13 +89,9 @@ func newTransport(cfg *TLS) (*http.Transport, error) {
 	}
 	t.TLSClientConfig.ServerName = cfg.ServerName
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		roots, err := plugins.CAPool(cfg.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls.ca_file: %w", err)
-		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", cfg.CAFile)
 		}
 		t.TLSClientConfig.RootCAs = roots
 	}

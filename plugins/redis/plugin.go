@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -98,13 +96,9 @@ func tlsConfig(t TLS) (*tls.Config, error) {
 	if t.CAFile == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(t.CAFile)
+	pool, err := plugins.CAPool(t.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
 	}
 	cfg.RootCAs = pool
 	return cfg, nil
