@@ -107,10 +107,8 @@ func prepareDemo(ctx context.Context) (plugins.DemoBackend, error) {
 		Role: `{acls: [{type: publishClientSend, topic: "demo/#", allow: true}, ` +
 			`{type: subscribePattern, topic: "demo/#", allow: true}]}`,
 		Env: map[string]string{DevAdminPasswordEnv: pw},
-		// mosquitto_pub reads -P from its options file, which keeps the
-		// password out of the process list.
-		Try: `eval "$(./bin/credbroker creds demo-mqtt --format env)"; d=$(mktemp -d); ` +
-			`printf -- '-P %s\n' "$MQTT_PASSWORD" >"$d/mosquitto_pub"; ` +
-			`XDG_CONFIG_HOME=$d mosquitto_pub -h "$MQTT_HOST" -p "$MQTT_PORT" -u "$MQTT_USERNAME" -t demo/hello -m hi; rm -r "$d"`,
+		// connect opens mosquitto_sub with the password in its options
+		// file, never on its command line.
+		Try: `./bin/credbroker connect demo-mqtt -- -t 'demo/#' -v   # mosquitto_sub on demo/#, revoked when you quit`,
 	}, nil
 }
