@@ -85,7 +85,10 @@ type StoreConfig struct {
 
 // ReaperConfig tunes the reaper. Zero values take the defaults shown.
 type ReaperConfig struct {
-	// Interval between reaper passes; default 5s.
+	// Interval is the longest the reaper sleeps between passes; default
+	// 5s. It sleeps until the next lease is due, and a lease this replica
+	// writes that is due sooner wakes it, so the interval is only the safety
+	// net for leases other replicas write.
 	Interval time.Duration `yaml:"interval"`
 	// PendingGrace is how old a PENDING lease must be before it is treated as
 	// an abandoned issue and revoked; default 2m.

@@ -250,8 +250,10 @@ func (s *Store) Activate(ctx context.Context, id, actor string, pluginState []by
 		return Lease{}, fmt.Errorf("activate lease %s: %w", id, err)
 	}
 	if conflict != "" {
+		s.wake.due(now) // handed back to the reaper
 		return out, fmt.Errorf("activate lease %s: %w: it is %s, not PENDING", id, ErrConflict, conflict)
 	}
+	s.wake.due(out.ExpiresAt)
 	return out, nil
 }
 
@@ -281,6 +283,7 @@ func (s *Store) Fail(ctx context.Context, id, actor, lastErr string) (err error)
 	if err != nil {
 		return fmt.Errorf("fail lease %s: %w", id, err)
 	}
+	s.wake.due(now)
 	return nil
 }
 

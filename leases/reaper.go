@@ -142,29 +142,60 @@ func (r *Reaper) now() time.Time {
 }
 
 // Run reaps until ctx is done, then returns nil. Each pass claims and revokes
-// batches until fewer than BatchSize leases are due, then waits Interval;
-// every SweepInterval it also sweeps the backends for orphans. Errors are
-// logged and the next pass tries again.
+// batches until fewer than BatchSize leases are due, then sleeps until the
+// next lease is due, for at most Interval (the safety net for leases other
+// replicas write), and wakes early when this process writes a lease due
+// sooner; every SweepInterval it also sweeps the backends for orphans.
+// Errors are logged and the next pass tries again.
 func (r *Reaper) Run(ctx context.Context) error {
-	ticker := time.NewTicker(r.cfg.Interval)
-	defer ticker.Stop()
+	timer := time.NewTimer(r.cfg.Interval)
+	defer timer.Stop()
 	sweep := time.NewTicker(r.cfg.SweepInterval)
 	defer sweep.Stop()
+	wake := r.loop.wake
 	for {
+		if wake != nil {
+			wake.passing()
+		}
 		r.drain(ctx)
 		if _, err := r.loop.Checkpoint(ctx); err != nil && ctx.Err() == nil {
 			r.logger.Warn("cannot checkpoint the event chains", slog.String("error", plugins.SanitizeString(err.Error())))
 		}
+		wait := r.untilNextDue(ctx)
+		var woken <-chan struct{}
+		if wake != nil {
+			wake.sleeping(r.now().Add(wait))
+			woken = wake.ch
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-timer.C:
+		case <-woken:
 		case <-sweep.C:
 			if n, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
 				r.logger.Error("sweep failed", slog.Int("orphans_revoked", n), slog.String("error", plugins.SanitizeString(err.Error())))
 			}
 		}
 	}
+}
+
+// untilNextDue is how long the reaper sleeps after a pass: until the next
+// lease is due, at least minReaperWait and at most Interval (also when the
+// store cannot say).
+func (r *Reaper) untilNextDue(ctx context.Context) time.Duration {
+	next, err := r.loop.nextDue(ctx, r.cfg.PendingGrace)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			r.logger.Warn("cannot find the next due lease; polling", slog.String("error", plugins.SanitizeString(err.Error())))
+		}
+		return r.cfg.Interval
+	case next.IsZero():
+		return r.cfg.Interval
+	}
+	return min(max(next.Sub(r.now()), minReaperWait), r.cfg.Interval)
 }
 
 // drain runs batches until one comes back short of BatchSize.

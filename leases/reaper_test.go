@@ -649,3 +649,70 @@ func TestReaperRun(t *testing.T) {
 		t.Fatalf("Run returned %v on cancel, want nil", err)
 	}
 }
+
+// TestReaperWakesAtNextExpiry: with an interval far longer than the test,
+// the reaper sleeps until the next lease is due rather than polling, and a
+// lease activated while it sleeps that is due sooner wakes it.
+func TestReaperWakesAtNextExpiry(t *testing.T) {
+	t.Parallel()
+	revokedWithin := func(t *testing.T, s *Store, id string, d time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for mustGet(t, s, id).State != StateRevoked {
+			if time.Now().After(deadline) {
+				t.Fatalf("lease %s not revoked within %s of its expiry, with the reaper's interval at an hour", id, d)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	run := func(t *testing.T, r *Reaper) {
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() { errc <- r.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-errc; err != nil {
+				t.Errorf("Run returned %v on cancel, want nil", err)
+			}
+		})
+	}
+	hourly := func(c *ReaperConfig) { c.Interval, c.SweepInterval = time.Hour, time.Hour }
+
+	t.Run("LeaseThere", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		r := newReaper(t, s, b, newFakePlugin(), hourly)
+		l := createActive(t, s, newLease(b, 300*time.Millisecond))
+		run(t, r)
+		time.Sleep(50 * time.Millisecond) // the reaper has looked and gone to sleep
+		b.clock.Advance(300 * time.Millisecond)
+		revokedWithin(t, s, l.ID, 2*time.Second)
+	})
+
+	t.Run("LeaseIssuedWhileAsleep", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		r := newReaper(t, s, b, newFakePlugin(), hourly)
+		run(t, r)
+		time.Sleep(100 * time.Millisecond) // nothing to reap: asleep for the interval
+		l := createActive(t, s, newLease(b, 200*time.Millisecond))
+		b.clock.Advance(200 * time.Millisecond)
+		revokedWithin(t, s, l.ID, 2*time.Second)
+	})
+
+	t.Run("FailedIssueWhileAsleep", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		r := newReaper(t, s, b, newFakePlugin(), hourly)
+		run(t, r)
+		time.Sleep(100 * time.Millisecond)
+		l := newLease(b, time.Hour)
+		if _, err := s.CreatePending(t.Context(), l); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Fail(t.Context(), l.ID, "broker", "the backend refused"); err != nil {
+			t.Fatal(err)
+		}
+		revokedWithin(t, s, l.ID, 2*time.Second)
+	})
+}

@@ -54,6 +54,9 @@ type Store struct {
 	// denials aggregates refused requests until they are flushed; shared
 	// by the copy on the reaper's pool.
 	denials *denials
+	// wake wakes the reaper when a lease written here is due sooner than
+	// it planned to look; shared by the copy on the reaper's pool.
+	wake *wakeup
 }
 
 // Open connects to the lease store, checks that the database answers and
@@ -113,6 +116,8 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	s.reaper = &Store{pool: rpool, logger: s.logger, clock: clock}
 	s.denials = newDenials(cfg.DenialKeys)
 	s.reaper.denials = s.denials
+	s.wake = newWakeup()
+	s.reaper.wake = s.wake
 	s.startDenialFlusher(cmp.Or(cfg.DenialFlushInterval, 10*time.Second))
 	return s, nil
 }
