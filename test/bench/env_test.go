@@ -138,7 +138,6 @@ policies:
 	})
 	e.cli = e.broker.Client(e.token)
 
-	// The broker made credbroker_managed when it opened the backend.
 	raw, err := newRaw(context.Background(), e.backendURL, conns, rawPrefix)
 	if err != nil {
 		tb.Fatalf("raw baseline pool: %v", err)

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,19 +13,16 @@ import (
 	"github.com/credbroker/credbroker/plugins/postgres"
 )
 
-// The raw baseline: what an operator's own script would send to PostgreSQL
-// to do what the broker does, statement for statement the SQL of
-// plugins/postgres (plugin.go createSteps, revoke.go, Renew), over a pgx pool
-// as large as the broker's backend pool, with no lease store, no token and no
-// HTTP. The SCRAM verifier is computed client-side with the plugin's own
-// exported function, as the plugin does.
-
-// Keep in step with plugins/postgres/sql.go.
-const (
-	markerRole          = "credbroker_managed"
-	grantLockKey  int64 = 0x637265646272_6b72
-	terminateWait       = 5000
-)
+// The raw baseline: the least a DBA would type for the same result, sent
+// over a pgx pool as large as the broker's backend pool, with no lease
+// store, no token and no HTTP. Issue is one CREATE ROLE … LOGIN PASSWORD
+// '<SCRAM verifier>' VALID UNTIL … IN ROLE <groups> (explicit grants: that,
+// then GRANT USAGE and GRANT SELECT ON ALL TABLES); revoke is DROP ROLE
+// (explicit grants: DROP OWNED BY, then DROP ROLE, in one batch); renew is
+// ALTER ROLE … VALID UNTIL. It is deliberately not a replay of the plugin's
+// SQL: a baseline that copies the broker hides the broker's waste. The SCRAM
+// verifier is computed client-side with the plugin's exported function, as a
+// careful DBA's script would, so the password never reaches the server.
 
 // rawBaseline issues and removes users directly.
 type rawBaseline struct {
@@ -65,41 +61,27 @@ func tsLiteral(t time.Time) string {
 	return quote(t.UTC().Format("2006-01-02 15:04:05.999999") + "+00")
 }
 
-// issue creates a user in one transaction, as Plugin.Create does, and
+// issue creates a user with one statement (three for explicit grants) and
 // returns its name.
 func (r *rawBaseline) issue(ctx context.Context, ttl time.Duration) (string, error) {
 	username := r.prefix + strings.ToLower(randText(10))
 	password := plugins.NewPassword()
 	verifier := postgres.SCRAMVerifier(password.Reveal())
 	name := ident(username)
-	steps := []string{
-		"CREATE ROLE " + name + " LOGIN PASSWORD " + quote(verifier) + " VALID UNTIL " + tsLiteral(time.Now().Add(ttl)),
-		"GRANT " + ident(markerRole) + " TO " + name,
-	}
-	for _, g := range r.memberOf {
-		steps = append(steps, "GRANT "+ident(g)+" TO "+name)
-	}
-	var lock bool
-	if r.grants {
-		lock = true
-		steps = append(steps,
-			"GRANT USAGE ON SCHEMA "+ident("public")+" TO "+name,
-			"GRANT SELECT ON ALL TABLES IN SCHEMA "+ident("public")+" TO "+name)
-	}
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		for i, s := range steps {
-			if lock && i == len(steps)-2 {
-				if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", grantLockKey); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.Exec(ctx, s); err != nil {
-				return err
-			}
+	create := "CREATE ROLE " + name + " LOGIN PASSWORD " + quote(verifier) + " VALID UNTIL " + tsLiteral(time.Now().Add(ttl))
+	if len(r.memberOf) > 0 {
+		groups := make([]string, len(r.memberOf))
+		for i, g := range r.memberOf {
+			groups[i] = ident(g)
 		}
-		return nil
-	})
-	if err != nil {
+		create += " IN ROLE " + strings.Join(groups, ", ")
+	}
+	sql := create
+	if r.grants {
+		sql += "; GRANT USAGE ON SCHEMA public TO " + name + "; GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + name
+	}
+	// One simple-protocol round trip, as psql -c would send it.
+	if _, err := r.pool.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return "", fmt.Errorf("raw issue %s: %w", username, err)
 	}
 	return username, nil
@@ -111,84 +93,14 @@ func (r *rawBaseline) renew(ctx context.Context, username string, ttl time.Durat
 	return err
 }
 
-// revoke removes a user the way Plugin.Revoke does: look it up (and check it
-// is managed), NOLOGIN, terminate its sessions, REASSIGN/DROP OWNED (under
-// the grant lock) where pg_shdepend says it holds anything, DROP ROLE,
-// terminate again.
+// revoke removes a user: DROP ROLE, after DROP OWNED BY for a user with
+// explicit grants (its privileges are dependencies DROP ROLE refuses).
 func (r *rawBaseline) revoke(ctx context.Context, username string) error {
 	name := ident(username)
-	var (
-		oid     uint32
-		managed bool
-		comment *string
-	)
-	err := r.pool.QueryRow(ctx, `
-		SELECT r.oid,
-		       EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-		               WHERE m.member = r.oid AND g.rolname = $2),
-		       shobj_description(r.oid, 'pg_authid')
-		FROM pg_roles r WHERE r.rolname = $1`, username, markerRole).Scan(&oid, &managed, &comment)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+	sql := "DROP ROLE IF EXISTS " + name
+	if r.grants {
+		sql = "DROP OWNED BY " + name + "; " + sql
 	}
-	if err != nil {
-		return err
-	}
-	if !managed {
-		return fmt.Errorf("%s is not a member of %s", username, markerRole)
-	}
-	if _, err := r.pool.Exec(ctx, "ALTER ROLE "+name+" NOLOGIN"); err != nil {
-		return err
-	}
-	terminate := func() error {
-		_, err := r.pool.Exec(ctx, `
-			SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity
-			WHERE usesysid = $1 AND pid <> pg_backend_pid()`, oid, terminateWait)
-		return err
-	}
-	if err := terminate(); err != nil {
-		return err
-	}
-	rows, err := r.pool.Query(ctx, `
-		SELECT coalesce(d.datname, current_database()), bool_or(s.deptype = 'a')
-		FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid
-		WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = $1
-		GROUP BY 1 ORDER BY 1`, oid)
-	if err != nil {
-		return err
-	}
-	type dep struct {
-		db  string
-		acl bool
-	}
-	deps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (dep, error) {
-		var d dep
-		return d, row.Scan(&d.db, &d.acl)
-	})
-	if err != nil {
-		return err
-	}
-	for _, d := range deps {
-		// The bench's users hold privileges only in the database the pool
-		// is connected to.
-		err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-			if d.acl {
-				if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", grantLockKey); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.Exec(ctx, "REASSIGN OWNED BY "+name+" TO CURRENT_USER"); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "DROP OWNED BY "+name)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("drop owned in %s: %w", d.db, err)
-		}
-	}
-	if _, err := r.pool.Exec(ctx, "DROP ROLE IF EXISTS "+name); err != nil {
-		return err
-	}
-	return terminate()
+	_, err := r.pool.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	return err
 }

@@ -19,7 +19,7 @@ import (
 
 // Goals of the benchmark (reported, never failed on).
 const (
-	goalIssueVsRaw  = 0.70 // broker issue throughput / raw, at concurrency 8
+	goalIssueVsRaw  = 0.80 // broker issue throughput / raw, at concurrency 8 (issue 9)
 	goalLiveVsEmpty = 0.80 // member_of issue throughput at scale / empty
 )
 
@@ -148,10 +148,10 @@ func (rep *report) print(w io.Writer) {
 		idle = goDefaultIdle
 	}
 	p("        idle connections kept per host: %d.\n", idle)
-	p("raw:    pgx pool of %d connections to the same backend database, sending the SQL of plugins/postgres\n", conns)
-	p("        (CREATE ROLE … PASSWORD '<SCRAM verifier computed client-side>' VALID UNTIL, GRANT credbroker_managed,\n")
-	p("        GRANT <group> | grant lock + GRANT USAGE/SELECT ON ALL TABLES; revoke: lookup, NOLOGIN, terminate,\n")
-	p("        pg_shdepend, [lock + REASSIGN/DROP OWNED], DROP ROLE, terminate; renew: ALTER ROLE VALID UNTIL).\n")
+	p("raw:    pgx pool of %d connections to the same backend database, sending the least a DBA would type,\n", conns)
+	p("        one simple-protocol round trip each: CREATE ROLE … LOGIN PASSWORD '<SCRAM verifier computed client-side>'\n")
+	p("        VALID UNTIL … IN ROLE <group> (explicit grants: + GRANT USAGE, GRANT SELECT ON ALL TABLES); revoke: DROP ROLE\n")
+	p("        (explicit grants: DROP OWNED BY, DROP ROLE); renew: ALTER ROLE VALID UNTIL. Not a replay of the plugin's SQL.\n")
 	p("ops per measurement: member_of %d, explicit grants %d; live leases for the scale figures: %d\n",
 		*flagOps, *flagGrantsOps, *flagLive)
 	p("        (explicit grants: until the first failed issue or %s, whichever comes first);\n", *flagGrantsFill)
