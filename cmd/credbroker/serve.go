@@ -15,7 +15,7 @@ import (
 )
 
 func newServeCmd() *cobra.Command {
-	var configPath, logLevel string
+	var configPath, logLevel, debugListen string
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
 		Short: "Run the broker (JSON logs on stderr)",
@@ -36,11 +36,17 @@ func newServeCmd() *cobra.Command {
 			for _, w := range cfg.Warnings {
 				log.Warn("config", slog.String("warning", w))
 			}
+			_, stopDebug, err := startDebug(debugListen, log)
+			if err != nil {
+				return usageError{err}
+			}
+			defer stopDebug()
 			return serve(cmd.Context(), cfg, log, configPath, nil)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "path to the config file")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&debugListen, "debug-listen", "", "loopback host:port to serve Go's profiler on (/debug/pprof/); default: off")
 	return cmd
 }
 
