@@ -188,50 +188,35 @@ func TestUpgradeStates(t *testing.T) {
 		}
 	})
 
-	t.Run("UnavailableBackendIsAskedOnce", func(t *testing.T) {
-		t.Parallel()
-		s, b := setup(t)
-		p := newFakePlugin()
-		var calls int
-		p.upgrade = func(plugins.UpgradeStateRequest) ([]byte, error) {
-			calls++
-			return nil, fmt.Errorf("%w: dial tcp 10.0.0.1:5432: i/o timeout", plugins.ErrUnavailable)
-		}
-		r := newReaper(t, s, b, p, nil)
-		for range 5 {
-			oldLease(t, s, b, "orders-readonly", "orders-pg", "ACTIVE")
-		}
-		res, err := r.UpgradeStates(t.Context())
-		if err != nil || res != (UpgradeResult{Failed: 5}) {
-			t.Fatalf("UpgradeStates = %+v, %v; want 5 failed", res, err)
-		}
-		if calls != 1 {
-			t.Errorf("an unavailable backend was asked %d times, want once per start", calls)
-		}
-	})
-
-	t.Run("HangingBackendIsAskedOnce", func(t *testing.T) {
-		t.Parallel()
-		s, b := setup(t)
-		p := newFakePlugin()
-		var calls int
-		p.upgrade = func(plugins.UpgradeStateRequest) ([]byte, error) {
-			calls++
-			// What a backend that hangs gives once the call's timeout ends.
-			return nil, fmt.Errorf("read the marker: %w", context.DeadlineExceeded)
-		}
-		r := newReaper(t, s, b, p, nil)
-		for range 4 {
-			oldLease(t, s, b, "orders-readonly", "orders-pg", "ACTIVE")
-		}
-		res, err := r.UpgradeStates(t.Context())
-		if err != nil || res != (UpgradeResult{Failed: 4}) {
-			t.Fatalf("UpgradeStates = %+v, %v; want 4 failed", res, err)
-		}
-		if calls != 1 {
-			t.Errorf("a backend that timed out was asked %d times, want once per start (start must not wait a timeout per lease)", calls)
-		}
-	})
+	// A backend that cannot be reached, or that hangs until the call's
+	// timeout, is asked once per start, not once per lease: start must not
+	// wait a timeout per lease.
+	for name, failure := range map[string]error{
+		"UnavailableBackendIsAskedOnce": fmt.Errorf("%w: dial tcp 10.0.0.1:5432: i/o timeout", plugins.ErrUnavailable),
+		"HangingBackendIsAskedOnce":     fmt.Errorf("read the marker: %w", context.DeadlineExceeded),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s, b := setup(t)
+			p := newFakePlugin()
+			var calls int
+			p.upgrade = func(plugins.UpgradeStateRequest) ([]byte, error) {
+				calls++
+				return nil, failure
+			}
+			r := newReaper(t, s, b, p, nil)
+			for range 5 {
+				oldLease(t, s, b, "orders-readonly", "orders-pg", "ACTIVE")
+			}
+			res, err := r.UpgradeStates(t.Context())
+			if err != nil || res != (UpgradeResult{Failed: 5}) {
+				t.Fatalf("UpgradeStates = %+v, %v; want 5 failed", res, err)
+			}
+			if calls != 1 {
+				t.Errorf("the backend was asked %d times, want once per start", calls)
+			}
+		})
+	}
 
 	t.Run("StateSetMeanwhileIsKept", func(t *testing.T) {
 		t.Parallel()
