@@ -154,7 +154,7 @@ func (s *credentialService) issue(ctx context.Context, msg *credbrokerv1.IssueCr
 	if breakGlass {
 		details["break_glass_reason"] = reason
 	}
-	lease, err = s.store.Activate(work, lease.ID, actor(id), created.State, details)
+	lease, err = s.store.Activate(work, lease, actor(id), created.State, details)
 	if err != nil {
 		// The reaper owns the lease now (or will after the grace) and will
 		// delete the user; the caller gets nothing half-made.

@@ -77,34 +77,27 @@ func (s *Store) claimOne(ctx context.Context, id, reason string, until time.Time
 }
 
 // finishRevoked records a successful revoke of a claimed lease: REVOKED,
-// revoked_at = now, and a `revoked` event, in one transaction. It returns
+// revoked_at = now, and a `revoked` event, in one statement. It returns
 // errLostClaim if the lease no longer carries the claim.
 func (s *Store) finishRevoked(ctx context.Context, claimed Lease, now time.Time, actor string) (Lease, error) {
-	var out Lease
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		out, err = scanLease(tx.QueryRow(ctx, `
-			UPDATE leases
-			SET state = 'REVOKED', revoked_at = $3, next_attempt_at = NULL, last_error = ''
-			WHERE id = $1 AND state = 'REVOKING' AND next_attempt_at = $2
-			RETURNING `+leaseColumns,
-			claimed.ID, claimed.NextAttemptAt, now))
-		if errors.Is(err, ErrNotFound) {
-			return errLostClaim
-		}
-		if err != nil {
-			return err
-		}
-		_, err = appendEvent(ctx, tx, Event{LeaseID: out.ID, Kind: "revoked", Actor: actor, At: now, Details: map[string]string{
-			"reason":   out.RevokeReason,
-			"role":     out.Role,
-			"backend":  out.Backend,
-			"plugin":   out.Plugin,
-			"username": out.Username,
-			"attempts": strconv.Itoa(out.RevokeAttempts + 1),
+	out, err := s.updateRecording(ctx, `
+		UPDATE leases
+		SET state = 'REVOKED', revoked_at = $3, next_attempt_at = NULL, last_error = ''
+		WHERE id = $1 AND state = 'REVOKING' AND next_attempt_at = $2`,
+		[]any{claimed.ID, claimed.NextAttemptAt, now},
+		// The claim fences every other writer, so the claimed lease is the
+		// row this updates.
+		Event{LeaseID: claimed.ID, Kind: "revoked", Actor: actor, At: now, Details: map[string]string{
+			"reason":   claimed.RevokeReason,
+			"role":     claimed.Role,
+			"backend":  claimed.Backend,
+			"plugin":   claimed.Plugin,
+			"username": claimed.Username,
+			"attempts": strconv.Itoa(claimed.RevokeAttempts + 1),
 		}})
-		return err
-	})
+	if errors.Is(err, ErrNotFound) {
+		return Lease{}, errLostClaim
+	}
 	if err != nil {
 		return Lease{}, fmt.Errorf("record revoke of lease %s: %w", claimed.ID, err)
 	}
@@ -113,34 +106,25 @@ func (s *Store) finishRevoked(ctx context.Context, claimed Lease, now time.Time,
 
 // finishFailed records a failed revoke of a claimed lease: one more attempt,
 // the next at next, the (already sanitized) error, and a `revoke_failed`
-// event, in one transaction. It returns errLostClaim if the lease no longer
+// event, in one statement. It returns errLostClaim if the lease no longer
 // carries the claim.
 func (s *Store) finishFailed(ctx context.Context, claimed Lease, now, next time.Time, lastErr, actor string) (Lease, error) {
-	var out Lease
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		out, err = scanLease(tx.QueryRow(ctx, `
-			UPDATE leases
-			SET revoke_attempts = revoke_attempts + 1, next_attempt_at = $3, last_error = $4
-			WHERE id = $1 AND state = 'REVOKING' AND next_attempt_at = $2
-			RETURNING `+leaseColumns,
-			claimed.ID, claimed.NextAttemptAt, next, lastErr))
-		if errors.Is(err, ErrNotFound) {
-			return errLostClaim
-		}
-		if err != nil {
-			return err
-		}
-		_, err = appendEvent(ctx, tx, Event{LeaseID: out.ID, Kind: "revoke_failed", Actor: actor, At: now, Details: map[string]string{
-			"reason":          out.RevokeReason,
-			"backend":         out.Backend,
-			"username":        out.Username,
+	out, err := s.updateRecording(ctx, `
+		UPDATE leases
+		SET revoke_attempts = revoke_attempts + 1, next_attempt_at = $3, last_error = $4
+		WHERE id = $1 AND state = 'REVOKING' AND next_attempt_at = $2`,
+		[]any{claimed.ID, claimed.NextAttemptAt, next, lastErr},
+		Event{LeaseID: claimed.ID, Kind: "revoke_failed", Actor: actor, At: now, Details: map[string]string{
+			"reason":          claimed.RevokeReason,
+			"backend":         claimed.Backend,
+			"username":        claimed.Username,
 			"error":           lastErr,
-			"attempts":        strconv.Itoa(out.RevokeAttempts),
+			"attempts":        strconv.Itoa(claimed.RevokeAttempts + 1),
 			"next_attempt_at": next.Format(time.RFC3339Nano),
 		}})
-		return err
-	})
+	if errors.Is(err, ErrNotFound) {
+		return Lease{}, errLostClaim
+	}
 	if err != nil {
 		return Lease{}, fmt.Errorf("record failed revoke of lease %s: %w", claimed.ID, err)
 	}

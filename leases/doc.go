@@ -29,8 +29,8 @@
 // A lease moves PENDING → ACTIVE → REVOKING → REVOKED:
 //
 //   - [Store.CreatePending] records the lease before the backend is touched.
-//   - [Store.Activate] marks it ACTIVE and appends the `issued` event in one
-//     transaction once the plugin has created the user.
+//   - [Store.Activate] marks it ACTIVE and records the `issued` event in one
+//     statement once the plugin has created the user.
 //   - [Store.Fail] hands a lease whose issue failed to the reaper.
 //   - The [Reaper] claims expired ACTIVE leases, PENDING leases older than a
 //     grace period (the issuer died mid-issue) and REVOKING leases whose retry
@@ -74,11 +74,20 @@
 // # Events
 //
 // lease_events is append-only (a trigger rejects UPDATE, DELETE and TRUNCATE) and
-// hash-chained. So that concurrent appends for different leases do not queue on
-// one lock, the history is split into 16 chains: an event goes to the chain its
-// lease id picks (an event without a lease, by its actor), so one lease's history
-// is always one chain. Appends take that chain's transaction-scoped advisory
-// lock, so writers in every replica extend each chain in order. For each event
+// hash-chained. The history is split into 16 chains: an event goes to the chain
+// its lease id picks (an event without a lease, by its actor), so one lease's
+// history is always one chain.
+//
+// Chaining is kept off the request path. A lease change writes its event to
+// lease_event_queue in the same statement or transaction (so the event is as
+// durable as the change), and a background sealer in every replica moves
+// queued events into lease_events in batches: under one advisory lock across
+// replicas, and each chain's own lock (which a replica of an earlier release
+// appending directly also takes), it reads each chain's head and computes
+// every event's seq, prev_hash and hash exactly as an append would. A broker
+// that dies before sealing leaves its events queued for any replica's sealer;
+// every reader of the history ([Store.Events], [Store.VerifyChain],
+// [Store.Checkpoint]) seals first. See seal.go. For each event
 //
 //	hash = SHA-256(prev_hash || canonical(event))
 //

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -67,7 +66,8 @@ func chainOf(e Event) int {
 }
 
 // RecordEvent appends e to the history; Seq, PrevHash and Hash are set by the
-// store, and At defaults to now. Kind is required.
+// store when it seals the event (see Seal), and At defaults to now. Kind is
+// required.
 func (s *Store) RecordEvent(ctx context.Context, e Event) (err error) {
 	defer markUnavailable(&err)
 	if e.Kind == "" {
@@ -77,60 +77,13 @@ func (s *Store) RecordEvent(ctx context.Context, e Event) (err error) {
 		e.At = s.now()
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		_, err := appendEvent(ctx, tx, e)
-		return err
+		return enqueueEvent(ctx, tx, e)
 	})
 	if err != nil {
 		return fmt.Errorf("record %s event: %w", e.Kind, err)
 	}
+	s.sealer.queued()
 	return nil
-}
-
-// appendEvent appends e inside tx, extending its hash chain. It takes the
-// chain's advisory lock, held until tx ends, so callers append as the last
-// step before committing. tx must be READ COMMITTED (the default) so the
-// chain's newest event is visible once the lock is held.
-func appendEvent(ctx context.Context, tx pgx.Tx, e Event) (Event, error) {
-	e = normalizeEvent(e)
-	details, err := json.Marshal(e.Details)
-	if err != nil {
-		return Event{}, fmt.Errorf("encode details: %w", err)
-	}
-
-	// Each statement of a batch takes its own snapshot, so the read of the
-	// newest hash sees every append committed before the lock was granted.
-	e.Chain = chainOf(e)
-	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock($1, $2)`, eventsLockSpace, int32(e.Chain))
-	b.Queue(`SELECT hash FROM lease_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1`, e.Chain)
-	b.Queue(`SELECT nextval(pg_get_serial_sequence('lease_events', 'seq'))`)
-	br := tx.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return Event{}, fmt.Errorf("lock event chain: %w", err)
-	}
-	e.PrevHash = []byte{}
-	if err := br.QueryRow().Scan(&e.PrevHash); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		_ = br.Close()
-		return Event{}, fmt.Errorf("read chain head: %w", err)
-	}
-	if err := br.QueryRow().Scan(&e.Seq); err != nil {
-		_ = br.Close()
-		return Event{}, fmt.Errorf("next event seq: %w", err)
-	}
-	if err := br.Close(); err != nil {
-		return Event{}, err
-	}
-
-	e.Hash = hashEvent(e.PrevHash, e)
-	_, err = tx.Exec(ctx, `
-		INSERT INTO lease_events (seq, chain, lease_id, kind, actor, at, details, prev_hash, hash)
-		VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7::jsonb, $8, $9)`,
-		e.Seq, e.Chain, e.LeaseID, e.Kind, e.Actor, e.At, string(details), e.PrevHash, e.Hash)
-	if err != nil {
-		return Event{}, fmt.Errorf("insert event: %w", interpretError(err))
-	}
-	return e, nil
 }
 
 // normalizeEvent makes e exactly what PostgreSQL will store and give back, so
@@ -206,9 +159,12 @@ func scanEvent(row pgx.Row) (Event, error) {
 }
 
 // Events calls fn with every event matching f, in seq order, streaming from
-// one consistent snapshot. It stops at, and returns, fn's first error.
+// one consistent snapshot taken after sealing every event queued so far. It stops at, and returns, fn's first error.
 func (s *Store) Events(ctx context.Context, f EventFilter, fn func(Event) error) (err error) {
 	defer markUnavailable(&err)
+	if err := s.seal(ctx, true); err != nil {
+		return fmt.Errorf("list events: %w", err)
+	}
 	var (
 		where []string
 		args  []any
@@ -264,11 +220,15 @@ func (s *Store) eachEvent(ctx context.Context, q string, args []any, fn func(Eve
 	return rows.Err()
 }
 
-// VerifyChain recomputes every hash chain over the whole history, in seq
-// order, and returns how many events verified. An error wraps
+// VerifyChain seals every event queued so far, then recomputes every hash
+// chain over the whole history, in seq order, and returns how many events
+// verified. An error wraps
 // [ErrChainBroken] and names the first seq that does not match.
 func (s *Store) VerifyChain(ctx context.Context) (checked int64, err error) {
 	defer markUnavailable(&err)
+	if err := s.seal(ctx, true); err != nil {
+		return 0, fmt.Errorf("verify event chain: %w", err)
+	}
 	v := NewChainVerifier()
 	errStop := errors.New("stop")
 	var broken error
@@ -297,62 +257,77 @@ const EventCheckpoint = "checkpoint"
 // one chain.
 const checkpointActor = "checkpoint"
 
-// Checkpoint appends a checkpoint event holding the newest (seq, hash) of
-// every chain, unless nothing was appended since the last checkpoint or
-// another replica is writing one right now. It reports whether it wrote one.
-// The reaper calls it on every pass.
+// Checkpoint seals every queued event, then appends a checkpoint event
+// holding the newest (seq, hash) of every chain, unless nothing was appended
+// since the last checkpoint or another replica is sealing or writing one
+// right now. It reports whether it wrote one. The reaper calls it on every
+// pass.
 func (s *Store) Checkpoint(ctx context.Context) (_ bool, err error) {
 	defer markUnavailable(&err)
 	wrote := false
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var locked bool
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, $2)`, eventsLockSpace, int32(-1)).Scan(&locked); err != nil || !locked {
+		if locked, err := lockSealer(ctx, tx, false); err != nil || !locked {
 			return err
 		}
-		cp := Event{Kind: EventCheckpoint, Actor: checkpointActor, At: s.now()}
-		var last int64 // the newest checkpoint's seq, 0 for none
-		if err := tx.QueryRow(ctx, `
-			SELECT COALESCE(max(seq), 0) FROM lease_events WHERE chain = $1 AND kind = $2`,
-			chainOf(cp), EventCheckpoint).Scan(&last); err != nil {
+		if err := sealAll(ctx, tx); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `
-			SELECT c.chain, e.seq, e.hash
-			FROM generate_series(0, $1 - 1) AS c(chain)
-			CROSS JOIN LATERAL (
-				SELECT seq, hash FROM lease_events WHERE chain = c.chain ORDER BY seq DESC LIMIT 1
-			) e`, eventChains)
-		if err != nil {
+		cp, fresh, err := checkpointEvent(ctx, tx, s.now())
+		if err != nil || !fresh {
+			return err // nothing was appended since the last checkpoint
+		}
+		// Queued and sealed in this transaction, under the sealer's lock,
+		// with whatever else was queued meanwhile.
+		if err := enqueueEvent(ctx, tx, cp); err != nil {
 			return err
 		}
-		cp.Details = map[string]string{}
-		fresh := false
-		for rows.Next() {
-			var (
-				chain int
-				seq   int64
-				hash  []byte
-			)
-			if err := rows.Scan(&chain, &seq, &hash); err != nil {
-				return err
-			}
-			cp.Details["chain."+strconv.Itoa(chain)] = strconv.FormatInt(seq, 10) + ":" + hex.EncodeToString(hash)
-			fresh = fresh || seq > last
-		}
-		if err := rows.Err(); err != nil {
+		if err := sealAll(ctx, tx); err != nil {
 			return err
 		}
-		if !fresh {
-			return nil // nothing was appended since the last checkpoint
-		}
-		_, err = appendEvent(ctx, tx, cp)
-		wrote = err == nil
-		return err
+		wrote = true
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("checkpoint event chains: %w", err)
 	}
 	return wrote, nil
+}
+
+// checkpointEvent returns the checkpoint event recording the head of every
+// chain as tx sees them, and whether any chain grew since the last
+// checkpoint.
+func checkpointEvent(ctx context.Context, tx pgx.Tx, now time.Time) (Event, bool, error) {
+	cp := Event{Kind: EventCheckpoint, Actor: checkpointActor, At: now, Details: map[string]string{}}
+	var last int64 // the newest checkpoint's seq, 0 for none
+	if err := tx.QueryRow(ctx, `
+		SELECT COALESCE(max(seq), 0) FROM lease_events WHERE chain = $1 AND kind = $2`,
+		chainOf(cp), EventCheckpoint).Scan(&last); err != nil {
+		return Event{}, false, err
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT c.chain, e.seq, e.hash
+		FROM generate_series(0, $1 - 1) AS c(chain)
+		CROSS JOIN LATERAL (
+			SELECT seq, hash FROM lease_events WHERE chain = c.chain ORDER BY seq DESC LIMIT 1
+		) e`, eventChains)
+	if err != nil {
+		return Event{}, false, err
+	}
+	defer rows.Close()
+	fresh := false
+	for rows.Next() {
+		var (
+			chain int
+			seq   int64
+			hash  []byte
+		)
+		if err := rows.Scan(&chain, &seq, &hash); err != nil {
+			return Event{}, false, err
+		}
+		cp.Details["chain."+strconv.Itoa(chain)] = strconv.FormatInt(seq, 10) + ":" + hex.EncodeToString(hash)
+		fresh = fresh || seq > last
+	}
+	return cp, fresh, rows.Err()
 }
 
 // ChainVerifier checks events one at a time, in seq order, against the hash

@@ -100,6 +100,9 @@ func TestEvents(t *testing.T) {
 		if err := s.RecordEvent(ctx, Event{Kind: "denied"}); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.Seal(ctx); err != nil {
+			t.Fatal(err)
+		}
 		for _, q := range []string{
 			`UPDATE lease_events SET actor = 'someone else'`,
 			`DELETE FROM lease_events`,
@@ -133,7 +136,7 @@ func TestEvents(t *testing.T) {
 							errs <- err
 							return
 						}
-						if _, err := s.Activate(ctx, l.ID, "broker", nil, nil); err != nil {
+						if _, err := s.Activate(ctx, l, "broker", nil, nil); err != nil {
 							errs <- err
 							return
 						}

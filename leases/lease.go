@@ -199,36 +199,37 @@ func leaseDetails(l Lease, extra map[string]string) map[string]string {
 	return d
 }
 
-// Activate marks a PENDING lease ACTIVE, stores pluginState (the State the
-// plugin's Create returned; nil is stored as empty) and appends its `issued`
-// event (with actor, the lease's fields and details) in one transaction.
+// Activate marks the PENDING lease pending ACTIVE, stores pluginState (the
+// State the plugin's Create returned; nil is stored as empty) and appends its
+// `issued` event (with actor, the lease's fields and details) in one
+// statement. pending is the lease [Store.CreatePending] returned: nothing
+// changes a PENDING lease's fields but its state, so the event describes it
+// without reading it back.
 //
 // If the lease is no longer PENDING, Activate returns [ErrConflict]. When the
 // reaper has already taken the lease (REVOKING or REVOKED), Activate also puts
 // it back in the reaper's queue, due now, with an `issue_conflict` event and
 // pluginState stored: the backend user the caller has just created may
 // postdate the reaper's revoke, and it must not outlive the lease.
-func (s *Store) Activate(ctx context.Context, id, actor string, pluginState []byte, details map[string]string) (_ Lease, err error) {
+func (s *Store) Activate(ctx context.Context, pending Lease, actor string, pluginState []byte, details map[string]string) (_ Lease, err error) {
 	defer markUnavailable(&err)
+	id := pending.ID
 	now := s.now()
 	pluginState = nonNilState(pluginState)
-	var (
-		out      Lease
-		conflict State
-	)
+	// The common case in one statement: the lease is still PENDING.
+	out, err := s.updateRecording(ctx,
+		`UPDATE leases SET state = 'ACTIVE', plugin_state = $2 WHERE id = $1 AND state = 'PENDING'`,
+		[]any{id, pluginState},
+		Event{LeaseID: id, Kind: "issued", Actor: actor, At: now, Details: leaseDetails(pending, details)})
+	if err == nil {
+		s.wake.due(out.ExpiresAt)
+		return out, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return Lease{}, fmt.Errorf("activate lease %s: %w", id, err)
+	}
+	var conflict State
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// The common case in one statement: the lease is still PENDING.
-		active, err := scanLease(tx.QueryRow(ctx, `
-			UPDATE leases SET state = 'ACTIVE', plugin_state = $2 WHERE id = $1 AND state = 'PENDING'
-			RETURNING `+leaseColumns, id, pluginState))
-		if err == nil {
-			out = active
-			_, err = appendEvent(ctx, tx, Event{LeaseID: id, Kind: "issued", Actor: actor, At: now, Details: leaseDetails(active, details)})
-			return err
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return err
-		}
 		l, err := lockLease(ctx, tx, id)
 		if err != nil {
 			return err
@@ -249,12 +250,11 @@ func (s *Store) Activate(ctx context.Context, id, actor string, pluginState []by
 	if err != nil {
 		return Lease{}, fmt.Errorf("activate lease %s: %w", id, err)
 	}
-	if conflict != "" {
+	if conflict != StateActive {
+		s.sealer.queued()
 		s.wake.due(now) // handed back to the reaper
-		return out, fmt.Errorf("activate lease %s: %w: it is %s, not PENDING", id, ErrConflict, conflict)
 	}
-	s.wake.due(out.ExpiresAt)
-	return out, nil
+	return out, fmt.Errorf("activate lease %s: %w: it is %s, not PENDING", id, ErrConflict, conflict)
 }
 
 // Fail hands a lease whose issue failed after [Store.CreatePending] to the
@@ -283,13 +283,14 @@ func (s *Store) Fail(ctx context.Context, id, actor, lastErr string) (err error)
 	if err != nil {
 		return fmt.Errorf("fail lease %s: %w", id, err)
 	}
+	s.sealer.queued()
 	s.wake.due(now)
 	return nil
 }
 
 // requeue makes a locked lease REVOKING and due at now, which also voids any
-// claim a reaper holds on it, and appends an event of kind. A non-nil
-// pluginState replaces the lease's.
+// claim a reaper holds on it, and queues an event of kind (the caller pokes
+// the sealer after the commit). A non-nil pluginState replaces the lease's.
 func requeue(ctx context.Context, tx pgx.Tx, l Lease, now time.Time, kind, actor, lastErr string, pluginState []byte) (Lease, error) {
 	// The store's own guard: whatever a caller passes, no password is kept.
 	lastErr = plugins.SanitizeString(lastErr)
@@ -302,7 +303,7 @@ func requeue(ctx context.Context, tx pgx.Tx, l Lease, now time.Time, kind, actor
 	if err != nil {
 		return Lease{}, err
 	}
-	_, err = appendEvent(ctx, tx, Event{LeaseID: l.ID, Kind: kind, Actor: actor, At: now, Details: map[string]string{
+	err = enqueueEvent(ctx, tx, Event{LeaseID: l.ID, Kind: kind, Actor: actor, At: now, Details: map[string]string{
 		"previous_state": string(l.State),
 		"error":          lastErr,
 		"backend":        l.Backend,
@@ -408,26 +409,18 @@ func (s *Store) renewOnce(ctx context.Context, id, actor string, fn func(l Lease
 	if !expiry.After(now) {
 		return Lease{}, fmt.Errorf("%w: new expiry %s is not in the future", ErrInvalidArgument, expiry.Format(time.RFC3339Nano))
 	}
-	var out Lease
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		out, err = scanLease(tx.QueryRow(ctx, `
-			UPDATE leases SET expires_at = $3, plugin_state = COALESCE($5, plugin_state)
-			WHERE id = $1 AND state = 'ACTIVE' AND expires_at = $2 AND expires_at > $4
-			RETURNING `+leaseColumns, id, l.ExpiresAt, expiry, now, renewal.PluginState))
-		if errors.Is(err, ErrNotFound) {
-			return errLostRace
-		}
-		if err != nil {
-			return err
-		}
-		_, err = appendEvent(ctx, tx, Event{LeaseID: id, Kind: "renewed", Actor: actor, At: now, Details: map[string]string{
+	out, err := s.updateRecording(ctx, `
+		UPDATE leases SET expires_at = $3, plugin_state = COALESCE($5, plugin_state)
+		WHERE id = $1 AND state = 'ACTIVE' AND expires_at = $2 AND expires_at > $4`,
+		[]any{id, l.ExpiresAt, expiry, now, renewal.PluginState},
+		Event{LeaseID: id, Kind: "renewed", Actor: actor, At: now, Details: map[string]string{
 			"previous_expires_at": l.ExpiresAt.Format(time.RFC3339Nano),
 			"expires_at":          expiry.Format(time.RFC3339Nano),
 			"max_expires_at":      l.MaxExpiresAt.Format(time.RFC3339Nano),
 		}})
-		return err
-	})
+	if errors.Is(err, ErrNotFound) {
+		err = errLostRace
+	}
 	if errors.Is(err, errLostRace) {
 		// Revoked or expired meanwhile is final; renewed meanwhile is retried.
 		cur, gerr := scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1`, id))

@@ -104,7 +104,7 @@ func createActive(t *testing.T, s *Store, l Lease) Lease {
 	if _, err := s.CreatePending(t.Context(), l); err != nil {
 		t.Fatalf("CreatePending: %v", err)
 	}
-	out, err := s.Activate(t.Context(), l.ID, "broker", []byte(`{"test":"state"}`), nil)
+	out, err := s.Activate(t.Context(), l, "broker", []byte(`{"test":"state"}`), nil)
 	if err != nil {
 		t.Fatalf("Activate: %v", err)
 	}

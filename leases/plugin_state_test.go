@@ -26,7 +26,7 @@ func TestPluginState(t *testing.T) {
 		if _, err := s.CreatePending(ctx, l); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.Activate(ctx, l.ID, "broker", []byte("created"), nil)
+		got, err := s.Activate(ctx, l, "broker", []byte("created"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,10 +113,10 @@ func TestPluginState(t *testing.T) {
 			t.Fatal(err)
 		}
 		big := bytes.Repeat([]byte{'x'}, plugins.MaxStateSize+1)
-		if _, err := s.Activate(t.Context(), l.ID, "broker", big, nil); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := s.Activate(t.Context(), l, "broker", big, nil); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("Activate with a %d-byte state: %v, want ErrInvalidArgument", len(big), err)
 		}
-		if _, err := s.Activate(t.Context(), l.ID, "broker", big[:plugins.MaxStateSize], nil); err != nil {
+		if _, err := s.Activate(t.Context(), l, "broker", big[:plugins.MaxStateSize], nil); err != nil {
 			t.Fatalf("Activate with a %d-byte state: %v", plugins.MaxStateSize, err)
 		}
 	})

@@ -446,7 +446,7 @@ func TestActivateAfterReaperClaim(t *testing.T) {
 			done <- result{revoked, failed}
 		}()
 		<-entered // the reaper is revoking; the slow Create finishes now
-		got, err := s.Activate(ctx, l.ID, "broker", []byte("late-state"), nil)
+		got, err := s.Activate(ctx, l, "broker", []byte("late-state"), nil)
 		if !errors.Is(err, ErrConflict) {
 			t.Fatalf("Activate after the reaper's claim: %v, want ErrConflict", err)
 		}
@@ -492,7 +492,7 @@ func TestActivateAfterReaperClaim(t *testing.T) {
 		if revoked, _ := runOnce(t, r); revoked != 1 {
 			t.Fatal("abandoned issue not revoked")
 		}
-		if _, err := s.Activate(ctx, l.ID, "broker", nil, nil); !errors.Is(err, ErrConflict) {
+		if _, err := s.Activate(ctx, l, "broker", nil, nil); !errors.Is(err, ErrConflict) {
 			t.Fatalf("Activate of a REVOKED lease: %v, want ErrConflict", err)
 		}
 		got := mustGet(t, s, l.ID)

@@ -57,6 +57,9 @@ type Store struct {
 	// wake wakes the reaper when a lease written here is due sooner than
 	// it planned to look; shared by the copy on the reaper's pool.
 	wake *wakeup
+	// sealer seals queued events into the history; shared by the copy on
+	// the reaper's pool.
+	sealer *sealer
 }
 
 // Open connects to the lease store, checks that the database answers and
@@ -119,13 +122,16 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	s.wake = newWakeup()
 	s.reaper.wake = s.wake
 	s.startDenialFlusher(cmp.Or(cfg.DenialFlushInterval, 10*time.Second))
+	s.startSealer()
+	s.reaper.sealer = s.sealer
 	return s, nil
 }
 
-// Close writes the denials not yet recorded, then closes every connection.
-// The Store is unusable afterwards.
+// Close writes the denials not yet recorded, seals the queued events, then
+// closes every connection. The Store is unusable afterwards.
 func (s *Store) Close() {
 	s.stopDenialFlusher()
+	s.stopSealer()
 	s.pool.Close()
 	if s.reaper != nil {
 		s.reaper.pool.Close()

@@ -92,7 +92,7 @@ func TestStore(t *testing.T) {
 		}
 
 		b.clock.Advance(time.Second)
-		act, err := s.Activate(t.Context(), in.ID, "broker", nil, map[string]string{"request_id": "r1", "role": "spoofed"})
+		act, err := s.Activate(t.Context(), in, "broker", nil, map[string]string{"request_id": "r1", "role": "spoofed"})
 		if err != nil {
 			t.Fatalf("Activate: %v", err)
 		}
@@ -112,7 +112,7 @@ func TestStore(t *testing.T) {
 			t.Fatalf("issued event = %+v", e)
 		}
 
-		if _, err := s.Activate(t.Context(), in.ID, "broker", nil, nil); !errors.Is(err, ErrConflict) {
+		if _, err := s.Activate(t.Context(), in, "broker", nil, nil); !errors.Is(err, ErrConflict) {
 			t.Fatalf("second Activate: %v, want ErrConflict", err)
 		}
 		if g := mustGet(t, s, in.ID); g.State != StateActive {
@@ -141,7 +141,7 @@ func TestStore(t *testing.T) {
 		if _, err := s.Get(ctx, "lease_missing"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Get: %v", err)
 		}
-		if _, err := s.Activate(ctx, "lease_missing", "broker", nil, nil); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Activate(ctx, Lease{ID: "lease_missing"}, "broker", nil, nil); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Activate: %v", err)
 		}
 		if err := s.Fail(ctx, "lease_missing", "broker", "x"); !errors.Is(err, ErrNotFound) {
@@ -210,7 +210,7 @@ func TestStore(t *testing.T) {
 		if k := kinds(eventsOf(t, s, l.ID)); k != "issue_failed" {
 			t.Fatalf("events = %s", k)
 		}
-		if _, err := s.Activate(t.Context(), l.ID, "broker", nil, nil); !errors.Is(err, ErrConflict) {
+		if _, err := s.Activate(t.Context(), l, "broker", nil, nil); !errors.Is(err, ErrConflict) {
 			t.Fatalf("Activate after Fail: %v, want ErrConflict", err)
 		}
 
@@ -341,7 +341,7 @@ func TestList(t *testing.T) {
 	if len(alice) != 120 {
 		t.Fatalf("setup made %d alice leases", len(alice))
 	}
-	if _, err := s.Activate(ctx, alice[5], "broker", nil, nil); err != nil {
+	if _, err := s.Activate(ctx, mustGet(t, s, alice[5]), "broker", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 

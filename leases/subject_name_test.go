@@ -20,7 +20,7 @@ func TestSubjectName(t *testing.T) {
 	if got := mustGet(t, s, person.ID); got.SubjectName != "ada@example.com" {
 		t.Errorf("Get: subject name = %q", got.SubjectName)
 	}
-	if _, err := s.Activate(t.Context(), person.ID, "corp-oidc:00u1a2b3c4d5e6f7g8h9", nil, nil); err != nil {
+	if _, err := s.Activate(t.Context(), person, "corp-oidc:00u1a2b3c4d5e6f7g8h9", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if evs := eventsOf(t, s, person.ID); evs[0].Details["subject_name"] != "ada@example.com" || evs[0].Details["subject"] != person.Subject {

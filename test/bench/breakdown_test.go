@@ -192,7 +192,7 @@ func (ip *inproc) ops(st *stepTimes) sideOps {
 		}
 		t3 := time.Now()
 		actor := id.Issuer + ":" + id.Subject
-		if _, err := ip.store.Activate(ctx, l.ID, actor, created.State, map[string]string{"role": roleMember, "ttl": roleTTL.String()}); err != nil {
+		if _, err := ip.store.Activate(ctx, l, actor, created.State, map[string]string{"role": roleMember, "ttl": roleTTL.String()}); err != nil {
 			return leaseRef{}, err
 		}
 		t4 := time.Now()

@@ -24,13 +24,16 @@ import (
 	"github.com/credbroker/credbroker/test/harness"
 )
 
-// historyRows counts the store's lease_events other than the reaper's
-// checkpoints (which summarize, once per pass, whatever was appended).
+// historyRows counts the store's events, sealed or still queued, other than
+// the reaper's checkpoints (which summarize, once per pass, whatever was
+// appended).
 func historyRows(t *testing.T, d *harness.Deployment) int {
 	t.Helper()
 	var n int
 	storeQuery(t, d, func(ctx context.Context, conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, `SELECT count(*) FROM lease_events WHERE kind <> 'checkpoint'`).Scan(&n)
+		return conn.QueryRow(ctx, `
+			SELECT (SELECT count(*) FROM lease_events WHERE kind <> 'checkpoint')
+			     + (SELECT count(*) FROM lease_event_queue WHERE kind <> 'checkpoint')`).Scan(&n)
 	})
 	return n
 }

@@ -88,12 +88,15 @@ func (s *Store) PluginStates(t testing.TB) map[string][]byte {
 	return out
 }
 
-// EventCount returns how many lease_events of kind the store holds.
+// EventCount returns how many events of kind the store holds, sealed into
+// lease_events or still queued for the sealer.
 func (s *Store) EventCount(t testing.TB, kind string) int {
 	t.Helper()
 	var n int
 	query(t, s.URL, func(ctx context.Context, conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, `SELECT count(*) FROM lease_events WHERE kind = $1`, kind).Scan(&n)
+		return conn.QueryRow(ctx, `
+			SELECT (SELECT count(*) FROM lease_events WHERE kind = $1)
+			     + (SELECT count(*) FROM lease_event_queue WHERE kind = $1)`, kind).Scan(&n)
 	})
 	return n
 }
@@ -287,13 +290,15 @@ issuers:
 %s`, ListenPlaceholder, d.Issuer.YAML(), issuers, BackendName, sections)
 }
 
-// Dump returns every row of the store's leases and lease_events tables as
-// text, for checking that no secret was ever stored.
+// Dump returns every row of the store's leases, lease_events and
+// lease_event_queue tables as text, for checking that no secret was ever
+// stored.
 func (s *Store) Dump(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
 	query(t, s.URL, func(ctx context.Context, conn *pgx.Conn) error {
-		rows, err := conn.Query(ctx, `SELECT l::text FROM leases l UNION ALL SELECT e::text FROM lease_events e`)
+		rows, err := conn.Query(ctx, `SELECT l::text FROM leases l UNION ALL SELECT e::text FROM lease_events e
+			UNION ALL SELECT q::text FROM lease_event_queue q`)
 		if err != nil {
 			return err
 		}
