@@ -240,7 +240,7 @@ func (s *credentialService) renew(ctx context.Context, msg *credbrokerv1.RenewLe
 	// no store connection or lock), and again with the fresh lease if a
 	// concurrent renewal won the race.
 	spec := rt.cfg.catalog.roleSpec(l.Backend, l.Role)
-	l, err = s.store.Renew(ctx, l.ID, actor(id), func(cur leases.Lease) (leases.Renewal, error) {
+	l, err = s.store.RenewSeen(ctx, l, actor(id), func(cur leases.Lease) (leases.Renewal, error) {
 		// Renewal only ever moves the expiry forward, and never past the max.
 		clamped = false
 		next := s.now().Add(inc)

@@ -371,9 +371,22 @@ type Renewal struct {
 // as not renewable gives [ErrNotRenewable]; an expiry that is not after now
 // gives [ErrInvalidArgument].
 func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (Renewal, error)) (_ Lease, err error) {
+	return s.renew(ctx, id, nil, actor, fn)
+}
+
+// RenewSeen is [Store.Renew] for a caller that has just read the lease
+// (the broker, checking who holds it): its first round calls fn with seen
+// instead of reading the lease again. A seen lease that is stale only
+// loses the compare-and-set, and the next round reads it afresh.
+func (s *Store) RenewSeen(ctx context.Context, seen Lease, actor string, fn func(l Lease) (Renewal, error)) (_ Lease, err error) {
+	return s.renew(ctx, seen.ID, &seen, actor, fn)
+}
+
+func (s *Store) renew(ctx context.Context, id string, seen *Lease, actor string, fn func(l Lease) (Renewal, error)) (_ Lease, err error) {
 	defer markUnavailable(&err)
 	for range renewAttempts {
-		out, err := s.renewOnce(ctx, id, actor, fn)
+		out, err := s.renewOnce(ctx, id, seen, actor, fn)
+		seen = nil
 		if !errors.Is(err, errLostRace) {
 			if err != nil {
 				return Lease{}, fmt.Errorf("renew lease %s: %w", id, err)
@@ -388,11 +401,17 @@ func (s *Store) Renew(ctx context.Context, id, actor string, fn func(l Lease) (R
 // renewed by someone else after fn saw it.
 var errLostRace = errors.New("leases: renewed concurrently")
 
-// renewOnce is one read, fn, compare-and-set round of Renew.
-func (s *Store) renewOnce(ctx context.Context, id, actor string, fn func(l Lease) (Renewal, error)) (Lease, error) {
-	l, err := scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1`, id))
-	if err != nil {
-		return Lease{}, err
+// renewOnce is one read (unless seen is given), fn, compare-and-set round
+// of Renew.
+func (s *Store) renewOnce(ctx context.Context, id string, seen *Lease, actor string, fn func(l Lease) (Renewal, error)) (Lease, error) {
+	var l Lease
+	if seen != nil {
+		l = *seen
+	} else {
+		var err error
+		if l, err = scanLease(s.pool.QueryRow(ctx, `SELECT `+leaseColumns+` FROM leases WHERE id = $1`, id)); err != nil {
+			return Lease{}, err
+		}
 	}
 	if err := renewable(l, s.now()); err != nil {
 		return Lease{}, err

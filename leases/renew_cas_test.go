@@ -58,6 +58,33 @@ func TestRenewLostRace(t *testing.T) {
 	replica := openStore(t, b)
 	ctx := t.Context()
 
+	// The broker hands over the lease it read to check the holder; when a
+	// replica renewed it since, that stale copy loses the compare-and-set
+	// and the next round reads the lease afresh.
+	t.Run("StaleSeenLeaseIsReadAgain", func(t *testing.T) {
+		l := createActive(t, s, newLease(b, 10*time.Minute))
+		fast := b.clock.Now().Add(25 * time.Minute)
+		if _, err := replica.Renew(ctx, l.ID, "fast", func(Lease) (Renewal, error) {
+			return Renewal{ExpiresAt: fast}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var seen []time.Time
+		got, err := s.RenewSeen(ctx, l, "slow", func(cur Lease) (Renewal, error) {
+			seen = append(seen, cur.ExpiresAt)
+			return Renewal{ExpiresAt: cur.ExpiresAt.Add(time.Minute)}, nil
+		})
+		if err != nil {
+			t.Fatalf("RenewSeen: %v", err)
+		}
+		if len(seen) != 2 || !seen[0].Equal(l.ExpiresAt) || !seen[1].Equal(fast) {
+			t.Fatalf("fn saw expiries %v, want [%s %s]", seen, l.ExpiresAt, fast)
+		}
+		if want := fast.Add(time.Minute); !got.ExpiresAt.Equal(want) {
+			t.Fatalf("expires_at = %s, want %s", got.ExpiresAt, want)
+		}
+	})
+
 	t.Run("RenewedMeanwhileIsRetried", func(t *testing.T) {
 		l := createActive(t, s, newLease(b, 10*time.Minute))
 		var seen []time.Time
