@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -309,26 +310,23 @@ func TestReaperPanickingPluginIsAFailure(t *testing.T) {
 // TestTwoReapersRevokeEachLeaseOnce runs two replicas' reapers, each with its
 // own store and connection pool, concurrently over 500 due leases: every
 // lease must be revoked, each exactly once.
-func TestTwoReapersRevokeEachLeaseOnce(t *testing.T) {
+func TestThreeReapersRevokeEachLeaseOnce(t *testing.T) {
 	t.Parallel()
 	s1, b := setup(t)
-	s2 := openStore(t, b)
+	stores := []*Store{s1, openStore(t, b), openStore(t, b)}
 	ctx := t.Context()
 	p := newFakePlugin()
 	p.hook = func(context.Context, string) {
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond) // backend latency
 	}
 
-	const n = 500
+	const n = 600
 	var ids []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for w := range 10 {
 		wg.Go(func() {
-			s := s1
-			if w%2 == 1 {
-				s = s2
-			}
+			s := stores[w%len(stores)]
 			for range n / 10 {
 				l := createActive(t, s, newLease(b, time.Minute))
 				mu.Lock()
@@ -341,9 +339,9 @@ func TestTwoReapersRevokeEachLeaseOnce(t *testing.T) {
 	b.clock.Advance(time.Minute)
 
 	reg := prometheus.NewRegistry()
-	reapers := []*Reaper{
-		newReaper(t, s1, b, p, func(c *ReaperConfig) { c.BatchSize, c.Workers, c.Registerer = 40, 4, reg }),
-		newReaper(t, s2, b, p, func(c *ReaperConfig) { c.BatchSize, c.Workers, c.Registerer = 40, 4, reg }),
+	var reapers []*Reaper
+	for _, s := range stores {
+		reapers = append(reapers, newReaper(t, s, b, p, func(c *ReaperConfig) { c.BatchSize, c.Workers, c.Registerer = 40, 4, reg }))
 	}
 	totals := make([]int, len(reapers))
 	errs := make([]error, len(reapers))
@@ -375,11 +373,11 @@ func TestTwoReapersRevokeEachLeaseOnce(t *testing.T) {
 			t.Fatalf("reaper %d: %v", i, err)
 		}
 	}
-	if totals[0]+totals[1] != n {
-		t.Fatalf("reapers revoked %d + %d, want %d in all", totals[0], totals[1], n)
+	if sum := totals[0] + totals[1] + totals[2]; sum != n {
+		t.Fatalf("reapers revoked %v, %d in all, want %d", totals, sum, n)
 	}
-	if totals[0] == 0 || totals[1] == 0 {
-		t.Logf("one reaper did all the work (%v); the test still proves no lease was revoked twice", totals)
+	if slices.Contains(totals, 0) {
+		t.Logf("a reaper did none of the work (%v); the test still proves no lease was revoked twice", totals)
 	}
 
 	calls := p.snapshot()
@@ -391,9 +389,9 @@ func TestTwoReapersRevokeEachLeaseOnce(t *testing.T) {
 			t.Errorf("%s revoked %d times, want exactly once", user, c)
 		}
 	}
-	page, _, err := s1.List(ctx, ListFilter{State: StateRevoked, PageSize: maxPageSize})
-	if err != nil || len(page) != n {
-		t.Fatalf("REVOKED leases: %d, %v; want %d", len(page), err, n)
+	var revoked int
+	if err := s1.pool.QueryRow(ctx, `SELECT count(*) FROM leases WHERE state = 'REVOKED'`).Scan(&revoked); err != nil || revoked != n {
+		t.Fatalf("REVOKED leases: %d, %v; want %d", revoked, err, n)
 	}
 	var revokedEvents int
 	if err := s1.Events(ctx, EventFilter{Kind: "revoked"}, func(Event) error { revokedEvents++; return nil }); err != nil {
@@ -405,7 +403,7 @@ func TestTwoReapersRevokeEachLeaseOnce(t *testing.T) {
 	if v := metricValue(t, reg, "credbroker_reaper_revokes_total", map[string]string{"backend": "orders-pg", "result": "success"}); v != n {
 		t.Errorf("revokes_total = %v, want %d", v, n)
 	}
-	if _, err := s2.VerifyChain(ctx); err != nil {
+	if _, err := stores[2].VerifyChain(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
