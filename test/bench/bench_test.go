@@ -203,7 +203,15 @@ func benchMemberOf(b *testing.B, rep *report) {
 	rep.compare(b, scn, "warmup", sides, 20, conns, false)
 	rep.compare(b, scn, "empty", sides, n, 1, false)
 	checkLeft(b, e, 0, "member_of empty c=1")
+	// What PostgreSQL spends its time on during the c=8 measurement.
+	var stmts *stmtWindow
+	if !*flagSkipStmts {
+		stmts = startStatements(b, e.admin, e.dbNames)
+	}
 	rep.compare(b, scn, "empty", sides, n, conns, true)
+	if stmts != nil {
+		rep.stmts = stmts.collect(b, fmt.Sprintf("the member_of measurement at c=%d in the empty database (%d issues, renews and revokes per side: raw, broker proto, broker JSON)", conns, n))
+	}
 	checkLeft(b, e, 0, fmt.Sprintf("member_of empty c=%d", conns))
 	if !*flagSkipProfile {
 		benchBreakdown(b, rep, e)

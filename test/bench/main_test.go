@@ -21,6 +21,7 @@ var (
 	flagSkipGrants  = flag.Bool("cb.skip-grants", false, "skip the explicit-grants scenario")
 	flagSkipMember  = flag.Bool("cb.skip-member-of", false, "skip the member_of scenario")
 	flagSkipProfile = flag.Bool("cb.skip-breakdown", false, "skip the in-process breakdown")
+	flagSkipStmts   = flag.Bool("cb.skip-pg-stat-statements", false, "do not read pg_stat_statements around the member_of c=8 measurement")
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }

@@ -65,6 +65,8 @@ type report struct {
 	extOps           int
 	pgVersion        string
 	loadStart        string
+	// The sections that are not broker-vs-raw comparisons.
+	stmts *stmtProfile
 }
 
 func newReport() *report {
@@ -293,6 +295,12 @@ func (rep *report) print(w io.Writer) {
 	}
 	for _, ws := range rep.samplers {
 		ws.print(w)
+	}
+	if rep.stmts != nil {
+		if len(rep.samplers) == 0 {
+			p("\n5. PostgreSQL-side profile\n")
+		}
+		rep.stmts.print(w)
 	}
 	rep.printServices(w, map[string]bool{"redis": *flagSkipRedis, "rabbitmq": *flagSkipRabbit, "mysql": *flagSkipMySQL, "mqtt": *flagSkipMQTT})
 	rep.printExternal(w)
