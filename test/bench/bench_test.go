@@ -36,6 +36,15 @@ func BenchmarkCredbroker(b *testing.B) {
 	if !*flagSkipExternal {
 		b.Run("external", func(b *testing.B) { once(b, func() { benchExternal(b, rep) }) })
 	}
+	if !*flagSkipExpiry {
+		b.Run("expiry", func(b *testing.B) { once(b, func() { benchExpiry(b, rep) }) })
+	}
+	if !*flagSkipMemory {
+		b.Run("memory", func(b *testing.B) { once(b, func() { benchMemory(b, rep) }) })
+	}
+	if !*flagSkipDrain {
+		b.Run("drain", func(b *testing.B) { once(b, func() { benchDrain(b, rep) }) })
+	}
 	rep.print(os.Stdout)
 }
 

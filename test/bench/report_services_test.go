@@ -62,6 +62,13 @@ func (rep *report) svcNoted(scn string) bool {
 	return ok
 }
 
+// svcNoteFor returns the note of scn, "" when there is none.
+func (rep *report) svcNoteFor(scn string) string {
+	rep.svc.mu.Lock()
+	defer rep.svc.mu.Unlock()
+	return rep.svc.notes[scn]
+}
+
 func (rep *report) svcInfo(scn, info string) {
 	rep.svc.mu.Lock()
 	defer rep.svc.mu.Unlock()

@@ -66,7 +66,10 @@ type report struct {
 	pgVersion        string
 	loadStart        string
 	// The sections that are not broker-vs-raw comparisons.
-	stmts *stmtProfile
+	stmts  *stmtProfile
+	expiry *expiryResult
+	memory *memoryResult
+	drain  *drainResult
 }
 
 func newReport() *report {
@@ -304,6 +307,10 @@ func (rep *report) print(w io.Writer) {
 	}
 	rep.printServices(w, map[string]bool{"redis": *flagSkipRedis, "rabbitmq": *flagSkipRabbit, "mysql": *flagSkipMySQL, "mqtt": *flagSkipMQTT})
 	rep.printExternal(w)
+	rep.printExpiry(w)
+	rep.printMemory(w)
+	rep.printDrain(w)
+	rep.printSummary(w)
 
 	p("\nerrors: ")
 	if len(rep.errors) == 0 {
