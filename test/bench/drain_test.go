@@ -54,14 +54,10 @@ func benchDrain(b *testing.B, rep *report) {
 	const scn = "drain"
 	res := &drainResult{}
 	rep.drain = res
-	defer func() {
-		if b.Failed() || b.Skipped() {
-			res.note = cmpOr(rep.svcNoteFor(scn), "did not run to the end (see the log above)")
-		}
-	}()
+	defer func() { res.note = rep.sectionNote(b, scn) }()
 	rs := openRedis(b, rep, scn)
 	for i, k := range []int{1, *flagDrainBrokers} {
-		d, ok := drainOnce(b, rs, fmt.Sprintf("d%d", i), k)
+		d, ok := drainOnce(b, rep, rs, fmt.Sprintf("d%d", i), k)
 		res.runs = append(res.runs, d)
 		if !ok {
 			return
@@ -71,7 +67,7 @@ func benchDrain(b *testing.B, rep *report) {
 
 // drainOnce lets n leases expire on k brokers sharing a fresh store, role
 // cbbench-<run>-<short>. It reports false when it could not measure.
-func drainOnce(b *testing.B, rs *redisServer, short string, k int) (drainRun, bool) {
+func drainOnce(b *testing.B, rep *report, rs *redisServer, short string, k int) (drainRun, bool) {
 	b.Helper()
 	n := *flagDrainLeases
 	role := svcRole(short)
@@ -89,7 +85,7 @@ func drainOnce(b *testing.B, rs *redisServer, short string, k int) (drainRun, bo
 	defer func() {
 		for _, h := range handles {
 			if err := h.broker.Stop(); err != nil {
-				b.Errorf("drain: stop a broker: %v", err)
+				rep.fail(b, "drain: stop a broker: %v", err)
 			}
 		}
 	}()
@@ -99,23 +95,23 @@ func drainOnce(b *testing.B, rs *redisServer, short string, k int) (drainRun, bo
 	ids, r := issueExpiring(b, clients, role, short, n, func(int) time.Time { return second })
 	d.issue = r
 	if r.errs > 0 {
-		b.Errorf("drain, %d brokers: %d of %d issues failed; first: %v", k, r.errs, n, r.firstErr)
+		rep.fail(b, "drain, %d brokers: %d of %d issues failed; first: %v", k, r.errs, n, r.firstErr)
 		return d, false
 	}
 	b.Logf("drain, %d brokers: %d Redis leases issued in %s, to expire from %s on", k, len(ids), r.wall.Round(time.Millisecond), second.Format("15:04:05.000"))
 	st, err := awaitRevoked(b, store, ids, second.Add(max(2*time.Minute, time.Duration(n)*20*time.Millisecond)))
 	if err != nil {
-		b.Errorf("drain, %d brokers: %v", k, err)
+		rep.fail(b, "drain, %d brokers: %v", k, err)
 		return d, false
 	}
 	d.stats = st
 	b.Logf("drain, %d brokers: drained in %s (%.0f/s), lag p50 %s, max %s", k, dur(st.drainTime()), d.rate(), dur(st.lag(.5)), dur(st.lag(1)))
 	if st.noEvent > 0 || st.manyEvents > 0 {
-		b.Errorf("drain, %d brokers: %d of %d leases have no `revoked` event and %d more than one; each must be revoked exactly once",
+		rep.fail(b, "drain, %d brokers: %d of %d leases have no `revoked` event and %d more than one; each must be revoked exactly once",
 			k, st.noEvent, n, st.manyEvents)
 	}
 	if left := rs.count(b, userPrefix+short+"_"); left != 0 {
-		b.Errorf("drain, %d brokers: %d of the Redis users are left after every lease was revoked", k, left)
+		rep.fail(b, "drain, %d brokers: %d of the Redis users are left after every lease was revoked", k, left)
 	}
 	return d, true
 }

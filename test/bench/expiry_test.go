@@ -198,11 +198,7 @@ func benchExpiry(b *testing.B, rep *report) {
 	const scn = "expiry"
 	res := &expiryResult{}
 	rep.expiry = res
-	defer func() {
-		if b.Failed() || b.Skipped() {
-			res.note = cmpOr(rep.svcNoteFor(scn), "did not run to the end (see the log above)")
-		}
-	}()
+	defer func() { res.note = rep.sectionNote(b, scn) }()
 	rs := openRedis(b, rep, scn)
 	role := svcRole("ex")
 	h := startSvcBroker(b, rs.broker(role, redisRules("ex")))
@@ -213,22 +209,22 @@ func benchExpiry(b *testing.B, rep *report) {
 	ids, r := issueExpiring(b, []brokerClient{h.proto}, role, "ex", n, func(i int) time.Time { return expireAt(second, i, n) })
 	res.issue = r
 	if r.errs > 0 {
-		b.Fatalf("expiry: %d of %d issues failed; first: %v", r.errs, n, r.firstErr)
+		rep.fatal(b, "expiry: %d of %d issues failed; first: %v", r.errs, n, r.firstErr)
 	}
 	b.Logf("expiry: %d Redis leases issued in %s, to expire from %s on", len(ids), r.wall.Round(time.Millisecond), second.Format("15:04:05.000"))
 	st, err := awaitRevoked(b, h.storeURL, ids, second.Add(time.Minute))
 	if err != nil {
-		b.Fatalf("expiry: %v", err)
+		rep.fatal(b, "expiry: %v", err)
 	}
 	res.stats = st
 	res.info = fmt.Sprintf("%d Redis leases issued through one broker (default reaper settings) at c=%d in %s, expiring between %s and %s",
 		n, conns, r.wall.Round(time.Millisecond), st.firstExpiry.Format("15:04:05.000"), st.lastExpiry.Format("15:04:05.000"))
 	b.Logf("expiry: lag p50 %s, p99 %s, max %s", dur(st.lag(.5)), dur(st.lag(.99)), dur(st.lag(1)))
 	if st.noEvent > 0 || st.manyEvents > 0 {
-		b.Errorf("expiry: %d leases have no `revoked` event and %d more than one", st.noEvent, st.manyEvents)
+		rep.fail(b, "expiry: %d leases have no `revoked` event and %d more than one", st.noEvent, st.manyEvents)
 	}
 	if left := rs.count(b, userPrefix+"ex_"); left != 0 {
-		b.Errorf("expiry: %d of the section's Redis users are left after every lease was revoked", left)
+		rep.fail(b, "expiry: %d of the section's Redis users are left after every lease was revoked", left)
 	}
 }
 

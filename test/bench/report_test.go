@@ -92,6 +92,35 @@ func (rep *report) put(b *testing.B, k key, r result) {
 	}
 }
 
+// fail records a failed check among the report's errors and fails b.
+func (rep *report) fail(b *testing.B, format string, a ...any) {
+	b.Helper()
+	msg := fmt.Sprintf(format, a...)
+	rep.mu.Lock()
+	rep.errors = append(rep.errors, msg)
+	rep.mu.Unlock()
+	b.Error(msg)
+}
+
+// fatal is fail, then ends b's scenario.
+func (rep *report) fatal(b *testing.B, format string, a ...any) {
+	b.Helper()
+	rep.fail(b, format, a...)
+	b.FailNow()
+}
+
+// sectionNote says why a section's figures are missing or incomplete:
+// it was skipped, or it failed. Deferred at the start of the section.
+func (rep *report) sectionNote(b *testing.B, scn string) string {
+	switch {
+	case b.Skipped():
+		return cmpOr(rep.svcNoteFor(scn), "skipped (the reason is in the log above)")
+	case b.Failed():
+		return cmpOr(rep.svcNoteFor(scn), "FAILED: see the errors at the end and the log above")
+	}
+	return ""
+}
+
 func (rep *report) get(scn, phase, side, op string, conc int) (result, bool) {
 	r, ok := rep.m[key{scn, phase, side, op, conc}]
 	return r, ok && len(r.lat) > 0
