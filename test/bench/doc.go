@@ -22,7 +22,8 @@
 //     PASSWORD '<SCRAM verifier computed client-side>' VALID UNTIL … IN
 //     ROLE <group>; DROP ROLE; ALTER ROLE … VALID UNTIL. Explicit grants add
 //     GRANT USAGE and GRANT SELECT ON ALL TABLES, and DROP OWNED BY before
-//     DROP ROLE.
+//     DROP ROLE, both after an advisory lock (concurrent GRANTs on one table
+//     fail with "tuple concurrently updated").
 //   - MySQL/MariaDB (svc_mysql_test.go): CREATE USER '<name>'@'%' IDENTIFIED
 //     BY '<password>' and one GRANT SELECT, INSERT, UPDATE ON <db>.*; DROP
 //     USER.
