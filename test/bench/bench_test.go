@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"slices"
 	"sync"
@@ -16,10 +15,6 @@ import (
 // up (broker stopped, databases and roles dropped) before the next starts.
 func BenchmarkCredbroker(b *testing.B) {
 	rep := newReport()
-	if t, ok := http.DefaultTransport.(*http.Transport); ok && *flagClientIdle > 0 {
-		// client.New uses http.DefaultClient; see the report's notes.
-		t.MaxIdleConnsPerHost = *flagClientIdle
-	}
 	if !*flagSkipMember {
 		b.Run("member_of", func(b *testing.B) { once(b, func() { benchMemberOf(b, rep) }) })
 	}
@@ -41,6 +36,15 @@ func BenchmarkCredbroker(b *testing.B) {
 	if !*flagSkipExternal {
 		b.Run("external", func(b *testing.B) { once(b, func() { benchExternal(b, rep) }) })
 	}
+	if !*flagSkipExpiry {
+		b.Run("expiry", func(b *testing.B) { once(b, func() { benchExpiry(b, rep) }) })
+	}
+	if !*flagSkipMemory {
+		b.Run("memory", func(b *testing.B) { once(b, func() { benchMemory(b, rep) }) })
+	}
+	if !*flagSkipDrain {
+		b.Run("drain", func(b *testing.B) { once(b, func() { benchDrain(b, rep) }) })
+	}
 	rep.print(os.Stdout)
 }
 
@@ -59,14 +63,6 @@ type sideOps struct {
 	issue  func(ctx context.Context) (leaseRef, error)
 	renew  func(ctx context.Context, l leaseRef) error
 	revoke func(ctx context.Context, l leaseRef) error
-}
-
-func (e *env) brokerSide(role string) sideOps {
-	return sideOps{
-		issue:  func(ctx context.Context) (leaseRef, error) { return e.brokerIssue(ctx, role) },
-		renew:  e.brokerRenew,
-		revoke: e.brokerRevoke,
-	}
 }
 
 func (e *env) rawSide() sideOps {
@@ -108,7 +104,7 @@ func cycle(s sideOps, n, conc int, renew bool) (issue, ren, revoke result) {
 }
 
 // rounds is how many slices a measurement of the broker and the raw baseline
-// is cut into, taken alternately (raw, broker, []side{{"raw", raw}, {"broker", broker}}, …), so that load
+// is cut into, taken alternately (raw, broker, broker, raw, …), so that load
 // from elsewhere on the machine or a slow drift hits both sides alike.
 const rounds = 4
 
@@ -170,7 +166,7 @@ func (rep *report) fill(b *testing.B, e *env, scn, role string, n int, budget ti
 	ws := startSampler(b, fmt.Sprintf("the %s fill (broker issues only, c=%d)", scn, conns), e.admin, e.dbNames)
 	start := time.Now()
 	r := runWith(n, conns, runOpts{budget: budget, stopOnError: stopOnError}, func(ctx context.Context, i int) error {
-		l, err := e.brokerIssue(ctx, role)
+		l, err := e.cli.issue(ctx, role, 0)
 		if err == nil {
 			mu.Lock()
 			done = append(done, time.Now())
@@ -210,15 +206,22 @@ func benchMemberOf(b *testing.B, rep *report) {
 	n := *flagOps
 	e := newEnv(b, "mo")
 	e.raw.memberOf = []string{e.group}
-	broker := e.brokerSide(roleMember)
-	raw := e.rawSide()
+	sides := []side{{"raw", e.rawSide()}, {sideProto, e.cli.side(roleMember)}, {sideJSON, e.cliJSON.side(roleMember)}}
 
-	// A short warm-up of both sides (connections, caches).
-	rep.compare(b, scn, "warmup", []side{{"raw", raw}, {"broker", broker}}, 20, conns, false)
-	for _, c := range []int{1, conns} {
-		rep.compare(b, scn, "empty", []side{{"raw", raw}, {"broker", broker}}, n, c, c == conns)
-		checkLeft(b, e, 0, fmt.Sprintf("member_of empty c=%d", c))
+	// A short warm-up of every side (connections, caches).
+	rep.compare(b, scn, "warmup", sides, 20, conns, false)
+	rep.compare(b, scn, "empty", sides, n, 1, false)
+	checkLeft(b, e, 0, "member_of empty c=1")
+	// What PostgreSQL spends its time on during the c=8 measurement.
+	var stmts *stmtWindow
+	if !*flagSkipStmts {
+		stmts = startStatements(b, e.admin, e.dbNames)
 	}
+	rep.compare(b, scn, "empty", sides, n, conns, true)
+	if stmts != nil {
+		rep.stmts = stmts.collect(b, fmt.Sprintf("the member_of measurement at c=%d in the empty database (%d issues, renews and revokes per side: raw, broker proto, broker JSON)", conns, n))
+	}
+	checkLeft(b, e, 0, fmt.Sprintf("member_of empty c=%d", conns))
 	if !*flagSkipProfile {
 		benchBreakdown(b, rep, e)
 		checkLeft(b, e, 0, "breakdown")
@@ -227,7 +230,7 @@ func benchMemberOf(b *testing.B, rep *report) {
 	live := *flagLive
 	rep.fill(b, e, scn, roleMember, live, 0, false)
 	liveNow := countRoles(b, e.admin)
-	rep.compare(b, scn, "live", []side{{"raw", raw}, {"broker", broker}}, n, conns, true)
+	rep.compare(b, scn, "live", sides, n, conns, true)
 	checkLeft(b, e, liveNow, "member_of at scale")
 	rep.live[scn] = liveNow
 }
@@ -237,11 +240,11 @@ func benchGrants(b *testing.B, rep *report) {
 	n := *flagGrantsOps
 	e := newEnv(b, "gr")
 	e.raw.grants = true
-	broker := e.brokerSide(roleGrants)
+	broker := e.cli.side(roleGrants)
 	raw := e.rawSide()
 
-	rep.compare(b, scn, "warmup", []side{{"raw", raw}, {"broker", broker}}, 10, conns, false)
-	rep.compare(b, scn, "empty", []side{{"raw", raw}, {"broker", broker}}, n, conns, false)
+	rep.compare(b, scn, "warmup", []side{{"raw", raw}, {sideProto, broker}}, 10, conns, false)
+	rep.compare(b, scn, "empty", []side{{"raw", raw}, {sideProto, broker}}, n, conns, false)
 	checkLeft(b, e, 0, "grants empty")
 
 	// Explicit grants cannot reach 5 000 live users on PostgreSQL: every
@@ -263,7 +266,7 @@ func benchGrants(b *testing.B, rep *report) {
 			f.rawProbe = err.Error()
 		}
 		room := min(n+rounds, len(refs))
-		rr := run(room, conns, func(ctx context.Context, i int) error { return e.brokerRevoke(ctx, refs[i]) })
+		rr := run(room, conns, func(ctx context.Context, i int) error { return e.cli.revoke(ctx, refs[i]) })
 		f.madeRoom = len(rr.lat)
 		rep.fills[scn] = f
 		if rr.errs > 0 {
@@ -271,7 +274,7 @@ func benchGrants(b *testing.B, rep *report) {
 		}
 	}
 	liveNow := countRoles(b, e.admin)
-	rep.compare(b, scn, "live", []side{{"raw", raw}, {"broker", broker}}, n, conns, false)
+	rep.compare(b, scn, "live", []side{{"raw", raw}, {sideProto, broker}}, n, conns, false)
 	checkLeft(b, e, liveNow, "grants at scale")
 	rep.live[scn] = liveNow
 }

@@ -271,7 +271,7 @@ func benchBreakdown(b *testing.B, rep *report, e *env) {
 	}
 	for _, c := range []int{1, conns} {
 		st := &stepTimes{d: map[string][]time.Duration{}}
-		rep.compare(b, "breakdown", "empty", []side{{"inproc", ip.ops(st)}, {"e2e", e.brokerSide(roleMember)}}, n, c, true)
+		rep.compare(b, "breakdown", "empty", []side{{"inproc", ip.ops(st)}, {"e2e", e.cli.side(roleMember)}}, n, c, true)
 		r := run(n, c, func(context.Context, int) error {
 			pw := plugins.NewPassword()
 			t0 := time.Now()

@@ -1,56 +1,102 @@
-// Package bench is credbroker's benchmark: `make bench` runs it.
+// Package bench is credbroker's benchmark: `make bench` runs it, after
+// .ci/pg-stat-statements has made PostgreSQL collect pg_stat_statements.
+// docs/performance.md explains what it measures and why; this is the map.
 //
-// It starts the built binary (`credbroker serve`) against the local
-// PostgreSQL and measures issue, renew and revoke through the broker, over
-// HTTP with the Go client and a valid identity token on every call, beside
-// a raw baseline that sends the least a DBA would type for the same result
-// (one CREATE ROLE … IN ROLE <group>; DROP ROLE) straight to PostgreSQL with
-// pgx, in the same run. It prints a table of throughput and p50/p99 latency
-// with the ratios and the goals (broker issue throughput at least 0.8× raw
-// at concurrency 8; member_of issue at 5 000
-// live leases within 20% of an empty database), and an in-process breakdown
-// of where an issue spends its time.
+// It starts the built binary (`credbroker serve`) and measures issue, renew
+// and revoke through the broker, over HTTP/1.1 with a valid identity token
+// on every call, beside a raw baseline that sends straight to the backend
+// the least a DBA or operator would type for the same result, in the same
+// run and in alternating rounds. The broker is called with two generated
+// Connect clients that differ only in the codec: binary protobuf
+// (connect-go's default, what client.New and so the CLI send) and JSON
+// (connect.WithProtoJSON(), what curl sends); the member_of and Redis
+// scenarios measure both, the others the proto client. At the end a
+// summary prints one line per target of issue 9 (raw, broker, ratio or
+// figure, goal, verdict: "ok" or "SHORT"), with the load average at the
+// start and the end. The goals are reported, never failed on.
 //
-// Explicit grants cannot reach 5 000 live users: every user adds an entry
-// to each table's ACL, pg_class has no TOAST table, and at about 2 400 users
-// every GRANT fails with "row is too big". The grants scenario therefore
-// fills until the first failed issue (or -cb.grants-fill-budget), reports
-// where that happened, revokes a few leases and measures just below it.
+// # The raw baselines
 //
-// Alongside, an in-process breakdown times each step of issue, renew and
-// revoke (the broker's own packages, called as broker/service.go calls
-// them) in rounds alternating with the same calls through the broker, and a
-// sampler of pg_stat_activity shows what PostgreSQL sessions wait on during
-// the fills.
+//   - PostgreSQL (raw_test.go): one simple-protocol round trip each, over a
+//     pgx pool as large as the broker's backend pool: CREATE ROLE … LOGIN
+//     PASSWORD '<SCRAM verifier computed client-side>' VALID UNTIL … IN
+//     ROLE <group>; DROP ROLE; ALTER ROLE … VALID UNTIL. Explicit grants add
+//     GRANT USAGE and GRANT SELECT ON ALL TABLES, and DROP OWNED BY before
+//     DROP ROLE, both after an advisory lock (concurrent GRANTs on one table
+//     fail with "tuple concurrently updated").
+//   - MySQL/MariaDB (svc_mysql_test.go): CREATE USER '<name>'@'%' IDENTIFIED
+//     BY '<password>' and one GRANT SELECT, INSERT, UPDATE ON <db>.*; DROP
+//     USER.
+//   - RabbitMQ (svc_rabbitmq_test.go): the management API over kept-alive
+//     connections: PUT /api/users/<name> with the password and PUT
+//     /api/permissions/<vhost>/<name>; DELETE /api/users/<name>.
+//   - Redis (svc_redis_test.go): ACL SETUSER <name> reset on #<sha256>
+//     <rules>; ACL DELUSER (each with ACL SAVE when the server has an
+//     aclfile).
+//   - MQTT (svc_mqtt_test.go): the plugin's own dynamic-security commands,
+//     there being no shorter way (createRole + createClient; deleteClient +
+//     deleteRole).
 //
-// Then, for Redis, RabbitMQ and MySQL/MariaDB, each with a broker of its
-// own (fresh lease store, one backend with the sweep off, one role), issue
-// and revoke through the broker beside a raw baseline that sends what the
-// backend's plugin sends, with the client library the plugin uses (go-redis:
-// ACL SETUSER … #<sha256>, ACL DELUSER; rabbit-hole: PUT user with a
-// password hash, permissions, topic permissions, DELETE user, close its
-// connections; go-sql-driver/mysql: CREATE USER … IDENTIFIED BY PASSWORD,
-// GRANT, KILL, DROP USER), at concurrency 1 and 8 in the same alternating
-// rounds (section 6 of the report). The servers are shared: each scenario
-// has its own vhost or database and key patterns, and every user either
-// side makes starts with cb_cbbench_<run>_, which is what is counted and
-// deleted at the end, failure or not. A backend that does not answer is
-// skipped with a note, or fails under CREDBROKER_REQUIRE_SERVICES=1.
+// Each broker's role holds the same grants as its raw side's users, so the
+// difference is the broker's cost: the token check, HTTP, the lease store,
+// and whatever its plugin does beyond the least.
 //
-// MQTT (Mosquitto 2 with dynamic security, .ci/mosquitto-dynsec) is measured
-// the same way, its broker side running the program
-// cmd/credbroker-plugin-mqtt as `plugin: external` and its raw side sending
-// the same dynsec commands (createRole + createClient; deleteClient +
-// deleteRole) with paho.mqtt.golang. Section 7 runs one in-tree backend,
-// Redis, both in process and as the program test/plugins/redis, and prints
-// the median each call gains out of process (target: at most 0.5 ms).
+// # The sections
+//
+//  1. member_of (bench_test.go): a PostgreSQL role joining a group role, at
+//     c=1 and c=8 in an empty database, then with -cb.live live leases. The
+//     c=8 measurement is wrapped in pg_stat_statements (pgss_test.go): reset
+//     for the scenario's store and backend databases before, the top
+//     statements by total time printed after (or one line saying the
+//     extension is not available).
+//  2. grants: explicit grants, which cannot reach 5 000 live users: every
+//     user adds an entry to each table's ACL, pg_class has no TOAST table,
+//     and at about 2 400 users every GRANT fails with "row is too big". The
+//     scenario fills until the first failed issue (or
+//     -cb.grants-fill-budget), reports where that happened, revokes a few
+//     leases and measures just below it.
+//  3. breakdown (breakdown_test.go): the broker's packages called step by
+//     step in this process, as broker/service.go calls them, in rounds
+//     alternating with the same calls through the broker; a sampler of
+//     pg_stat_activity shows what the sessions wait on during the fills.
+//  4. Redis, RabbitMQ, MySQL/MariaDB and MQTT (svc_*_test.go), each with a
+//     broker of its own (fresh lease store, one backend with the sweep off,
+//     one role), at c=1 and c=8. The servers are shared: every user either
+//     side makes starts with cb_cbbench_<run>_, which is what is counted and
+//     deleted at the end, failure or not. A backend that does not answer is
+//     skipped with a note, or fails under CREDBROKER_REQUIRE_SERVICES=1.
+//  5. external (svc_external_test.go): Redis in the broker's process and as
+//     the program test/plugins/redis; the median each call gains out of
+//     process (target: at most 0.5 ms).
+//  6. expiry (expiry_test.go): one broker on the default reaper settings,
+//     -cb.expiry-leases Redis leases whose expiries fall within one second
+//     a few seconds ahead; revoked_at − expires_at of each from the lease
+//     store: p50, p99, max.
+//  7. memory (memory_test.go): the broker's VmRSS idle, with -cb.memory-live
+//     live Redis leases, and the broker's and the CLI's peaks while
+//     `credbroker export` (and `export --verify`) streams at least
+//     -cb.export-events events, generated by real issues and revokes.
+//  8. drain (drain_test.go): -cb.drain-leases Redis leases expiring at the
+//     same instant, revoked by one broker, then by -cb.drain-brokers brokers
+//     on one store; drain time and rate from the store. It fails if any lease
+//     has no `revoked` event or more than one.
 //
 // Everything lives in Benchmark functions, so `go test ./...` (and so
 // `make test`) compiles and vets the package but never runs it. Knobs, given
 // as `make bench BENCH_FLAGS='-cb.ops=200'` or after the package on the go
-// test command line: -cb.ops, -cb.live, -cb.grants-ops,
-// -cb.grants-fill-budget, -cb.breakdown-ops, -cb.client-idle-conns,
-// -cb.skip-member-of, -cb.skip-grants, -cb.skip-breakdown, -cb.redis-ops,
-// -cb.rabbitmq-ops, -cb.mysql-ops, -cb.skip-redis, -cb.skip-rabbitmq,
-// -cb.skip-mysql, -cb.mqtt-ops, -cb.skip-mqtt, -cb.external-ops, -cb.skip-external.
+// test command line:
+//
+//	sizes:  -cb.ops, -cb.live, -cb.grants-ops, -cb.grants-fill-budget,
+//	        -cb.breakdown-ops, -cb.redis-ops, -cb.rabbitmq-ops, -cb.mysql-ops,
+//	        -cb.mqtt-ops, -cb.external-ops, -cb.expiry-leases, -cb.expiry-lead,
+//	        -cb.memory-live, -cb.export-events, -cb.drain-leases,
+//	        -cb.drain-brokers
+//	client: -cb.client-idle-conns
+//	skips:  -cb.skip-member-of, -cb.skip-pg-stat-statements, -cb.skip-grants,
+//	        -cb.skip-breakdown, -cb.skip-redis, -cb.skip-rabbitmq,
+//	        -cb.skip-mysql, -cb.skip-mqtt, -cb.skip-external,
+//	        -cb.skip-expiry, -cb.skip-memory, -cb.skip-drain
+//
+// `go test ./test/bench/ -args -h` lists them with their defaults. With a
+// -cb.skip flag the summary marks the section's targets "not measured".
 package bench

@@ -9,15 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/credbroker/credbroker/client"
 	"github.com/credbroker/credbroker/plugins/plugintest"
-	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/test/harness"
 )
 
@@ -54,7 +50,8 @@ type env struct {
 	issuer     *harness.Issuer
 	token      string
 	broker     *harness.Broker
-	cli        *client.Client
+	cli        brokerClient // Connect with protobuf
+	cliJSON    brokerClient // Connect with JSON
 	raw        *rawBaseline
 }
 
@@ -136,7 +133,7 @@ policies:
 		Env:      []string{"CB_BENCH_STORE_DSN=" + e.storeURL, "CB_BENCH_BACKEND_DSN=" + e.backendURL},
 		LogLevel: "info", // what `credbroker serve` runs with by default
 	})
-	e.cli = e.broker.Client(e.token)
+	e.cli, e.cliJSON = brokerClients(e.broker, e.token)
 
 	raw, err := newRaw(context.Background(), e.backendURL, conns, rawPrefix)
 	if err != nil {
@@ -149,32 +146,6 @@ policies:
 
 // leaseRef is an issued lease: its id (broker) or username (both).
 type leaseRef struct{ id, username string }
-
-func (e *env) brokerIssue(ctx context.Context, role string) (leaseRef, error) {
-	resp, err := e.cli.IssueCredential(ctx, connect.NewRequest(&credbrokerv1.IssueCredentialRequest{Role: role}))
-	if err != nil {
-		return leaseRef{}, err
-	}
-	return leaseRef{id: resp.Msg.GetLease().GetId(), username: resp.Msg.GetLease().GetUsername()}, nil
-}
-
-func (e *env) brokerRenew(ctx context.Context, l leaseRef) error {
-	_, err := e.cli.RenewLease(ctx, connect.NewRequest(&credbrokerv1.RenewLeaseRequest{
-		LeaseId: l.id, Increment: durationpb.New(roleTTL),
-	}))
-	return err
-}
-
-func (e *env) brokerRevoke(ctx context.Context, l leaseRef) error {
-	resp, err := e.cli.RevokeLease(ctx, connect.NewRequest(&credbrokerv1.RevokeLeaseRequest{LeaseId: l.id}))
-	if err != nil {
-		return err
-	}
-	if st := resp.Msg.GetLease().GetState(); st != credbrokerv1.LeaseState_LEASE_STATE_REVOKED {
-		return fmt.Errorf("lease %s is %s after revoke: %s", l.id, st, resp.Msg.GetLease().GetRevokeReason())
-	}
-	return nil
-}
 
 // countRoles returns how many users of this run exist now.
 func countRoles(tb testing.TB, url string) int {

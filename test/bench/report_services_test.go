@@ -24,24 +24,21 @@ var svcOrder = []string{"redis", "rabbitmq", "mysql", "mqtt"}
 // svcRawDoc says what each raw baseline sends (see the svc_*_test.go files).
 var svcRawDoc = map[string][]string{
 	"redis": {
-		"go-redis client with the plugin's options (pool 8): issue = pipeline(ACL GETUSER, CONFIG GET aclfile),",
-		"ACL SETUSER <name> reset on #<sha256> resetkeys resetchannels -@all <rules>, [ACL SAVE];",
-		"revoke = pipeline(ACL DELUSER, CONFIG GET aclfile), [ACL SAVE].",
+		"the least an operator types, go-redis client with the plugin's options (pool 8): issue = ACL SETUSER <name>",
+		"reset on #<sha256> resetkeys resetchannels -@all <rules>; revoke = ACL DELUSER; each + ACL SAVE with an aclfile.",
 	},
 	"rabbitmq": {
-		"rabbit-hole v2 on a clone of http.DefaultTransport (a new TCP connection per request, as rabbit-hole asks):",
-		"issue = GET user (404), PUT user {password_hash, tags [credbroker]}, PUT permissions, PUT topic-permissions;",
-		"revoke = GET user (tag check), DELETE user, GET connections of the user, DELETE each (none here).",
+		"the least an operator sends to the management API, net/http with kept-alive connections (8 idle):",
+		"issue = PUT /api/users/<name> {password, tags \"\"} + PUT /api/permissions/<vhost>/<name>; revoke = DELETE /api/users/<name>.",
 	},
 	"mysql": {
-		"database/sql + go-sql-driver/mysql, pool of 8 (the broker's max_conns is set to 8 too; its default is 4):",
-		"issue = CREATE USER … IDENTIFIED BY PASSWORD '<native hash>', 2× GRANT; revoke = SELECT Host FROM mysql.user,",
-		"SHOW GRANTS, PROCESSLIST look-up (+ KILL), DROP USER IF EXISTS, PROCESSLIST look-up again.",
+		"the least a DBA types, database/sql + go-sql-driver/mysql, pool of 8 (the broker's max_conns is set to 8 too):",
+		"issue = CREATE USER '<name>'@'%' IDENTIFIED BY '<password>' + one GRANT … ON <db>.*; revoke = DROP USER.",
 	},
 	"mqtt": {
-		"paho.mqtt.golang, one admin connection, QoS 1 to $CONTROL/dynamic-security/v1, answers on …/response:",
-		"issue = createRole (3 $CONTROL guard ACLs + the role's), then createClient (2 round trips);",
-		"revoke = deleteClient + deleteRole in one message. The broker side runs cmd/credbroker-plugin-mqtt (plugin: external).",
+		"the plugin's own commands (there is no shorter way), paho.mqtt.golang, one admin connection, QoS 1 to",
+		"$CONTROL/dynamic-security/v1: issue = createRole (3 $CONTROL guard ACLs + the role's), then createClient (2 round",
+		"trips); revoke = deleteClient + deleteRole in one message. The broker side runs cmd/credbroker-plugin-mqtt (external).",
 	},
 }
 
@@ -63,6 +60,13 @@ func (rep *report) svcNoted(scn string) bool {
 	defer rep.svc.mu.Unlock()
 	_, ok := rep.svc.notes[scn]
 	return ok
+}
+
+// svcNoteFor returns the note of scn, "" when there is none.
+func (rep *report) svcNoteFor(scn string) string {
+	rep.svc.mu.Lock()
+	defer rep.svc.mu.Unlock()
+	return rep.svc.notes[scn]
 }
 
 func (rep *report) svcInfo(scn, info string) {
@@ -87,8 +91,9 @@ func (rep *report) printServices(w io.Writer, skipped map[string]bool) {
 	rep.svcInit()
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("\n6. Redis, RabbitMQ, MySQL/MariaDB and MQTT: broker vs raw, issue and revoke at concurrency 1 and %d\n\n", conns)
-	p("   Each backend has its own broker (fresh lease store, one backend with sweep: false, one role) and the raw\n")
-	p("   baseline sends the plugin's own commands with the plugin's client library, in the same %d alternating rounds.\n", rounds)
+	p("   Each backend has its own broker (fresh lease store, one backend with sweep: false, one role with the same\n")
+	p("   grants as the raw side's) and a raw baseline, measured in the same %d alternating rounds. Redis is called\n", rounds)
+	p("   with both clients, the others with the proto one.\n")
 	p("   Before each backend: a warm-up of %d ops per side at c=%d. Usernames: cb_cbbench_<run>_<rd|mq|my|rw>_<random>.\n", svcWarmup, conns)
 	measured := false
 	for _, scn := range svcOrder {
@@ -125,29 +130,32 @@ func (rep *report) printServices(w io.Writer, skipped map[string]bool) {
 	}
 	p("\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "backend\top\tconc\tops\tbroker ops/s\tp50\tp99\traw ops/s\tp50\tp99\tbroker/raw\tp50 added\tload\t")
+	fmt.Fprintln(tw, "backend\top\tconc\tclient\tops\tbroker ops/s\tp50\tp99\traw ops/s\tp50\tp99\tbroker/raw\tp50 added\tload\t")
 	for _, scn := range svcOrder {
 		for _, row := range []struct {
 			op   string
 			conc int
 		}{{"issue", 1}, {"revoke", 1}, {"issue", conns}, {"revoke", conns}} {
-			br, bok := rep.get(scn, "svc", "broker", row.op, row.conc)
 			rr, rok := rep.get(scn, "svc", "raw", row.op, row.conc)
-			if !bok && !rok {
-				continue
+			for _, sd := range []string{sideProto, sideJSON} {
+				br, bok := rep.get(scn, "svc", sd, row.op, row.conc)
+				if !bok && (!rok || sd != sideProto) {
+					continue
+				}
+				_, shown := ratio(br, rr, bok, rok)
+				added := "-"
+				if bok && rok {
+					added = fmt.Sprintf("%+.1fms", float64(br.pct(.5)-rr.pct(.5))/float64(time.Millisecond))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", scn, row.op, row.conc, codec(sd), br.ops,
+					opsps(br, bok), ms(br.pct(.5)), ms(br.pct(.99)), opsps(rr, rok), ms(rr.pct(.5)), ms(rr.pct(.99)), shown, added, br.load)
 			}
-			_, shown := ratio(br, rr, bok, rok)
-			added := "-"
-			if bok && rok {
-				added = fmt.Sprintf("%+.1fms", float64(br.pct(.5)-rr.pct(.5))/float64(time.Millisecond))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", scn, row.op, row.conc, br.ops,
-				opsps(br, bok), ms(br.pct(.5)), ms(br.pct(.99)), opsps(rr, rok), ms(rr.pct(.5)), ms(rr.pct(.99)), shown, added, br.load)
 		}
 	}
 	tw.Flush()
 	p("(broker/raw: throughput ratio; p50 added: the broker's median latency minus the raw baseline's, i.e. what the\n")
-	p(" broker puts on top of the backend's own work per call: the token check, HTTP, and the lease store writes — issue:\n")
-	p(" INSERT PENDING + activate with its `issued` event; revoke: get, claim, and the `revoked` event. load: the 1-minute\n")
-	p(" load average when the measurement began; %d CPUs, shared by the broker, the servers and this process.)\n", runtime.NumCPU())
+	p(" broker puts on top of the least the backend needs per call: the token check, HTTP, the lease store writes — issue:\n")
+	p(" INSERT PENDING + activate with its `issued` event; revoke: get, claim, the `revoked` event — and whatever the\n")
+	p(" plugin does beyond the raw side's commands. load: the 1-minute load average when the measurement began;\n")
+	p(" %d CPUs, shared by the broker, the servers and this process.)\n", runtime.NumCPU())
 }

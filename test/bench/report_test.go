@@ -65,6 +65,11 @@ type report struct {
 	extOps           int
 	pgVersion        string
 	loadStart        string
+	// The sections that are not broker-vs-raw comparisons.
+	stmts  *stmtProfile
+	expiry *expiryResult
+	memory *memoryResult
+	drain  *drainResult
 }
 
 func newReport() *report {
@@ -87,14 +92,46 @@ func (rep *report) put(b *testing.B, k key, r result) {
 	}
 }
 
+// fail records a failed check among the report's errors and fails b.
+func (rep *report) fail(b *testing.B, format string, a ...any) {
+	b.Helper()
+	msg := fmt.Sprintf(format, a...)
+	rep.mu.Lock()
+	rep.errors = append(rep.errors, msg)
+	rep.mu.Unlock()
+	b.Error(msg)
+}
+
+// fatal is fail, then ends b's scenario.
+func (rep *report) fatal(b *testing.B, format string, a ...any) {
+	b.Helper()
+	rep.fail(b, format, a...)
+	b.FailNow()
+}
+
+// sectionNote says why a section's figures are missing or incomplete:
+// it was skipped, or it failed. Deferred at the start of the section.
+func (rep *report) sectionNote(b *testing.B, scn string) string {
+	switch {
+	case b.Skipped():
+		return cmpOr(rep.svcNoteFor(scn), "skipped (the reason is in the log above)")
+	case b.Failed():
+		return cmpOr(rep.svcNoteFor(scn), "FAILED: see the errors at the end and the log above")
+	}
+	return ""
+}
+
 func (rep *report) get(scn, phase, side, op string, conc int) (result, bool) {
 	r, ok := rep.m[key{scn, phase, side, op, conc}]
 	return r, ok && len(r.lat) > 0
 }
 
 func ms(d time.Duration) string {
-	if d == 0 {
+	switch {
+	case d == 0:
 		return "-"
+	case d < time.Millisecond && d > -time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
 	}
 	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
 }
@@ -141,41 +178,44 @@ func (rep *report) print(w io.Writer) {
 		bin = "built by the harness"
 	}
 	p("broker: `credbroker serve` (%s), log level info, limits {issue_rate, issue_burst, request_rate, request_burst: 100000},\n", bin)
-	p("        default/max TTL 1h/2h, backend pool max_conns %d, store pool default (10), reaper default (5s);\n", conns)
-	p("        called over HTTP/1.1 with the Go client (client.New) and one ES256 token on every call,\n")
-	idle := *flagClientIdle
-	if idle <= 0 {
-		idle = goDefaultIdle
-	}
-	p("        idle connections kept per host: %d.\n", idle)
-	p("raw:    pgx pool of %d connections to the same backend database, sending the least a DBA would type,\n", conns)
-	p("        one simple-protocol round trip each: CREATE ROLE … LOGIN PASSWORD '<SCRAM verifier computed client-side>'\n")
-	p("        VALID UNTIL … IN ROLE <group> (explicit grants: + GRANT USAGE, GRANT SELECT ON ALL TABLES); revoke: DROP ROLE\n")
-	p("        (explicit grants: DROP OWNED BY, DROP ROLE); renew: ALTER ROLE VALID UNTIL. Not a replay of the plugin's SQL.\n")
+	p("        default/max TTL 1h/2h, backend pool max_conns %d, store pool default (10), reaper default;\n", conns)
+	p("        called over HTTP/1.1 with generated Connect clients, one ES256 token on every call, %d idle connections\n", idleConns())
+	p("        kept per host, two codecs: %s = binary protobuf (connect-go's default, what client.New and\n", sideLabel(sideProto))
+	p("        the CLI send), %s = JSON (connect.WithProtoJSON(), what curl sends).\n", sideLabel(sideJSON))
+	p("raw:    what a DBA or operator would type for the same result, sent straight to the server, in the same run:\n")
+	p("        PostgreSQL: a pgx pool of %d connections to the same backend database, one simple-protocol round trip each:\n", conns)
+	p("        CREATE ROLE … LOGIN PASSWORD '<SCRAM verifier computed client-side>' VALID UNTIL … IN ROLE <group> (explicit\n")
+	p("        grants: + GRANT USAGE, GRANT SELECT ON ALL TABLES); revoke: DROP ROLE (explicit grants: DROP OWNED BY, DROP\n")
+	p("        ROLE); renew: ALTER ROLE VALID UNTIL. Not a replay of the plugin's SQL. The other backends: section 6.\n")
 	p("ops per measurement: member_of %d, explicit grants %d; live leases for the scale figures: %d\n",
 		*flagOps, *flagGrantsOps, *flagLive)
 	p("        (explicit grants: until the first failed issue or %s, whichever comes first);\n", *flagGrantsFill)
-	p("        Redis %d, RabbitMQ %d, MySQL/MariaDB %d (section 6).\n", *flagRedisOps, *flagRabbitOps, *flagMySQLOps)
+	p("        Redis %d, RabbitMQ %d, MySQL/MariaDB %d, MQTT %d (section 6).\n", *flagRedisOps, *flagRabbitOps, *flagMySQLOps, *flagMQTTOps)
 	p("Each scenario has fresh store and backend databases (backend: %d tables, a group role with SELECT on them).\n", benchTables)
 	p("Throughput = successful ops / wall time; latency per op, nearest-rank percentiles.\n")
 
-	if _, ok := rep.get("member_of", "empty", "broker", "issue", 1); ok {
+	if _, ok := rep.get("member_of", "empty", sideProto, "issue", 1); ok {
 		p("\n1. member_of, empty database: broker vs raw\n\n")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "op\tconc\tops\tbroker ops/s\tp50\tp99\traw ops/s\tp50\tp99\tbroker/raw\tload\tgoal\t")
+		fmt.Fprintln(tw, "op\tconc\tclient\tops\tbroker ops/s\tp50\tp99\traw ops/s\tp50\tp99\tbroker/raw\tload\tgoal\t")
 		for _, row := range []struct {
 			op   string
 			conc int
 		}{{"issue", 1}, {"revoke", 1}, {"issue", conns}, {"renew", conns}, {"revoke", conns}} {
-			br, bok := rep.get("member_of", "empty", "broker", row.op, row.conc)
 			rr, rok := rep.get("member_of", "empty", "raw", row.op, row.conc)
-			v, shown := ratio(br, rr, bok, rok)
-			goal := ""
-			if row.op == "issue" && row.conc == conns {
-				goal = verdict(v, goalIssueVsRaw, shown)
+			for _, sd := range []string{sideProto, sideJSON} {
+				br, bok := rep.get("member_of", "empty", sd, row.op, row.conc)
+				if !bok && !rok {
+					continue
+				}
+				v, shown := ratio(br, rr, bok, rok)
+				goal := ""
+				if row.op == "issue" && row.conc == conns {
+					goal = verdict(v, goalIssueVsRaw, shown)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.op, row.conc, codec(sd), br.ops,
+					opsps(br, bok), ms(br.pct(.5)), ms(br.pct(.99)), opsps(rr, rok), ms(rr.pct(.5)), ms(rr.pct(.99)), shown, br.load, goal)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.op, row.conc, br.ops,
-				opsps(br, bok), ms(br.pct(.5)), ms(br.pct(.99)), opsps(rr, rok), ms(rr.pct(.5)), ms(rr.pct(.99)), shown, br.load, goal)
 		}
 		tw.Flush()
 		p("(load: the machine's 1-minute load average when the measurement began; %d CPUs.)\n", runtime.NumCPU())
@@ -214,7 +254,7 @@ func (rep *report) print(w io.Writer) {
 	fmt.Fprintln(tw, "role\top\tside\tops\tempty ops/s\tp50\tp99\tload\tlive\tops/s\tp50\tp99\tload\tlive/empty\tcorrected\tbroker/raw\tgoal\t")
 	for _, scn := range []string{"member_of", "grants"} {
 		for _, op := range []string{"issue", "revoke", "renew"} {
-			for _, side := range []string{"broker", "raw"} {
+			for _, side := range []string{sideProto, sideJSON, "raw"} {
 				er, eok := rep.get(scn, "empty", side, op, conns)
 				lr, lok := rep.get(scn, "live", side, op, conns)
 				if !eok && !lok {
@@ -222,7 +262,7 @@ func (rep *report) print(w io.Writer) {
 				}
 				v, shown := ratio(lr, er, lok, eok)
 				corrected, vsRaw, goal := "", "", ""
-				if side == "broker" {
+				if side != "raw" {
 					// The raw baseline's own live/empty ratio, measured in the
 					// same rounds, takes out what the machine's load and
 					// PostgreSQL itself did between the two phases.
@@ -242,7 +282,7 @@ func (rep *report) print(w io.Writer) {
 						}
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", scn, op, side, lr.ops,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", scn, op, sideLabel(side), lr.ops,
 					opsps(er, eok), ms(er.pct(.5)), ms(er.pct(.99)), er.load, rep.live[scn],
 					opsps(lr, lok), ms(lr.pct(.5)), ms(lr.pct(.99)), lr.load, shown, corrected, vsRaw, goal)
 			}
@@ -254,18 +294,25 @@ func (rep *report) print(w io.Writer) {
 	p(" with live leases. Explicit grants have their own fresh database. Each measurement issues its ops in rounds of\n")
 	p(" ops/%d and revokes them before the next round, so issue figures are taken with 0→ops/%d (live→live+ops/%d) users.)\n", rounds, rounds, rounds)
 
-	if br, ok := rep.get("member_of", "empty", "broker", "renew", conns); ok {
-		rr, rok := rep.get("member_of", "empty", "raw", "renew", conns)
-		bl, blok := rep.get("member_of", "live", "broker", "renew", conns)
-		rl, rlok := rep.get("member_of", "live", "raw", "renew", conns)
-		_, r1 := ratio(br, rr, ok, rok)
-		_, r2 := ratio(bl, rl, blok, rlok)
+	if _, ok := rep.get("member_of", "empty", sideProto, "renew", conns); ok {
 		p("\n3. Renew at concurrency %d (member_of; broker: RenewLease with increment 1h, raw: ALTER ROLE … VALID UNTIL)\n\n", conns)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "live\tbroker ops/s\tp50\tp99\traw ops/s\tp50\tp99\tbroker/raw\t")
-		fmt.Fprintf(tw, "0\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", opsps(br, ok), ms(br.pct(.5)), ms(br.pct(.99)), opsps(rr, rok), ms(rr.pct(.5)), ms(rr.pct(.99)), r1)
-		if blok {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", rep.live["member_of"], opsps(bl, blok), ms(bl.pct(.5)), ms(bl.pct(.99)), opsps(rl, rlok), ms(rl.pct(.5)), ms(rl.pct(.99)), r2)
+		fmt.Fprintln(tw, "live\tclient\tbroker ops/s\tp50\tp99\traw ops/s\tp50\tp99\tbroker/raw\t")
+		for _, phase := range []string{"empty", "live"} {
+			live := 0
+			if phase == "live" {
+				live = rep.live["member_of"]
+			}
+			rr, rok := rep.get("member_of", phase, "raw", "renew", conns)
+			for _, sd := range []string{sideProto, sideJSON} {
+				br, bok := rep.get("member_of", phase, sd, "renew", conns)
+				if !bok {
+					continue
+				}
+				_, shown := ratio(br, rr, bok, rok)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", live, codec(sd), opsps(br, bok), ms(br.pct(.5)), ms(br.pct(.99)),
+					opsps(rr, rok), ms(rr.pct(.5)), ms(rr.pct(.99)), shown)
+			}
 		}
 		tw.Flush()
 	}
@@ -281,8 +328,18 @@ func (rep *report) print(w io.Writer) {
 	for _, ws := range rep.samplers {
 		ws.print(w)
 	}
+	if rep.stmts != nil {
+		if len(rep.samplers) == 0 {
+			p("\n5. PostgreSQL-side profile\n")
+		}
+		rep.stmts.print(w)
+	}
 	rep.printServices(w, map[string]bool{"redis": *flagSkipRedis, "rabbitmq": *flagSkipRabbit, "mysql": *flagSkipMySQL, "mqtt": *flagSkipMQTT})
 	rep.printExternal(w)
+	rep.printExpiry(w)
+	rep.printMemory(w)
+	rep.printDrain(w)
+	rep.printSummary(w)
 
 	p("\nerrors: ")
 	if len(rep.errors) == 0 {
@@ -294,6 +351,17 @@ func (rep *report) print(w io.Writer) {
 		}
 	}
 	p("total benchmark time: %s\n%s\n", time.Since(rep.start).Round(time.Second), line)
+}
+
+// codec names the client of a broker side.
+func codec(side string) string {
+	switch side {
+	case sideProto:
+		return "proto"
+	case sideJSON:
+		return "JSON"
+	}
+	return side
 }
 
 // goDefaultIdle is Go's http.DefaultMaxIdleConnsPerHost.

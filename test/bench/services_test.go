@@ -56,14 +56,41 @@ type svcBroker struct {
 	connection string   // the backend's connection: section, YAML without indentation
 	section    string   // the role's plugin section, YAML without indentation
 	env        []string // what the connection section's env: references name
+	// storeURL is the lease store; "" makes a fresh one, dropped when the
+	// benchmark ends. Brokers given the same URL are replicas of one
+	// deployment.
+	storeURL string
+	// admin adds a policy that makes the subject adminSubject an admin
+	// (for the export).
+	admin bool
 }
 
-// startSvcBroker starts `credbroker serve` on a fresh lease store with one
-// backend and one role, and returns the broker side of the comparison. The
-// broker is stopped and the store dropped when b ends.
-func startSvcBroker(b *testing.B, s svcBroker) sideOps {
+// adminSubject is the subject of the admin token of a broker started with
+// svcBroker.admin.
+const adminSubject = "bench-admin"
+
+// svcHandle is a running service scenario broker: its process, its lease
+// store, its tokens and its clients. The broker is stopped when the
+// benchmark ends, if it was not stopped before.
+type svcHandle struct {
+	broker     *harness.Broker
+	storeURL   string
+	token      string // benchSubject's, which may issue the role
+	adminToken string // adminSubject's, when started with admin
+	proto      brokerClient
+	json       brokerClient
+	role       string
+}
+
+// startSvcBroker starts `credbroker serve` on a lease store (a fresh one
+// unless s.storeURL says) with one backend and one role, on the default
+// reaper settings.
+func startSvcBroker(b *testing.B, s svcBroker) *svcHandle {
 	b.Helper()
-	storeURL := plugintest.NewTestDatabase(b, plugintest.PostgresURL(b))
+	storeURL := s.storeURL
+	if storeURL == "" {
+		storeURL = plugintest.NewTestDatabase(b, plugintest.PostgresURL(b))
+	}
 	iss := harness.NewIssuer(b, "bench")
 	token := iss.Token(b, benchSubject, nil, 3*time.Hour)
 	backend := s.backend
@@ -73,6 +100,10 @@ func startSvcBroker(b *testing.B, s svcBroker) sideOps {
 	kind := s.plugin
 	if s.external != "" {
 		kind = "external\n" + indent(s.external, 4)
+	}
+	adminPolicy := ""
+	if s.admin {
+		adminPolicy = fmt.Sprintf("  - {name: bench-admin, issuer: %s, subject: %s, admin: true}\n", iss.Name, adminSubject)
 	}
 	cfg := fmt.Sprintf(`listen: %s
 limits: {issue_rate: 100000, issue_burst: 100000, request_rate: 100000, request_burst: 100000}
@@ -105,18 +136,21 @@ policies:
     issuer: %s
     subject: %s
     roles: [%s]
-`, harness.ListenPlaceholder, iss.Name, iss.URL, iss.JWKSPath,
+%s`, harness.ListenPlaceholder, iss.Name, iss.URL, iss.JWKSPath,
 		backend, kind, indent(s.connection, 6),
 		s.role, backend, s.plugin, indent(s.section, 6),
-		iss.Name, benchSubject, s.role)
+		iss.Name, benchSubject, s.role, adminPolicy)
 	br := harness.StartBrokerWith(b, harness.Options{
 		Config:   cfg,
 		Env:      append([]string{"CB_BENCH_STORE_DSN=" + storeURL}, s.env...),
 		LogLevel: "info",
 	})
-	// brokerSide only uses the client.
-	e := &env{issuer: iss, token: token, broker: br, cli: br.Client(token)}
-	return e.brokerSide(s.role)
+	h := &svcHandle{broker: br, storeURL: storeURL, token: token, role: s.role}
+	h.proto, h.json = brokerClients(br, token)
+	if s.admin {
+		h.adminToken = iss.Token(b, adminSubject, nil, 3*time.Hour)
+	}
+	return h
 }
 
 // indent prefixes every line of yaml with n blanks.
@@ -176,12 +210,11 @@ func noteEnd(b *testing.B, rep *report, scn string) {
 }
 
 // benchService measures one service scenario: a warm-up, then issue and
-// revoke through the broker and raw at concurrency 1 and conns, n operations
+// revoke on each side (raw first) at concurrency 1 and conns, n operations
 // each, checking after each measurement that no user of this run is left on
 // the server.
-func benchService(b *testing.B, rep *report, scn string, n int, broker, raw sideOps, count func(tb testing.TB) int) {
+func benchService(b *testing.B, rep *report, scn string, n int, sides []side, count func(tb testing.TB) int) {
 	b.Helper()
-	sides := []side{{"raw", raw}, {"broker", broker}}
 	rep.compare(b, scn, "warmup", sides, svcWarmup, conns, false)
 	if got := count(b); got != 0 {
 		b.Errorf("%s warm-up: %d users of this run exist, want 0", scn, got)

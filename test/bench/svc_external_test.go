@@ -94,7 +94,7 @@ func benchExternal(b *testing.B, rep *report) {
 		}
 		return len(users)
 	}
-	sides := []side{{"inproc", inproc}, {"external", external}}
+	sides := []side{{"inproc", inproc.proto.side(inproc.role)}, {"external", external.proto.side(external.role)}}
 	rep.compare(b, externalScn, "warmup", sides, svcWarmup, conns, false)
 	for _, c := range []int{1, conns} {
 		rep.compare(b, externalScn, "svc", sides, *flagExternalOps, c, false)

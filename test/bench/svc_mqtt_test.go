@@ -123,5 +123,5 @@ func benchMQTT(b *testing.B, rep *report) {
 		}
 		return len(clients) + len(roles)
 	}
-	benchService(b, rep, scn, *flagMQTTOps, broker, raw.side(), count)
+	benchService(b, rep, scn, *flagMQTTOps, []side{{"raw", raw.side()}, {sideProto, broker.proto.side(broker.role)}}, count)
 }

@@ -3,10 +3,8 @@ package bench
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,32 +12,27 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/credbroker/credbroker/plugins"
-	mysqlplugin "github.com/credbroker/credbroker/plugins/mysql"
 	"github.com/credbroker/credbroker/plugins/plugintest"
 )
 
-// The MySQL/MariaDB raw baseline runs, over database/sql with
-// go-sql-driver/mysql and a pool as large as the broker's (max_conns 8), the
-// statements of plugins/mysql Plugin.Create (grants) and Plugin.Revoke:
+// The MySQL/MariaDB raw baseline is the least a DBA would type for the same
+// account, over database/sql with go-sql-driver/mysql and a pool as large as
+// the broker's (max_conns 8), each statement one round trip of the text
+// protocol, as the mysql client sends it:
 //
-//	issue:  CREATE USER `<name>`@`%` IDENTIFIED BY PASSWORD '<native hash>'
-//	        (MySQL: IDENTIFIED WITH mysql_native_password AS '<hash>')
-//	        GRANT SELECT ON `<db>`.* TO …; GRANT SELECT, INSERT, UPDATE ON `<db>`.`items` TO …
-//	revoke: SELECT Host FROM mysql.user WHERE User = ?; SHOW GRANTS FOR each account;
-//	        SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? (KILL CONNECTION each);
-//	        DROP USER IF EXISTS …; the PROCESSLIST look-up again
+//	issue:  CREATE USER `<name>`@`%` IDENTIFIED BY '<password>'
+//	        GRANT SELECT, INSERT, UPDATE ON `<db>`.* TO `<name>`@`%`
+//	revoke: DROP USER `<name>`@`%`
+//
+// The server hashes the password with its default authentication plugin.
+// The broker's role holds the same one grant; whatever the plugin does
+// beyond that (its look-ups before and after, ending the user's sessions on
+// revoke) counts as the broker's cost.
 type rawMySQL struct {
-	db      *sql.DB
-	mariaDB bool
-	prefix  string
-	grants  []string // "GRANT … ON … TO ", the account follows
+	db     *sql.DB
+	prefix string
+	grant  string // "GRANT … ON `<db>`.* TO ", the account follows
 }
-
-// Keep in step with plugins/mysql errors.go.
-const (
-	erNoSuchThread     = 1094 // ER_NO_SUCH_THREAD: KILL of a thread that ended meanwhile
-	erNonexistingGrant = 1141 // ER_NONEXISTING_GRANT: SHOW GRANTS of an account dropped meanwhile
-)
 
 // mysqlIdent quotes a name in backticks, as plugins/mysql quoteIdent.
 func mysqlIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
@@ -47,11 +40,12 @@ func mysqlIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 func mysqlAccount(name, host string) string { return mysqlIdent(name) + "@" + mysqlIdent(host) }
 
 // openMySQL opens a pool like the plugin's (plugins/mysql open): the DSN's
-// config with a 10s dial timeout and no driver logging, conns connections.
-func openMySQL(ctx context.Context, dsn string, conns int) (*sql.DB, bool, error) {
+// config with a 10s dial timeout and no driver logging, conns connections,
+// checked with a query.
+func openMySQL(ctx context.Context, dsn string, conns int) (*sql.DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
@@ -59,126 +53,35 @@ func openMySQL(ctx context.Context, dsn string, conns int) (*sql.DB, bool, error
 	cfg.Logger = &mysql.NopLogger{}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(conns)
 	db.SetMaxIdleConns(conns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	var version string
-	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
-		return nil, false, err
+		return nil, err
 	}
-	return db, strings.Contains(strings.ToLower(version), "mariadb"), nil
+	return db, nil
 }
 
 func (r *rawMySQL) issue(ctx context.Context) (leaseRef, error) {
 	username := r.prefix + randText(10)
-	hash := mysqlplugin.NativePasswordHash(plugins.NewPassword().Reveal())
 	acct := mysqlAccount(username, "%")
-	clause := "IDENTIFIED WITH mysql_native_password AS '" + hash + "'"
-	if r.mariaDB {
-		clause = "IDENTIFIED BY PASSWORD '" + hash + "'"
-	}
-	if _, err := r.db.ExecContext(ctx, "CREATE USER "+acct+" "+clause); err != nil {
+	password := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(plugins.NewPassword().Reveal())
+	if _, err := r.db.ExecContext(ctx, "CREATE USER "+acct+" IDENTIFIED BY '"+password+"'"); err != nil {
 		return leaseRef{}, fmt.Errorf("raw issue %s: create the account: %w", username, err)
 	}
-	for _, g := range r.grants {
-		if _, err := r.db.ExecContext(ctx, g+acct); err != nil {
-			return leaseRef{}, fmt.Errorf("raw issue %s: %w", username, err)
-		}
+	if _, err := r.db.ExecContext(ctx, r.grant+acct); err != nil {
+		return leaseRef{}, fmt.Errorf("raw issue %s: %w", username, err)
 	}
 	return leaseRef{username: username}, nil
 }
 
-func (r *rawMySQL) hosts(ctx context.Context, username string) ([]string, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT Host FROM mysql.user WHERE User = ? ORDER BY Host", username)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var hosts []string
-	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
-			return nil, err
-		}
-		hosts = append(hosts, h)
-	}
-	return hosts, rows.Err()
-}
-
-func (r *rawMySQL) showGrants(ctx context.Context, username, host string) error {
-	rows, err := r.db.QueryContext(ctx, "SHOW GRANTS FOR "+mysqlAccount(username, host))
-	var myErr *mysql.MySQLError
-	if errors.As(err, &myErr) && myErr.Number == erNonexistingGrant {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var g string
-		if err := rows.Scan(&g); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
-}
-
-func (r *rawMySQL) endSessions(ctx context.Context, username string) error {
-	rows, err := r.db.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()", username)
-	if err != nil {
-		return err
-	}
-	var ids []uint64
-	for rows.Next() {
-		var id uint64
-		if err := rows.Scan(&id); err != nil {
-			_ = rows.Close()
-			return err
-		}
-		ids = append(ids, id)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return err
-	}
-	for _, id := range ids {
-		_, err := r.db.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatUint(id, 10))
-		var myErr *mysql.MySQLError
-		if err != nil && !(errors.As(err, &myErr) && myErr.Number == erNoSuchThread) {
-			return err
-		}
-	}
-	return nil
-}
-
 func (r *rawMySQL) revoke(ctx context.Context, l leaseRef) error {
-	hosts, err := r.hosts(ctx, l.username)
-	if err != nil {
-		return err
-	}
-	if len(hosts) == 0 {
-		return r.endSessions(ctx, l.username)
-	}
-	for _, h := range hosts {
-		if err := r.showGrants(ctx, l.username, h); err != nil {
-			return err
-		}
-	}
-	if err := r.endSessions(ctx, l.username); err != nil {
-		return err
-	}
-	accts := make([]string, len(hosts))
-	for i, h := range hosts {
-		accts[i] = mysqlAccount(l.username, h)
-	}
-	if _, err := r.db.ExecContext(ctx, "DROP USER IF EXISTS "+strings.Join(accts, ", ")); err != nil {
-		return err
-	}
-	return r.endSessions(ctx, l.username)
+	_, err := r.db.ExecContext(ctx, "DROP USER "+mysqlAccount(l.username, "%"))
+	return err
 }
 
 func (r *rawMySQL) side() sideOps {
@@ -213,7 +116,7 @@ func benchMySQL(b *testing.B, rep *report) {
 		dsn = v
 	}
 	needService(b, rep, scn, dsn, func(ctx context.Context) error {
-		db, _, err := openMySQL(ctx, dsn, 1)
+		db, err := openMySQL(ctx, dsn, 1)
 		if err == nil {
 			_ = db.Close()
 		}
@@ -236,7 +139,7 @@ func benchMySQL(b *testing.B, rep *report) {
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), svcTimeout)
 		defer cancel()
-		db, _, err := openMySQL(ctx, dsn, 1)
+		db, err := openMySQL(ctx, dsn, 1)
 		if err != nil {
 			b.Errorf("mysql cleanup: connect: %s", sanitize(err))
 			return
@@ -260,37 +163,32 @@ func benchMySQL(b *testing.B, rep *report) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), svcTimeout)
 	defer cancel()
-	db, mariaDB, err := openMySQL(ctx, dsn, conns)
+	db, err := openMySQL(ctx, dsn, conns)
 	if err != nil {
 		b.Fatalf("mysql: connect: %s", sanitize(err))
 	}
 	b.Cleanup(func() { _ = db.Close() })
-	if _, err := db.ExecContext(ctx, "CREATE TABLE "+mysqlIdent(database)+".items (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL)"); err != nil {
-		b.Fatalf("mysql: create table: %s", sanitize(err))
-	}
 	var version string
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
 		b.Fatalf("mysql: %s", sanitize(err))
 	}
 
-	// The plugin renders db.* with the LIKE wildcards of the name escaped.
+	// One grant on the whole database, both sides. The plugin renders db.*
+	// with the LIKE wildcards of the name escaped; the raw side types the
+	// same, so both grant exactly this database.
+	const privileges = "SELECT, INSERT, UPDATE"
 	escaped := strings.NewReplacer(`\`, `\\`, `_`, `\_`, `%`, `\%`).Replace(database)
-	grants := []string{
-		"GRANT SELECT ON " + mysqlIdent(escaped) + ".* TO ",
-		"GRANT SELECT, INSERT, UPDATE ON " + mysqlIdent(database) + "." + mysqlIdent("items") + " TO ",
-	}
-	broker := startSvcBroker(b, svcBroker{
+	h := startSvcBroker(b, svcBroker{
 		plugin:     "mysql",
 		role:       svcRole("my"),
 		connection: fmt.Sprintf("dsn: env:CB_BENCH_MYSQL_DSN\nmax_conns: %d", conns),
-		section: fmt.Sprintf("grants:\n  - {privileges: [SELECT], on: %q}\n  - {privileges: [SELECT, INSERT, UPDATE], on: %q}",
-			database+".*", database+".items"),
-		env: []string{"CB_BENCH_MYSQL_DSN=" + dsn},
+		section:    fmt.Sprintf("grants:\n  - {privileges: [%s], on: %q}", privileges, database+".*"),
+		env:        []string{"CB_BENCH_MYSQL_DSN=" + dsn},
 	})
-	raw := &rawMySQL{db: db, mariaDB: mariaDB, prefix: svcRawPrefix(), grants: grants}
+	raw := &rawMySQL{db: db, prefix: svcRawPrefix(), grant: "GRANT " + privileges + " ON " + mysqlIdent(escaped) + ".* TO "}
 
-	rep.svcInfo(scn, fmt.Sprintf("%s; database %s; grants SELECT on %s.*, SELECT, INSERT, UPDATE on %s.items; admin pool %d both sides",
-		version, database, database, database, conns))
+	rep.svcInfo(scn, fmt.Sprintf("%s; database %s; one grant, %s on %s.*; admin pool %d both sides",
+		version, database, privileges, database, conns))
 	count := func(tb testing.TB) int {
 		tb.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), svcTimeout)
@@ -301,5 +199,5 @@ func benchMySQL(b *testing.B, rep *report) {
 		}
 		return len(users)
 	}
-	benchService(b, rep, scn, *flagMySQLOps, broker, raw.side(), count)
+	benchService(b, rep, scn, *flagMySQLOps, []side{{"raw", raw.side()}, {sideProto, h.proto.side(h.role)}}, count)
 }
