@@ -136,19 +136,45 @@ func (s adminService) inventory(ctx context.Context) (*credbrokerv1.GetInventory
 	return inventoryProto(s.rt().cfg.catalog, counts), nil
 }
 
-// VerifyExport checks exported events, in the order exported, against the
-// hash chains they belong to and the checkpoints among them. partial says
-// the export does not start at the beginning of the history (a time range),
-// so each chain's first event is taken on trust. It returns how many events
-// verified; the error names the first that does not.
-func VerifyExport(events []*credbrokerv1.LeaseEvent, partial bool) (int, error) {
+// ExportVerifier checks exported events one at a time, in the order
+// exported, against the hash chains they belong to and the checkpoints among
+// them, keeping only each chain's head and what the next checkpoint must
+// find: an export of any length is verified as it streams.
+type ExportVerifier struct {
+	v *leases.ChainVerifier
+	n int
+}
+
+// NewExportVerifier returns a verifier for an export. partial says the
+// export does not start at the beginning of the history (a time range), so
+// each chain's first event is taken on trust.
+func NewExportVerifier(partial bool) *ExportVerifier {
 	v := leases.NewChainVerifier()
 	v.Partial = partial
-	for i, pe := range events {
-		e := eventFromProto(pe)
-		if err := v.Add(e); err != nil {
-			return i, err
+	return &ExportVerifier{v: v}
+}
+
+// Add checks the next exported event; the error names it when it does not
+// verify.
+func (x *ExportVerifier) Add(pe *credbrokerv1.LeaseEvent) error {
+	if err := x.v.Add(eventFromProto(pe)); err != nil {
+		return err
+	}
+	x.n++
+	return nil
+}
+
+// Verified is how many events verified so far.
+func (x *ExportVerifier) Verified() int { return x.n }
+
+// VerifyExport checks exported events with an [ExportVerifier] and returns
+// how many verified; the error names the first that does not.
+func VerifyExport(events []*credbrokerv1.LeaseEvent, partial bool) (int, error) {
+	x := NewExportVerifier(partial)
+	for _, pe := range events {
+		if err := x.Add(pe); err != nil {
+			return x.Verified(), err
 		}
 	}
-	return len(events), nil
+	return x.Verified(), nil
 }

@@ -68,7 +68,12 @@ the newest events.`,
 			defer stream.Close()
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			defer out.Flush()
-			var events []*credbrokerv1.LeaseEvent
+			// Verified as it streams: nothing but the chains' heads is kept,
+			// however long the export.
+			// The whole export is written even past a broken event, which is
+			// named at the end.
+			verifier := broker.NewExportVerifier(req.StartTime != nil)
+			var broken error
 			for stream.Receive() {
 				ev := stream.Msg().GetEvent()
 				b, err := protojson.Marshal(ev)
@@ -76,8 +81,10 @@ the newest events.`,
 					return err
 				}
 				fmt.Fprintln(out, string(b))
-				if verify {
-					events = append(events, ev)
+				if verify && broken == nil {
+					if err := verifier.Add(ev); err != nil {
+						broken = fmt.Errorf("verify: %d events verified, then: %w", verifier.Verified(), err)
+					}
 				}
 			}
 			if err := stream.Err(); err != nil {
@@ -86,11 +93,10 @@ the newest events.`,
 			if !verify {
 				return nil
 			}
-			n, err := broker.VerifyExport(events, req.StartTime != nil)
-			if err != nil {
-				return fmt.Errorf("verify: %d events verified, then: %w", n, err)
+			if broken != nil {
+				return broken
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "verified: %d events, every hash chain and checkpoint intact\n", n)
+			fmt.Fprintf(cmd.ErrOrStderr(), "verified: %d events, every hash chain and checkpoint intact\n", verifier.Verified())
 			return nil
 		},
 	}
