@@ -186,26 +186,39 @@ func sealTx(ctx context.Context, tx pgx.Tx, limit int) (int, error) {
 	}
 	slices.SortFunc(batch, func(a, b queued) int { return cmp.Compare(a.id, b.id) })
 
+	events := make([]Event, len(batch))
+	for i, q := range batch {
+		events[i] = q.e
+	}
+	if err := sealEvents(ctx, tx, events); err != nil {
+		return 0, err
+	}
+	return len(batch), nil
+}
+
+// sealEvents appends events, normalized and in order, to lease_events
+// inside tx, which holds the sealer's lock: it takes the lock of each chain
+// they extend, reads the chains' heads and gives each event its seq, chain,
+// prev_hash and hash.
+func sealEvents(ctx context.Context, tx pgx.Tx, events []Event) error {
 	var chains []int32
-	for i := range batch {
-		batch[i].e.Chain = chainOf(batch[i].e)
-		if !slices.Contains(chains, int32(batch[i].e.Chain)) {
-			chains = append(chains, int32(batch[i].e.Chain))
+	for i := range events {
+		events[i].Chain = chainOf(events[i])
+		if !slices.Contains(chains, int32(events[i].Chain)) {
+			chains = append(chains, int32(events[i].Chain))
 		}
 	}
 	slices.Sort(chains) // one lock order everywhere: no deadlock
 	heads, err := lockChains(ctx, tx, chains)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	seqs, err := nextSeqs(ctx, tx, len(batch))
+	seqs, err := nextSeqs(ctx, tx, len(events))
 	if err != nil {
-		return 0, err
+		return err
 	}
-
-	sealed := make([][]any, len(batch))
-	for i, q := range batch {
-		e := q.e
+	sealed := make([][]any, len(events))
+	for i, e := range events {
 		e.Seq = seqs[i]
 		e.PrevHash = heads[e.Chain]
 		e.Hash = hashEvent(e.PrevHash, e)
@@ -220,9 +233,9 @@ func sealTx(ctx context.Context, tx pgx.Tx, limit int) (int, error) {
 		[]string{"seq", "chain", "lease_id", "kind", "actor", "at", "details", "prev_hash", "hash"},
 		pgx.CopyFromRows(sealed))
 	if err != nil {
-		return 0, fmt.Errorf("insert sealed events: %w", interpretError(err))
+		return fmt.Errorf("insert sealed events: %w", interpretError(err))
 	}
-	return len(batch), nil
+	return nil
 }
 
 // sealAll seals every queued event inside tx, which holds the sealer's lock.

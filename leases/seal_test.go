@@ -224,3 +224,46 @@ func issueRenewRevoke(ctx context.Context, s *Store, b *testBundle) error {
 	_, err = s.finishRevoked(ctx, claimed, b.clock.Now(), "holder")
 	return err
 }
+
+// A checkpoint records the chains' heads it read; an event committed to the
+// queue after that read must be sealed after the checkpoint, never between
+// the read and the checkpoint's own seq, or the verifier finds a head the
+// checkpoint did not name. Not parallel: it sets the package's hook.
+func TestCheckpointRacesAQueuedEvent(t *testing.T) {
+	s, b := setup(t)
+	other := openStore(t, b)
+	ctx := t.Context()
+	for i := range 4 {
+		createActive(t, s, newLease(b, time.Minute))
+		if _, err := s.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Between the heads' read and the checkpoint's seal, a replica
+		// commits an event of every chain.
+		var hookErr error
+		checkpointHook = func() {
+			for c := range eventChains {
+				if err := other.RecordEvent(ctx, Event{Kind: "denied", Actor: fmt.Sprintf("racer-%d-%d", i, c)}); err != nil {
+					hookErr = err
+				}
+			}
+		}
+		createActive(t, s, newLease(b, time.Minute))
+		// A background sealer may hold the sealer's lock for a moment;
+		// Checkpoint then leaves the work to it and writes nothing.
+		var (
+			wrote bool
+			err   error
+		)
+		for try := 0; !wrote && err == nil && try < 100; try++ {
+			wrote, err = s.Checkpoint(ctx)
+		}
+		checkpointHook = func() {}
+		if err != nil || hookErr != nil || !wrote {
+			t.Fatalf("iteration %d: Checkpoint = %v, %v (hook: %v); want a checkpoint written", i, wrote, err, hookErr)
+		}
+	}
+	if _, err := other.VerifyChain(ctx); err != nil {
+		t.Fatalf("VerifyChain: %v", err)
+	}
+}
