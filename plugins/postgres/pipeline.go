@@ -81,7 +81,17 @@ func pipeline(ctx context.Context, pool *pgxpool.Pool, steps []step) (err error)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.what, err)
 		}
-		batch.ExecParams(s.sql, values, oids, nil, nil)
+		if !s.prepare {
+			batch.ExecParams(s.sql, values, oids, nil, nil)
+			continue
+		}
+		// Prepared once per connection (a round trip of its own, the first
+		// time), named after its text.
+		sd, err := conn.Conn().Prepare(ctx, s.sql, s.sql)
+		if err != nil {
+			return fmt.Errorf("%s: prepare: %w", s.what, err)
+		}
+		batch.ExecPrepared(sd.Name, values, nil, nil)
 	}
 	results := conn.Conn().PgConn().ExecBatch(ctx, batch)
 	// Each step that succeeded yields one result without error; the one that

@@ -153,6 +153,10 @@ type step struct {
 	what string
 	sql  string
 	args []any
+	// prepare asks [pipeline] to prepare the statement on each connection
+	// and reuse it: for a statement of constant text run on every Create,
+	// whose planning would cost more than its execution.
+	prepare bool
 }
 
 // Create makes the user in one transaction: the role with a SCRAM verifier,
@@ -208,9 +212,10 @@ func (p *Plugin) create(ctx context.Context, req plugins.CreateOf[*Role], steps 
 		return stepByStep()
 	}
 	check := step{
-		what: "check the new role",
-		sql:  newUserCheckQuery(p.version),
-		args: []any{req.Username, dangerousPredefinedRoles, forbiddenRoles(req.Spec.ReassignOwnedTo)},
+		what:    "check the new role",
+		sql:     newUserCheckQuery(p.version),
+		args:    []any{req.Username, dangerousPredefinedRoles, forbiddenRoles(req.Spec.ReassignOwnedTo)},
+		prepare: true,
 	}
 	all := append(slices.Clip(steps), check)
 	err := pipeline(ctx, p.pool, all)
