@@ -228,7 +228,8 @@ func terminateStep(oid uint32) step {
 		what: "terminate sessions",
 		sql: `SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity
 		      WHERE usesysid = $1 AND pid <> pg_backend_pid()`,
-		args: []any{oid, terminateWait},
+		args:    []any{oid, terminateWait},
+		prepare: true,
 	}
 }
 
