@@ -133,7 +133,7 @@ func (s *credentialService) issue(ctx context.Context, msg *credbrokerv1.IssueCr
 	defer cancel()
 	created, err := plugin.Create(work, plugins.CreateRequest{
 		Username:  lease.Username,
-		Password:  plugins.NewPassword(),
+		Password:  plugins.NewPasswordFor(plugin),
 		ExpiresAt: lease.ExpiresAt,
 		Role:      role.Name,
 		Spec:      role.spec,

@@ -26,9 +26,10 @@ func Open(ctx context.Context, d Driver, connection any) (Plugin, error) {
 // Sanitized returns p wrapped in the sanitizing decorator [Open] applies.
 // Wrapping twice is harmless: an already sanitized plugin is returned as is.
 // The decorator implements every optional interface ([Warner],
-// [StateUpgrader], [Availability]) whether p does or not, answering as "not
-// supported" would (no warnings, no state, available), so a type assertion
-// on the result cannot tell what p supports.
+// [StateUpgrader], [Availability], [PasswordMaker]) whether p does or not,
+// answering as "not supported" would (no warnings, no state, available,
+// [NewPassword]), so a type assertion on the result cannot tell what p
+// supports.
 func Sanitized(p Plugin) Plugin {
 	if s, ok := p.(*sanitizing); ok {
 		return s
@@ -44,6 +45,7 @@ var (
 	_ Warner        = (*sanitizing)(nil)
 	_ StateUpgrader = (*sanitizing)(nil)
 	_ Availability  = (*sanitizing)(nil)
+	_ PasswordMaker = (*sanitizing)(nil)
 )
 
 func (s *sanitizing) clean(err error, extra ...secret.Value) error {
@@ -145,4 +147,18 @@ func (s *sanitizing) Available() error {
 		return nil
 	}
 	return s.clean(a.Available())
+}
+
+// NewPassword forwards to the plugin's [PasswordMaker]; [NewPassword] when
+// it has none.
+func (s *sanitizing) NewPassword() secret.Value { return NewPasswordFor(s.p) }
+
+// NewPasswordFor returns a password for a user p is about to create: p's
+// own when it is a [PasswordMaker], which may have prepared work for it,
+// else [NewPassword].
+func NewPasswordFor(p Plugin) secret.Value {
+	if m, ok := p.(PasswordMaker); ok {
+		return m.NewPassword()
+	}
+	return NewPassword()
 }

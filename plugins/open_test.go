@@ -185,3 +185,44 @@ func TestSanitizingDecorator(t *testing.T) {
 		t.Errorf("Create = %+v, %v", resp, err)
 	}
 }
+
+// maker is a recorder that makes the passwords of its users.
+type maker struct {
+	*recorder
+	password secret.Value
+}
+
+func (m maker) NewPassword() secret.Value { return m.password }
+
+// makerDriver opens a maker.
+type makerDriver struct {
+	driver
+	m maker
+}
+
+func (d makerDriver) Open(context.Context, string) (plugins.TypedPlugin[*role], error) {
+	return d.m, nil
+}
+
+// TestNewPasswordFor: the passwords of a plugin that makes its own come from
+// it, through the adapter and the decorator; a plugin that does not gets
+// NewPassword's.
+func TestNewPasswordFor(t *testing.T) {
+	made := secret.New("made-by-the-plugin")
+	p, err := plugins.Open(t.Context(), plugins.Typed(makerDriver{m: maker{recorder: &recorder{}, password: made}}), "conn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plugins.NewPasswordFor(p); got.Reveal() != made.Reveal() {
+		t.Errorf("NewPasswordFor a plugin that makes passwords = %q, want its own", got.Reveal())
+	}
+
+	plain := open(t, &recorder{})
+	first, second := plugins.NewPasswordFor(plain).Reveal(), plugins.NewPasswordFor(plain).Reveal()
+	if len(first) != 32 || first == second || first == made.Reveal() {
+		t.Errorf("NewPasswordFor a plugin that makes none = %q then %q, want two of NewPassword's", first, second)
+	}
+	if _, ok := plain.(plugins.PasswordMaker); !ok {
+		t.Error("the decorator does not implement PasswordMaker for a plugin without one")
+	}
+}

@@ -20,7 +20,8 @@ type TypedDriver[C, R any] interface {
 }
 
 // TypedPlugin is a [Plugin] written in the backend's own role type R. It may
-// also implement [Warner], [SecretHolder] and [TypedStateUpgrader].
+// also implement [Warner], [SecretHolder], [PasswordMaker] and
+// [TypedStateUpgrader].
 type TypedPlugin[R any] interface {
 	Create(ctx context.Context, req CreateOf[R]) (CreateResponse, error)
 	Renew(ctx context.Context, req RenewOf[R]) (RenewResponse, error)
@@ -156,6 +157,13 @@ func (t *typedPlugin[R]) Secrets() []secret.Value {
 		return s.Secrets()
 	}
 	return nil
+}
+
+func (t *typedPlugin[R]) NewPassword() secret.Value {
+	if m, ok := t.p.(PasswordMaker); ok {
+		return m.NewPassword()
+	}
+	return NewPassword()
 }
 
 func (t *typedPlugin[R]) UpgradeState(ctx context.Context, req UpgradeStateRequest) ([]byte, error) {

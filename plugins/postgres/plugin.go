@@ -31,6 +31,8 @@ type Plugin struct {
 	version int             // the server's server_version_num
 	target  target
 	secrets []secret.Value // the admin DSN and its password; see Secrets
+	// passwords hashes the passwords of the next Creates ahead of time.
+	passwords *passwords
 
 	mu        sync.Mutex
 	dbPools   map[string]*pgxpool.Pool // by database name, made lazily by poolFor
@@ -43,6 +45,7 @@ var (
 	_ plugins.TypedStateUpgrader[*Role] = (*Plugin)(nil)
 	_ plugins.Warner                    = (*Plugin)(nil)
 	_ plugins.SecretHolder              = (*Plugin)(nil)
+	_ plugins.PasswordMaker             = (*Plugin)(nil)
 )
 
 // target is where issued credentials point.
@@ -101,6 +104,7 @@ func open(ctx context.Context, c *Connection, configure func(*pgxpool.Config)) (
 		p.pool.Close()
 		return nil, plugins.Sanitize(fmt.Errorf("open: %w", classify(err)), p.secrets...)
 	}
+	p.passwords = startPasswords()
 	return p, nil
 }
 
@@ -132,22 +136,44 @@ func (p *Plugin) setup(ctx context.Context) error {
 // [plugins.Open] redacts from every error and warning the plugin returns.
 func (p *Plugin) Secrets() []secret.Value { return slices.Clone(p.secrets) }
 
+// NewPassword returns a password made as [plugins.NewPassword] makes one,
+// whose SCRAM verifier is usually computed already, off the request path:
+// the Create of that password uses it once. Create computes the verifier of
+// any other password itself.
+func (p *Plugin) NewPassword() secret.Value {
+	if p.passwords == nil {
+		return plugins.NewPassword()
+	}
+	return p.passwords.take()
+}
+
 // step is one statement of a transaction; what describes it in errors and
 // never holds a secret.
 type step struct {
 	what string
 	sql  string
 	args []any
+	// prepare asks [pipeline] to prepare the statement on each connection
+	// and reuse it: for a statement of constant text run on every Create,
+	// whose planning would cost more than its execution.
+	prepare bool
 }
 
-// Create makes the user in one transaction: the role with a SCRAM verifier
-// and VALID UNTIL req.ExpiresAt, the comment that marks it as the plugin's,
-// on PostgreSQL 16+ membership of credbroker_managed WITH INHERIT FALSE, SET
-// FALSE, then the role's grants or creation statements. Before the
-// transaction commits it checks the new user, and every role it is a member
-// of, against the rules of [Plugin.CheckRole], and rolls back when one is too
-// strong (creation statements are free SQL). The plaintext password is never
-// sent to the server.
+// Create makes the user in one transaction: the role with a SCRAM verifier,
+// VALID UNTIL req.ExpiresAt and membership of the role's member_of groups,
+// the comment that marks it as the plugin's, on PostgreSQL 16+ membership of
+// credbroker_managed WITH INHERIT FALSE, SET FALSE, then the role's grants
+// or creation statements. Before the transaction commits it checks the new
+// user, and every role it is a member of, against the rules of
+// [Plugin.CheckRole], and rolls back when one is too strong (creation
+// statements are free SQL; a group may have become stronger since start).
+// The plaintext password is never sent to the server.
+//
+// A role without creation statements is made in one round trip: the
+// statements and the check are pipelined as one implicit transaction, so
+// the catalog locks they take are held only while the server runs them (see
+// [pipeline]). Creation statements run one by one in an explicit
+// transaction, as does a Create whose check failed, to say why.
 //
 // The response's State holds what Revoke will need: the role's
 // revocation_statements and reassign_owned_to as they are now.
@@ -158,9 +184,7 @@ func (p *Plugin) Create(ctx context.Context, req plugins.CreateOf[*Role]) (plugi
 		st, err = stateOf(req.Spec).encode()
 	}
 	if err == nil {
-		err = p.inTx(ctx, p.pool, steps, func(tx pgx.Tx) error {
-			return checkNewUser(ctx, tx, req.Username, p.version, req.Spec.ReassignOwnedTo)
-		})
+		err = p.create(ctx, req, steps)
 	}
 	if sqlState(err) == pgerrcode.ProgramLimitExceeded {
 		// "row is too big": a table's ACL is full of per-user grants. Every
@@ -171,6 +195,34 @@ func (p *Plugin) Create(ctx context.Context, req plugins.CreateOf[*Role]) (plugi
 		return plugins.CreateResponse{}, fmt.Errorf("create role %s: %w", ident(req.Username), err)
 	}
 	return plugins.CreateResponse{Credential: p.credential(req.Username, req.Password), State: st}, nil
+}
+
+// create runs steps and the check of the new user: in one pipeline when
+// the statements are the plugin's own, else step by step. A pipeline whose
+// check failed has rolled back; the step-by-step run that follows finds what
+// is too strong and names it in its error (or, should a group have changed
+// back meanwhile, makes the user).
+func (p *Plugin) create(ctx context.Context, req plugins.CreateOf[*Role], steps []step) error {
+	stepByStep := func() error {
+		return p.inTx(ctx, p.pool, steps, func(tx pgx.Tx) error {
+			return checkNewUser(ctx, tx, req.Username, p.version, req.Spec.ReassignOwnedTo)
+		})
+	}
+	if len(req.Spec.CreationStatements) > 0 {
+		return stepByStep()
+	}
+	check := step{
+		what:    "check the new role",
+		sql:     newUserCheckQuery(p.version),
+		args:    []any{req.Username, dangerousPredefinedRoles, forbiddenRoles(req.Spec.ReassignOwnedTo)},
+		prepare: true,
+	}
+	all := append(slices.Clip(steps), check)
+	err := pipeline(ctx, p.pool, all)
+	if failedStep(err) == len(steps) && sqlState(err) == pgerrcode.InvalidTextRepresentation {
+		return stepByStep()
+	}
+	return classify(err)
 }
 
 func (p *Plugin) createSteps(req plugins.CreateOf[*Role]) ([]step, error) {
@@ -188,7 +240,7 @@ func (p *Plugin) createSteps(req plugins.CreateOf[*Role]) ([]step, error) {
 		return nil, errors.New("no expiry given: a user must expire")
 	}
 	name := ident(req.Username)
-	verifier := SCRAMVerifier(req.Password.Reveal())
+	verifier := p.passwords.verifier(req.Password)
 	lock := step{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}}
 	var steps []step
 	if len(role.CreationStatements) > 0 {
@@ -199,20 +251,17 @@ func (p *Plugin) createSteps(req plugins.CreateOf[*Role]) ([]step, error) {
 			steps = append(steps, step{what: fmt.Sprintf("creation_statements[%d]", i), sql: render(s, vals)})
 		}
 		steps = append(steps, adminPath)
+		// A role built by hand may name groups too; a parsed one cannot.
+		for _, group := range role.MemberOf {
+			steps = append(steps, step{what: "grant " + ident(group), sql: "GRANT " + ident(group) + " TO " + name})
+		}
 	} else {
-		steps = append(steps, step{
-			what: "create role",
-			sql: "CREATE ROLE " + name + " LOGIN PASSWORD " + quoteLiteral(verifier) +
-				" VALID UNTIL " + timestampLiteral(req.ExpiresAt),
-		})
+		steps = append(steps, step{what: "create role", sql: createRole(name, verifier, req.ExpiresAt, role.MemberOf)})
 	}
 	comment := roleComment(time.Now())
 	steps = append(steps, step{what: "comment on role", sql: "COMMENT ON ROLE " + name + " IS " + quoteLiteral(comment)})
 	if sql := markerGrant(p.version, name); sql != "" {
 		steps = append(steps, step{what: "grant " + markerRole, sql: sql})
-	}
-	for _, group := range role.MemberOf {
-		steps = append(steps, step{what: "grant " + ident(group), sql: "GRANT " + ident(group) + " TO " + name})
 	}
 	if len(role.Grants) > 0 {
 		grants, err := grantSteps(role.Grants, name)
@@ -223,6 +272,21 @@ func (p *Plugin) createSteps(req plugins.CreateOf[*Role]) ([]step, error) {
 		steps = append(steps, grants...)
 	}
 	return steps, nil
+}
+
+// createRole returns the CREATE ROLE statement of a user of the quoted name
+// that logs in with the SCRAM verifier until expires and is a member of
+// groups: one statement, where GRANT would take one a group.
+func createRole(name, verifier string, expires time.Time, groups []string) string {
+	sql := "CREATE ROLE " + name + " LOGIN PASSWORD " + quoteLiteral(verifier) + " VALID UNTIL " + timestampLiteral(expires)
+	if len(groups) > 0 {
+		quoted := make([]string, len(groups))
+		for i, g := range groups {
+			quoted[i] = ident(g)
+		}
+		sql += " IN ROLE " + strings.Join(quoted, ", ")
+	}
+	return sql
 }
 
 // grantSteps turns grants into GRANT statements for the quoted user name:
@@ -308,11 +372,7 @@ func checkNewUser(ctx context.Context, tx pgx.Tx, username string, version int, 
 	if len(found) > 0 {
 		return fmt.Errorf("%w for an issued user, rolled back: %s", ErrTooStrong, strings.Join(found, "; "))
 	}
-	forbidden := []string{markerRole}
-	if reassignTo != "" {
-		forbidden = append(forbidden, reassignTo)
-	}
-	rows, err := tx.Query(ctx, reachQuery(version), username, forbidden)
+	rows, err := tx.Query(ctx, reachQuery(version, "$2"), username, forbiddenRoles(reassignTo))
 	if err != nil {
 		return fmt.Errorf("check the new role: %w", err)
 	}
@@ -327,11 +387,20 @@ func checkNewUser(ctx context.Context, tx pgx.Tx, username string, version int, 
 	return nil
 }
 
-// reachQuery returns the roles of $2 that role $1 can act as through its
-// memberships, recursively: every membership on PostgreSQL 15 and older, and
-// on 16+ those WITH SET or WITH INHERIT (the marker's own membership has
-// neither).
-func reachQuery(version int) string {
+// forbiddenRoles are the roles no issued user may act as: the marker, and
+// reassignTo (which receives what revoked users owned) when set.
+func forbiddenRoles(reassignTo string) []string {
+	if reassignTo == "" {
+		return []string{markerRole}
+	}
+	return []string{markerRole, reassignTo}
+}
+
+// reachQuery returns the roles of the text[] parameter roles (such as "$2")
+// that role $1 can act as through its memberships, recursively: every
+// membership on PostgreSQL 15 and older, and on 16+ those WITH SET or WITH
+// INHERIT (the marker's own membership has neither).
+func reachQuery(version int, roles string) string {
 	edge := ""
 	if version >= memberOptionsVersion {
 		edge = " AND (m.set_option OR m.inherit_option)"
@@ -343,7 +412,46 @@ WITH RECURSIVE reach(oid) AS (
 	SELECT m.roleid FROM reach JOIN pg_auth_members m ON m.member = reach.oid` + edge + `
 )
 SELECT r.rolname::text FROM reach JOIN pg_roles r ON r.oid = reach.oid
-WHERE r.rolname = ANY ($2::text[]) ORDER BY 1`
+WHERE r.rolname = ANY (` + roles + `::text[]) ORDER BY 1`
+}
+
+// tooStrongSignal starts the text newUserCheckQuery fails to read as an
+// integer when the new user is too strong.
+const tooStrongSignal = "credbroker: the new role is too strong for an issued user"
+
+// newUserCheckQuery is checkNewUser as one statement that fails instead of
+// returning what it found, so it can end the pipeline of a Create and roll
+// it back on the server. It applies the rules of strengthQuery and
+// reachQuery to the new user $1 ($2: the dangerous predefined roles, $3:
+// the roles it must not act as), counting the roles it reaches that break
+// one, and when there is any it casts a text that says so to an integer,
+// which fails with invalid_text_representation (22P02): PostgreSQL has no
+// other way for a plain SQL statement to raise an error, and since the text
+// depends on the count, the cast is not folded at plan time. Every role is
+// looked up by index, one membership at a time (OFFSET 0 keeps the planner
+// from turning the lookups into joins that scan the catalogs), so the check
+// costs the same however many roles the server holds: pg_authid grows with
+// every live lease. The statements before it are the plugin's own, so the
+// user exists and has no attribute but LOGIN; creation statements, which
+// may give it more, are checked by checkNewUser instead.
+func newUserCheckQuery(version int) string {
+	usable := "true" // before PostgreSQL 16 every membership lets the member SET ROLE
+	if version >= memberOptionsVersion {
+		usable = "(m.set_option OR m.inherit_option)"
+	}
+	return `
+WITH RECURSIVE reach(oid, usable) AS (
+	SELECT oid, true FROM pg_roles WHERE rolname = $1
+	UNION
+	SELECT m.roleid, reach.usable AND ` + usable + `
+	FROM reach, LATERAL (SELECT * FROM pg_auth_members WHERE member = reach.oid OFFSET 0) m
+)
+SELECT CASE WHEN count(*) = 0 THEN 0 ELSE ('` + tooStrongSignal + ` (' || count(*) || ' roles)')::int END
+FROM reach, LATERAL (SELECT * FROM pg_roles WHERE oid = reach.oid OFFSET 0) r
+WHERE r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolbypassrls OR r.rolreplication
+   OR r.rolname = ANY ($2::text[])
+   OR (reach.usable AND r.rolname = ANY ($3::text[]))
+   OR EXISTS (SELECT 1 FROM pg_auth_members a WHERE a.member = reach.oid AND a.admin_option)`
 }
 
 func checkUsername(name string) error {
@@ -568,7 +676,8 @@ func (p *Plugin) checkReassignTarget(ctx context.Context, target string) error {
 	return nil
 }
 
-// Close releases the admin connections. Calls after the first do nothing.
+// Close releases the admin connections and stops hashing passwords ahead.
+// Calls after the first do nothing.
 func (p *Plugin) Close() error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
@@ -580,6 +689,9 @@ func (p *Plugin) Close() error {
 			pool.Close()
 		}
 		p.pool.Close()
+		if p.passwords != nil {
+			p.passwords.stop()
+		}
 	})
 	return nil
 }

@@ -35,6 +35,12 @@ const terminateWait = 5000
 // state names reassign_owned_to, it goes to that role instead, after checking
 // again that the role cannot log in and is not too strong; if it now is, the
 // revoke fails (the user stays unable to log in) and the reaper retries.
+//
+// A user that owns nothing and holds no privilege anywhere (pg_shdepend
+// names it nowhere), with no revocation_statements or reassign_owned_to in
+// its state, is removed in one round trip after the lookup, then its
+// sessions are looked for once more (see [Plugin.dropQuickly]); should it
+// have made an object meanwhile, all of the above runs.
 func (p *Plugin) Revoke(ctx context.Context, req plugins.RevokeOf[*Role]) (plugins.RevokeResponse, error) {
 	if err := p.revoke(ctx, req); err != nil {
 		return plugins.RevokeResponse{}, fmt.Errorf("revoke role %s: %w", ident(req.Username), classify(err))
@@ -42,25 +48,42 @@ func (p *Plugin) Revoke(ctx context.Context, req plugins.RevokeOf[*Role]) (plugi
 	return plugins.RevokeResponse{}, nil
 }
 
-func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error {
-	username := req.Username
-	name := ident(username)
-	var (
-		oid        uint32
-		comment    string
-		adminSuper bool
-	)
-	err := p.pool.QueryRow(ctx, `
+// revokee is what the first round trip of a revoke learns of the user.
+type revokee struct {
+	name       string // unquoted
+	oid        uint32
+	comment    string
+	adminSuper bool // the admin is a superuser
+	// depends says pg_shdepend names the user: it owns objects or holds
+	// privileges in some database (or on a shared object).
+	depends bool
+}
+
+// lookUp reads what a revoke needs to know of username in one round trip;
+// found is false when the user does not exist.
+func (p *Plugin) lookUp(ctx context.Context, username string) (u revokee, found bool, err error) {
+	u.name = username
+	err = p.pool.QueryRow(ctx, `
 		SELECT r.oid, COALESCE(shobj_description(r.oid, 'pg_authid'), ''),
-		       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-		FROM pg_roles r WHERE r.rolname = $1`, username).Scan(&oid, &comment, &adminSuper)
+		       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+		       EXISTS (SELECT 1 FROM pg_shdepend s
+		               WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = r.oid)
+		FROM pg_roles r WHERE r.rolname = $1`, username).Scan(&u.oid, &u.comment, &u.adminSuper, &u.depends)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+		return revokee{}, false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("look up the role: %w", err)
+		return revokee{}, false, fmt.Errorf("look up the role: %w", err)
 	}
-	info, managed := parseRoleComment(comment)
+	return u, true, nil
+}
+
+func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error {
+	u, found, err := p.lookUp(ctx, req.Username)
+	if err != nil || !found {
+		return err
+	}
+	info, managed := parseRoleComment(u.comment)
 	if !managed {
 		return fmt.Errorf("refusing to drop a role whose comment does not start with %q: credbroker did not create it", commentPrefix)
 	}
@@ -72,7 +95,62 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 			return err
 		}
 	}
+	return p.remove(ctx, u, st)
+}
 
+// remove removes the user lookUp found, as st says: in one round trip when
+// nothing but the role itself is to be removed, else (or when the user made
+// an object since the lookup) step by step.
+func (p *Plugin) remove(ctx context.Context, u revokee, st state) error {
+	if !u.depends && len(st.RevocationStatements) == 0 && st.ReassignOwnedTo == "" {
+		err := p.dropQuickly(ctx, u)
+		switch sqlState(err) {
+		case "":
+			if err != nil {
+				return err
+			}
+			// A session that authenticated before DROP ROLE committed may
+			// have appeared since; it outlives DROP ROLE unless it is ended
+			// too.
+			return p.terminate(ctx, u.oid)
+		case pgerrcode.UndefinedObject:
+			return nil // dropped meanwhile, by another replica
+		case pgerrcode.DependentObjectsStillExist:
+			// The user made an object, or was granted a privilege, since
+			// the lookup: nothing was committed, and the careful path
+			// drops it.
+		default:
+			return err
+		}
+	}
+	return p.removeCarefully(ctx, u, st)
+}
+
+// dropQuickly ends the user's sessions and drops the role in one round trip,
+// as one transaction (see [pipeline]): (when the admin is not a superuser)
+// the admin takes the user's privileges, which ending its sessions needs,
+// then every session of the user is terminated, then DROP ROLE. It sends no
+// ALTER ROLE … NOLOGIN first: inside the one transaction no other session
+// would see it before DROP ROLE commits, after which the role is gone and
+// logins fail anyway. DROP ROLE fails with dependent_objects_still_exist
+// when the user owns an object or holds a privilege, and then nothing is
+// committed.
+func (p *Plugin) dropQuickly(ctx context.Context, u revokee) error {
+	name := ident(u.name)
+	var steps []step
+	if !u.adminSuper {
+		steps = append(steps, step{what: "take the privileges of the user to end its sessions", sql: adminMembership(p.version, name)})
+	}
+	steps = append(steps, terminateStep(u.oid), step{what: "drop role", sql: "DROP ROLE " + name})
+	return pipeline(ctx, p.pool, steps)
+}
+
+// removeCarefully disables login (committed at once), terminates the
+// user's sessions, runs the state's revocation_statements, drops or
+// reassigns what the user owns in every database where it owns anything,
+// drops the role, and terminates any session that appeared meanwhile.
+func (p *Plugin) removeCarefully(ctx context.Context, u revokee, st state) error {
+	name := ident(u.name)
 	// No new sessions, then end the open ones.
 	if _, err := p.pool.Exec(ctx, "ALTER ROLE "+name+" NOLOGIN"); err != nil {
 		if sqlState(err) == pgerrcode.UndefinedObject {
@@ -80,7 +158,7 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 		}
 		return fmt.Errorf("disable login: %w", err)
 	}
-	if !adminSuper {
+	if !u.adminSuper {
 		// Ending the user's sessions, and REASSIGN/DROP OWNED, need the
 		// privileges of the user, which CREATEROLE alone does not give.
 		if _, err := p.pool.Exec(ctx, adminMembership(p.version, name)); err != nil {
@@ -90,21 +168,21 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 			return fmt.Errorf("take the privileges of the user to end its sessions and drop what it owns: %w", err)
 		}
 	}
-	if err := p.terminate(ctx, oid); err != nil {
+	if err := p.terminate(ctx, u.oid); err != nil {
 		return err
 	}
 
 	if len(st.RevocationStatements) > 0 {
 		steps := []step{{what: "wait for the grant lock", sql: "SELECT pg_advisory_xact_lock($1)", args: []any{grantLockKey}}, operatorPath}
 		for i, s := range st.RevocationStatements {
-			steps = append(steps, step{what: fmt.Sprintf("revocation_statements[%d]", i), sql: render(s, templateValues{name: username})})
+			steps = append(steps, step{what: fmt.Sprintf("revocation_statements[%d]", i), sql: render(s, templateValues{name: u.name})})
 		}
 		if err := p.inTx(ctx, p.pool, steps); err != nil {
 			return err
 		}
 	}
 
-	if err := p.dropOwned(ctx, oid, name, st.ReassignOwnedTo, adminSuper); err != nil {
+	if err := p.dropOwned(ctx, u.oid, name, st.ReassignOwnedTo, u.adminSuper); err != nil {
 		return err
 	}
 	if _, err := p.pool.Exec(ctx, "DROP ROLE IF EXISTS "+name); err != nil {
@@ -112,7 +190,7 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 	}
 	// A session that authenticated just before login was disabled may have
 	// appeared since; it outlives DROP ROLE unless it is ended too.
-	return p.terminate(ctx, oid)
+	return p.terminate(ctx, u.oid)
 }
 
 // UpgradeState derives the state of a lease an earlier release wrote, which
@@ -143,14 +221,23 @@ func (p *Plugin) UpgradeState(ctx context.Context, req plugins.UpgradeStateOf[*R
 	return derivedState(info, req.Spec).encode()
 }
 
-// terminate ends every session of the role with this oid, waiting for each
-// to exit.
+// terminateStep ends every session of the role with this oid, waiting for
+// each to exit.
+func terminateStep(oid uint32) step {
+	return step{
+		what: "terminate sessions",
+		sql: `SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity
+		      WHERE usesysid = $1 AND pid <> pg_backend_pid()`,
+		args:    []any{oid, terminateWait},
+		prepare: true,
+	}
+}
+
+// terminate runs terminateStep on its own.
 func (p *Plugin) terminate(ctx context.Context, oid uint32) error {
-	_, err := p.pool.Exec(ctx, `
-		SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity
-		WHERE usesysid = $1 AND pid <> pg_backend_pid()`, oid, terminateWait)
-	if err != nil {
-		return fmt.Errorf("terminate sessions: %w", err)
+	s := terminateStep(oid)
+	if _, err := p.pool.Exec(ctx, s.sql, s.args...); err != nil {
+		return fmt.Errorf("%s: %w", s.what, err)
 	}
 	return nil
 }
