@@ -55,17 +55,23 @@ func (s *Store) claimDue(ctx context.Context, now, pendingBefore, until time.Tim
 }
 
 // claimOne claims one lease for an immediate revoke, whatever its expiry and
-// whoever holds it. A REVOKED lease is returned unchanged with claimed false.
-// A lease already REVOKING keeps its first reason.
-func (s *Store) claimOne(ctx context.Context, id, reason string, until time.Time) (l Lease, claimed bool, err error) {
+// whoever holds it — or, when holder is not nil, only if it is held by that
+// issuer and subject. A REVOKED lease, or one held by someone else, is
+// returned unchanged with claimed false. A lease already REVOKING keeps its
+// first reason.
+func (s *Store) claimOne(ctx context.Context, id, reason string, until time.Time, holder *Holder) (l Lease, claimed bool, err error) {
+	anyone := holder == nil
+	if anyone {
+		holder = &Holder{}
+	}
 	l, err = scanLease(s.pool.QueryRow(ctx, `
 		UPDATE leases
 		SET state = 'REVOKING',
 			next_attempt_at = $3,
 			revoke_reason = CASE WHEN state = 'REVOKING' AND revoke_reason <> '' THEN revoke_reason ELSE $2 END
-		WHERE id = $1 AND state <> 'REVOKED'
+		WHERE id = $1 AND state <> 'REVOKED' AND ($4 OR (issuer = $5 AND subject = $6))
 		RETURNING `+leaseColumns,
-		id, reason, until))
+		id, reason, until, anyone, holder.Issuer, holder.Subject))
 	if err == nil {
 		return l, true, nil
 	}
@@ -75,6 +81,9 @@ func (s *Store) claimOne(ctx context.Context, id, reason string, until time.Time
 	l, err = s.Get(ctx, id)
 	return l, false, err
 }
+
+// Holder names who a lease was issued to.
+type Holder struct{ Issuer, Subject string }
 
 // finishRevoked records a successful revoke of a claimed lease: REVOKED,
 // revoked_at = now, and a `revoked` event, in one statement. It returns

@@ -327,12 +327,30 @@ func (r *Reaper) runOnce(ctx context.Context) (runResult, error) {
 // or ctx ended. Revoking a REVOKED lease returns it unchanged. An unknown id
 // gives [ErrNotFound].
 func (r *Reaper) Revoke(ctx context.Context, id, reason, actor string) (_ Lease, err error) {
+	return r.revoke(ctx, id, nil, reason, actor)
+}
+
+// RevokeHeld is [Reaper.Revoke] for the holder of the lease: the claim that
+// starts the revoke checks, in the same statement, that holder holds it. A
+// lease someone else holds is returned unchanged, with [ErrNotHeld] and
+// nothing changed; callers report it as they would a missing lease.
+func (r *Reaper) RevokeHeld(ctx context.Context, id string, holder Holder, reason, actor string) (_ Lease, err error) {
+	return r.revoke(ctx, id, &holder, reason, actor)
+}
+
+// ErrNotHeld reports a lease that is not the caller's to revoke.
+var ErrNotHeld = errors.New("leases: the lease is held by someone else")
+
+func (r *Reaper) revoke(ctx context.Context, id string, holder *Holder, reason, actor string) (_ Lease, err error) {
 	defer markUnavailable(&err)
-	l, claimed, err := r.store.claimOne(ctx, id, nonEmpty(reason, "revoked"), r.now().Add(r.cfg.ClaimTimeout))
+	l, claimed, err := r.store.claimOne(ctx, id, nonEmpty(reason, "revoked"), r.now().Add(r.cfg.ClaimTimeout), holder)
 	if err != nil {
 		return Lease{}, fmt.Errorf("revoke lease %s: %w", id, err)
 	}
 	if !claimed {
+		if holder != nil && (l.Issuer != holder.Issuer || l.Subject != holder.Subject) {
+			return l, fmt.Errorf("revoke lease %s: %w", id, ErrNotHeld)
+		}
 		return l, nil
 	}
 	out, oc, err := r.attempt(ctx, r.store, l, actor)

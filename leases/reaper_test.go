@@ -539,6 +539,45 @@ func TestReaperRevoke(t *testing.T) {
 		}
 	})
 
+	// The holder's revoke: the claim itself checks who holds the lease, so
+	// someone else's lease is neither claimed nor revoked.
+	t.Run("Held", func(t *testing.T) {
+		t.Parallel()
+		s, b := setup(t)
+		p := newFakePlugin()
+		r := newReaper(t, s, b, p, nil)
+		l := createActive(t, s, newLease(b, time.Hour))
+		holder := Holder{Issuer: l.Issuer, Subject: l.Subject}
+
+		for _, other := range []Holder{{Issuer: l.Issuer, Subject: "someone-else"}, {Issuer: "other-issuer", Subject: l.Subject}} {
+			got, err := r.RevokeHeld(t.Context(), l.ID, other, "mine now", "mallory")
+			if !errors.Is(err, ErrNotHeld) {
+				t.Fatalf("RevokeHeld by %+v: %+v, %v; want ErrNotHeld", other, got, err)
+			}
+		}
+		if cur := mustGet(t, s, l.ID); cur.State != StateActive || cur.RevokeReason != "" || p.calls(l.Username) != 0 {
+			t.Fatalf("after refused revokes: %+v, %d backend revokes; want it untouched", cur, p.calls(l.Username))
+		}
+
+		got, err := r.RevokeHeld(t.Context(), l.ID, holder, "done", "holder")
+		if err != nil || got.State != StateRevoked || got.RevokeReason != "done" {
+			t.Fatalf("RevokeHeld by the holder = %+v, %v", got, err)
+		}
+		again, err := r.RevokeHeld(t.Context(), l.ID, holder, "twice", "holder")
+		if err != nil || !reflect.DeepEqual(again, got) {
+			t.Fatalf("RevokeHeld of a REVOKED lease = %+v, %v; want it unchanged", again, err)
+		}
+		if _, err := r.RevokeHeld(t.Context(), l.ID, Holder{Issuer: "x", Subject: "y"}, "x", "x"); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("RevokeHeld of someone else's REVOKED lease: %v; want ErrNotHeld", err)
+		}
+		if _, err := r.RevokeHeld(t.Context(), "lease_missing", holder, "x", "x"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("RevokeHeld of an unknown lease: %v", err)
+		}
+		if c := p.calls(l.Username); c != 1 {
+			t.Fatalf("revokes = %d, want 1", c)
+		}
+	})
+
 	t.Run("BackendFailsThenReaperFinishes", func(t *testing.T) {
 		t.Parallel()
 		s, b := setup(t)

@@ -168,7 +168,7 @@ func TestRenewLostRace(t *testing.T) {
 	t.Run("RevokedMeanwhile", func(t *testing.T) {
 		l := createActive(t, s, newLease(b, 10*time.Minute))
 		_, err := s.Renew(ctx, l.ID, "holder", func(cur Lease) (Renewal, error) {
-			if _, _, err := s.claimOne(ctx, l.ID, "revoked by admin", b.clock.Now().Add(time.Minute)); err != nil {
+			if _, _, err := s.claimOne(ctx, l.ID, "revoked by admin", b.clock.Now().Add(time.Minute), nil); err != nil {
 				t.Fatal(err)
 			}
 			return Renewal{ExpiresAt: b.clock.Now().Add(20 * time.Minute)}, nil

@@ -217,7 +217,7 @@ func issueRenewRevoke(ctx context.Context, s *Store, b *testBundle) error {
 	if err != nil {
 		return err
 	}
-	claimed, ok, err := s.claimOne(ctx, l.ID, "revoked by holder", b.clock.Now().Add(time.Minute))
+	claimed, ok, err := s.claimOne(ctx, l.ID, "revoked by holder", b.clock.Now().Add(time.Minute), &Holder{Issuer: l.Issuer, Subject: l.Subject})
 	if err != nil || !ok {
 		return fmt.Errorf("claim %s: %v, %v", l.ID, ok, err)
 	}
