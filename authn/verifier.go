@@ -550,9 +550,14 @@ func classify(err error, is *issuer, claims jwt.MapClaims) *rejection {
 
 func (v *Verifier) logRejection(ctx context.Context, r *rejection) {
 	level := slog.LevelDebug
-	attrs := []slog.Attr{slog.String("reason", string(r.Reason)), slog.String("error", r.Message)}
 	if r.issuer != "" {
 		level = slog.LevelInfo
+	}
+	if !v.log.Enabled(ctx, level) {
+		return // a flood of junk tokens at the default level builds no attributes
+	}
+	attrs := []slog.Attr{slog.String("reason", string(r.Reason)), slog.String("error", r.Message)}
+	if r.issuer != "" {
 		attrs = append(attrs, slog.String("issuer", r.issuer))
 	}
 	if r.subject != "" {
