@@ -34,6 +34,33 @@
 // down, tokens signed with known keys still verify. An unreachable provider at
 // start is logged, not fatal. JWK parsing uses github.com/MicahParks/jwkset.
 //
+// # Token cache
+//
+// A Verifier remembers the tokens it accepted, keyed by the SHA-256 of the
+// raw token, with the [Identity] each proved, so that a workload presenting
+// the same token on every call pays for one signature check, not one per
+// call. A remembered token is accepted again only while a fresh
+// verification would accept it:
+//
+//   - only by the Verifier that verified it: a config reload makes a new
+//     Verifier, with an empty cache;
+//   - only while its issuer still serves the very key set that verified it:
+//     any key set swapped in (the periodic refresh, a refresh for an unknown
+//     kid, [Verifier.Reload], a changed bundle_file) ends the hits of every
+//     token verified before, which are then verified afresh; so a key
+//     withdrawn from a JWK Set refuses its tokens as soon as the Verifier
+//     has fetched or read the set without it, exactly as without the cache;
+//   - only while exp (plus the leeway) has not passed and nbf (minus the
+//     leeway) has, checked against the clock on every hit, and only while
+//     the clock is not behind the time it was verified (iat and
+//     max_token_lifetime without iat only get more acceptable as time
+//     passes);
+//   - for at most a minute after it was verified, whatever its exp.
+//
+// A refused token is never remembered. The cache holds at most 10 000
+// tokens and drops the least recently used first. The Identities returned
+// for one token share their Audience and Claims.
+//
 // # Development issuers
 //
 // [SigningKey] and [JWKSJSON] make a throwaway issuer: `credbroker dev` and

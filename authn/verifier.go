@@ -3,6 +3,7 @@ package authn
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -21,7 +22,9 @@ import (
 )
 
 // Identity is a verified caller: who the token says it is, once the signature,
-// issuer, audience and validity times have checked out.
+// issuer, audience and validity times have checked out. The Identities
+// [Verifier.Verify] returns for one token share their Audience and Claims:
+// treat them as read-only.
 type Identity struct {
 	// Issuer is the IssuerConfig.Name that verified the token.
 	Issuer string
@@ -49,6 +52,7 @@ type Verifier struct {
 	ownClient *http.Client // closed on Close; nil when the caller gave one
 	now       func() time.Time
 	leeway    time.Duration
+	cache     *tokenCache // the tokens it accepted, by their SHA-256
 
 	ctx    context.Context // ends on Close; bounds every fetch
 	cancel context.CancelFunc
@@ -104,6 +108,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 		ownClient: ownClient,
 		now:       now,
 		leeway:    leeway,
+		cache:     newTokenCache(cacheSize),
 		ctx:       bg,
 		cancel:    cancel,
 	}
@@ -267,34 +272,58 @@ func (is *issuer) loadFile() error {
 // short, safe to show the caller, and never contains the token. The detailed
 // reason is logged: at Info for tokens naming a configured issuer, at Debug
 // otherwise.
+//
+// A token accepted once is remembered (see the package documentation, Token
+// cache) and accepted again without checking its signature for as long as
+// it would be accepted afresh, for at most a minute.
 func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
-	id, rej := v.verify(ctx, token)
+	cacheable := token != "" && len(token) <= MaxTokenSize
+	var sum [sha256.Size]byte
+	if cacheable {
+		sum = sha256.Sum256([]byte(token))
+		if id, ok := v.cached(sum, v.now()); ok {
+			v.logVerified(ctx, id, true)
+			return id, nil
+		}
+	}
+	ok, rej := v.verify(ctx, token)
 	if rej != nil {
 		v.logRejection(ctx, rej)
 		return Identity{}, rej.VerifyError
 	}
-	v.log.LogAttrs(ctx, slog.LevelDebug, "token verified",
-		slog.String("issuer", id.Issuer), slog.String("subject", clip(id.Subject, 256)))
-	return id, nil
+	if cacheable {
+		// The time after the checks: a hit is only ever at or after it.
+		v.remember(sum, ok, v.now())
+	}
+	v.logVerified(ctx, ok.id, false)
+	return ok.id, nil
 }
 
-func (v *Verifier) verify(ctx context.Context, raw string) (Identity, *rejection) {
+func (v *Verifier) logVerified(ctx context.Context, id Identity, cached bool) {
+	if !v.log.Enabled(ctx, slog.LevelDebug) {
+		return // spare building the attributes of every call
+	}
+	v.log.LogAttrs(ctx, slog.LevelDebug, "token verified",
+		slog.String("issuer", id.Issuer), slog.String("subject", clip(id.Subject, 256)), slog.Bool("cached", cached))
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (verified, *rejection) {
 	if raw == "" {
-		return Identity{}, reject(ReasonEmpty, "token is empty", "")
+		return verified{}, reject(ReasonEmpty, "token is empty", "")
 	}
 	if len(raw) > MaxTokenSize {
-		return Identity{}, reject(ReasonTooLarge, fmt.Sprintf("token is larger than %d KiB", MaxTokenSize>>10),
+		return verified{}, reject(ReasonTooLarge, fmt.Sprintf("token is larger than %d KiB", MaxTokenSize>>10),
 			fmt.Sprintf("%d bytes", len(raw)))
 	}
 	header, unverified, err := peek(raw)
 	if err != nil {
-		return Identity{}, reject(ReasonMalformed, "token is malformed: not a signed JWT", err.Error())
+		return verified{}, reject(ReasonMalformed, "token is malformed: not a signed JWT", err.Error())
 	}
 	iss, _ := unverified["iss"].(string)
 	sub, _ := unverified["sub"].(string)
 	is := v.byIss[iss]
 	if is == nil && iss == "" && len(v.byTD) == 0 {
-		return Identity{}, reject(ReasonNoIssuer, "token has no issuer (iss) claim", "")
+		return verified{}, reject(ReasonNoIssuer, "token has no issuer (iss) claim", "")
 	}
 	if is == nil {
 		// A JWT-SVID, with or without iss, is for the issuer of its
@@ -305,73 +334,75 @@ func (v *Verifier) verify(ctx context.Context, raw string) (Identity, *rejection
 	}
 	if is == nil {
 		if iss == "" {
-			return Identity{}, reject(ReasonNoIssuer,
+			return verified{}, reject(ReasonNoIssuer,
 				"token has no issuer (iss) claim and its subject is not a SPIFFE ID of a trusted trust domain", "sub: "+clip(sub, 256))
 		}
-		return Identity{}, reject(ReasonUnknownIssuer, fmt.Sprintf("token issuer %q is not trusted", clip(iss, 128)), "")
+		return verified{}, reject(ReasonUnknownIssuer, fmt.Sprintf("token issuer %q is not trusted", clip(iss, 128)), "")
 	}
-	id, rej := v.verifyFor(ctx, is, raw, header)
+	ok, rej := v.verifyFor(ctx, is, raw, header)
 	if rej != nil {
 		rej.issuer = is.cfg.Name
 		rej.subject = sub
 	}
-	return id, rej
+	return ok, rej
 }
 
 // verifyFor verifies a token that names is as its issuer.
-func (v *Verifier) verifyFor(ctx context.Context, is *issuer, raw string, header map[string]any) (Identity, *rejection) {
+func (v *Verifier) verifyFor(ctx context.Context, is *issuer, raw string, header map[string]any) (verified, *rejection) {
 	alg, _ := header["alg"].(string)
 	switch {
 	case alg == "":
-		return Identity{}, reject(ReasonMalformed, "token has no algorithm (alg) header", "")
+		return verified{}, reject(ReasonMalformed, "token has no algorithm (alg) header", "")
 	case strings.EqualFold(alg, "none"):
-		return Identity{}, reject(ReasonAlgorithm, `token algorithm "none" is never accepted`, "unsigned token")
+		return verified{}, reject(ReasonAlgorithm, `token algorithm "none" is never accepted`, "unsigned token")
 	case strings.HasPrefix(strings.ToUpper(alg), "HS"):
-		return Identity{}, reject(ReasonAlgorithm,
+		return verified{}, reject(ReasonAlgorithm,
 			fmt.Sprintf("token algorithm %q is never accepted: HMAC cannot be verified with public keys", clip(alg, 16)),
 			"allowed: "+strings.Join(is.algs, ", "))
 	case !slices.Contains(is.algs, alg):
-		return Identity{}, reject(ReasonAlgorithm, fmt.Sprintf("token algorithm %q is not allowed for this issuer", clip(alg, 16)),
+		return verified{}, reject(ReasonAlgorithm, fmt.Sprintf("token algorithm %q is not allowed for this issuer", clip(alg, 16)),
 			"allowed: "+strings.Join(is.algs, ", "))
 	}
 	if _, ok := header["crit"]; ok {
-		return Identity{}, reject(ReasonCritical, "token has critical (crit) header extensions that are not supported", "")
+		return verified{}, reject(ReasonCritical, "token has critical (crit) header extensions that are not supported", "")
 	}
 	kidv, hasKID := header["kid"]
 	kid, ok := kidv.(string)
 	if hasKID && !ok {
-		return Identity{}, reject(ReasonMalformed, "token key id (kid) header is not a string", "")
+		return verified{}, reject(ReasonMalformed, "token key id (kid) header is not a string", "")
 	}
 
 	claims := jwt.MapClaims{}
 	var keyRej *rejection
+	var keys *keySet // the set the key came from
 	_, err := is.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
-		key, rej := v.keyFor(ctx, is, t.Method.Alg(), kid, hasKID)
+		key, set, rej := v.keyFor(ctx, is, t.Method.Alg(), kid, hasKID)
 		if rej != nil {
 			keyRej = rej
 			return nil, rej
 		}
+		keys = set
 		return key, nil
 	})
 	if err != nil {
 		if keyRej != nil {
-			return Identity{}, keyRej
+			return verified{}, keyRej
 		}
-		return Identity{}, classify(err, is, claims)
+		return verified{}, classify(err, is, claims)
 	}
 
 	sub, err := claims.GetSubject()
 	if err != nil {
-		return Identity{}, reject(ReasonInvalidClaim, "token subject (sub) claim is not a string", err.Error())
+		return verified{}, reject(ReasonInvalidClaim, "token subject (sub) claim is not a string", err.Error())
 	}
 	if sub == "" {
-		return Identity{}, reject(ReasonNoSubject, "token has no subject (sub) claim", "")
+		return verified{}, reject(ReasonNoSubject, "token has no subject (sub) claim", "")
 	}
 	issURL := is.cfg.Issuer
 	if is.cfg.SPIFFE != nil {
 		sid, rej := checkSPIFFE(is, claims)
 		if rej != nil {
-			return Identity{}, rej
+			return verified{}, rej
 		}
 		sub = sid.String()
 		issURL, _ = claims["iss"].(string)
@@ -379,16 +410,24 @@ func (v *Verifier) verifyFor(ctx context.Context, is *issuer, raw string, header
 	aud, _ := claims.GetAudience()
 	exp, _ := claims.GetExpirationTime() // required, so present after validation
 	if rej := v.checkLifetime(is, exp.Time, claims); rej != nil {
-		return Identity{}, rej
+		return verified{}, rej
 	}
-	return Identity{
-		Issuer:    is.cfg.Name,
-		IssuerURL: issURL,
-		Subject:   sub,
-		Audience:  []string(aud),
-		ExpiresAt: exp.Time,
-		Claims:    map[string]any(claims),
-	}, nil
+	out := verified{
+		id: Identity{
+			Issuer:    is.cfg.Name,
+			IssuerURL: issURL,
+			Subject:   sub,
+			Audience:  []string(aud),
+			ExpiresAt: exp.Time,
+			Claims:    map[string]any(claims),
+		},
+		is:   is,
+		keys: keys,
+	}
+	if nbf, _ := claims.GetNotBefore(); nbf != nil { // a wrong type was refused by the parser
+		out.notBefore = nbf.Time
+	}
+	return out, nil
 }
 
 // checkLifetime refuses a token of an issuer with max_token_lifetime that
@@ -415,9 +454,10 @@ func (v *Verifier) checkLifetime(is *issuer, exp time.Time, claims jwt.MapClaims
 		fmt.Sprintf("exp - %s = %s", from, lifetime.Round(time.Second)))
 }
 
-// keyFor finds the key(s) the token may be verified with, refreshing a remote
-// key set once (rate-limited) when none match.
-func (v *Verifier) keyFor(ctx context.Context, is *issuer, alg, kid string, hasKID bool) (any, *rejection) {
+// keyFor finds the key(s) the token may be verified with, and the key set
+// they are from, refreshing a remote key set once (rate-limited) when none
+// match.
+func (v *Verifier) keyFor(ctx context.Context, is *issuer, alg, kid string, hasKID bool) (any, *keySet, *rejection) {
 	set := is.keys.Load()
 	found := set.find(kid, hasKID)
 	refresh := ""
@@ -426,7 +466,7 @@ func (v *Verifier) keyFor(ctx context.Context, is *issuer, alg, kid string, hasK
 		if err != nil {
 			r := reject(ReasonCanceled, "token verification was canceled while fetching issuer keys", err.Error())
 			r.cause = err
-			return nil, r
+			return nil, nil, r
 		}
 		if ran {
 			set = is.keys.Load()
@@ -440,11 +480,11 @@ func (v *Verifier) keyFor(ctx context.Context, is *issuer, alg, kid string, hasK
 		known := "known kids: " + strings.Join(set.kids(), ", ") + refresh
 		switch {
 		case set == nil:
-			return nil, reject(ReasonKeysUnavailable, "the issuer's signing keys could not be fetched yet; try again later", "")
+			return nil, nil, reject(ReasonKeysUnavailable, "the issuer's signing keys could not be fetched yet; try again later", "")
 		case !hasKID:
-			return nil, reject(ReasonUnknownKey, "token has no key id (kid) and the issuer publishes no keys", "")
+			return nil, nil, reject(ReasonUnknownKey, "token has no key id (kid) and the issuer publishes no keys", "")
 		default:
-			return nil, reject(ReasonUnknownKey, fmt.Sprintf("token key id %q is not in the issuer's key set", clip(kid, 64)), known)
+			return nil, nil, reject(ReasonUnknownKey, fmt.Sprintf("token key id %q is not in the issuer's key set", clip(kid, 64)), known)
 		}
 	}
 	var usable []jwt.VerificationKey
@@ -455,12 +495,12 @@ func (v *Verifier) keyFor(ctx context.Context, is *issuer, alg, kid string, hasK
 	}
 	switch len(usable) {
 	case 0:
-		return nil, reject(ReasonAlgorithm, fmt.Sprintf("token algorithm %q does not match the issuer's key %q", alg, clip(kid, 64)),
+		return nil, nil, reject(ReasonAlgorithm, fmt.Sprintf("token algorithm %q does not match the issuer's key %q", alg, clip(kid, 64)),
 			"the key's type or alg does not allow this algorithm")
 	case 1:
-		return usable[0], nil
+		return usable[0], set, nil
 	default:
-		return jwt.VerificationKeySet{Keys: usable}, nil
+		return jwt.VerificationKeySet{Keys: usable}, set, nil
 	}
 }
 
@@ -510,9 +550,14 @@ func classify(err error, is *issuer, claims jwt.MapClaims) *rejection {
 
 func (v *Verifier) logRejection(ctx context.Context, r *rejection) {
 	level := slog.LevelDebug
-	attrs := []slog.Attr{slog.String("reason", string(r.Reason)), slog.String("error", r.Message)}
 	if r.issuer != "" {
 		level = slog.LevelInfo
+	}
+	if !v.log.Enabled(ctx, level) {
+		return // a flood of junk tokens at the default level builds no attributes
+	}
+	attrs := []slog.Attr{slog.String("reason", string(r.Reason)), slog.String("error", r.Message)}
+	if r.issuer != "" {
 		attrs = append(attrs, slog.String("issuer", r.issuer))
 	}
 	if r.subject != "" {

@@ -30,6 +30,12 @@ import (
 // bytes; the token rides in a header.
 const maxRequestBytes = 64 << 10
 
+// compressMinBytes is the smallest message the server compresses for a
+// client that accepts it. Most answers (an issued credential, a lease) are a
+// few hundred bytes: gzip saves next to nothing on those, and setting up a
+// compressor for each cost more CPU than verifying the caller's token.
+const compressMinBytes = 1 << 10
+
 // Options are the server's collaborators that do not come from the config file.
 type Options struct {
 	// Logger receives structured logs; required.
@@ -143,6 +149,7 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&authInterceptor{verifier: func() tokenVerifier { return s.rt.Load().verifier }, svc: s.svc}),
 		connect.WithReadMaxBytes(maxRequestBytes),
+		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	mux.Handle(credbrokerv1connect.NewCredentialServiceHandler(s.svc, opts...))
 	mux.Handle(credbrokerv1connect.NewAdminServiceHandler(adminService{s.svc}, opts...))
