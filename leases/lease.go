@@ -154,18 +154,23 @@ func (s *Store) CreatePending(ctx context.Context, l Lease) (_ Lease, err error)
 		return Lease{}, fmt.Errorf("%w: lease %s expires at %s, after its maximum %s",
 			ErrInvalidArgument, l.ID, l.ExpiresAt.Format(time.RFC3339), l.MaxExpiresAt.Format(time.RFC3339))
 	}
-	row := s.pool.QueryRow(ctx, `
+	l.CreatedAt = s.now()
+	out, err := s.writes.pending.do(ctx, l)
+	if err != nil {
+		return Lease{}, fmt.Errorf("create lease %s: %w", l.ID, err)
+	}
+	return out, nil
+}
+
+// insertPending inserts one checked lease, PENDING, created at l.CreatedAt.
+func (s *Store) insertPending(ctx context.Context, l Lease) (Lease, error) {
+	return scanLease(s.pool.QueryRow(ctx, `
 		INSERT INTO leases (id, role, backend, plugin, username, state, subject, issuer,
 			break_glass, renewable, created_at, expires_at, max_expires_at, subject_name, plugin_state)
 		VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, ''::bytea)
 		RETURNING `+leaseColumns,
 		l.ID, l.Role, l.Backend, l.Plugin, l.Username, l.Subject, l.Issuer,
-		l.BreakGlass, l.Renewable, s.now(), l.ExpiresAt, l.MaxExpiresAt, l.SubjectName)
-	out, err := scanLease(row)
-	if err != nil {
-		return Lease{}, fmt.Errorf("create lease %s: %w", l.ID, err)
-	}
-	return out, nil
+		l.BreakGlass, l.Renewable, l.CreatedAt, l.ExpiresAt, l.MaxExpiresAt, l.SubjectName))
 }
 
 // lockLease reads a lease and locks its row until tx ends.
@@ -216,12 +221,14 @@ func (s *Store) Activate(ctx context.Context, pending Lease, actor string, plugi
 	id := pending.ID
 	now := s.now()
 	pluginState = nonNilState(pluginState)
-	// The common case in one statement: the lease is still PENDING.
-	out, err := s.updateRecording(ctx,
-		`UPDATE leases SET state = 'ACTIVE', plugin_state = $2 WHERE id = $1 AND state = 'PENDING'`,
-		[]any{id, pluginState},
-		Event{LeaseID: id, Kind: "issued", Actor: actor, At: now, Details: leaseDetails(pending, details)})
+	// The common case in one statement, shared with concurrent activations:
+	// the lease is still PENDING.
+	out, err := s.writes.activations.do(ctx, activation{
+		id: id, pluginState: pluginState,
+		event: Event{LeaseID: id, Kind: "issued", Actor: actor, At: now, Details: leaseDetails(pending, details)},
+	})
 	if err == nil {
+		s.sealer.queued()
 		s.wake.due(out.ExpiresAt)
 		return out, nil
 	}

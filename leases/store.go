@@ -60,6 +60,9 @@ type Store struct {
 	// sealer seals queued events into the history; shared by the copy on
 	// the reaper's pool.
 	sealer *sealer
+	// writes batch the request path's writes (group commit); nil on the
+	// copy on the reaper's pool, which makes none of them.
+	writes *storeWrites
 }
 
 // Open connects to the lease store, checks that the database answers and
@@ -124,12 +127,14 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	s.startDenialFlusher(cmp.Or(cfg.DenialFlushInterval, 10*time.Second))
 	s.startSealer()
 	s.reaper.sealer = s.sealer
+	s.startWrites()
 	return s, nil
 }
 
 // Close writes the denials not yet recorded, seals the queued events, then
 // closes every connection. The Store is unusable afterwards.
 func (s *Store) Close() {
+	s.stopWrites()
 	s.stopDenialFlusher()
 	s.stopSealer()
 	s.pool.Close()
