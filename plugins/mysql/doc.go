@@ -94,11 +94,12 @@
 // role's revocation statements, drops every event, routine, trigger and
 // view whose DEFINER is the user (they would run with its rights after the
 // lease; MySQL 8.0.22+ refuses DROP USER while they exist, MariaDB would
-// orphan them), drops every account of that name, and kills any connection
-// that authenticated meanwhile. If the objects cannot be dropped, the
-// account stays, locked, and Revoke fails to be retried. It refuses names
-// without the managed prefix (cb_), so a wrong username can never remove
-// an account the broker did not make.
+// orphan them) outside the system schemas, where no role may grant the
+// privileges that make them, drops every account of that name, and kills
+// any connection that authenticated meanwhile. If the objects cannot be
+// dropped, the account stays, locked, and Revoke fails to be retried. It
+// refuses names without the managed prefix (cb_), so a wrong username can
+// never remove an account the broker did not make.
 //
 // # The lease's State
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -315,6 +316,166 @@ func TestPlaintextNeverReachesServer(t *testing.T) {
 				t.Fatalf("login: %v", plugins.Sanitize(err, pw))
 			}
 		})
+	}
+}
+
+// commandRecorder keeps the commands the plugin sends to the server, each a
+// round trip (but COM_STMT_CLOSE and COM_QUIT, which have no answer), parsed
+// from the packets its connections write.
+type commandRecorder struct {
+	mu       sync.Mutex
+	commands []string
+}
+
+func (r *commandRecorder) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &commandConn{Conn: c, r: r}, nil
+}
+
+// take returns the commands sent since the last take.
+func (r *commandRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.commands
+	r.commands = nil
+	return out
+}
+
+// commandConn parses what it writes as MySQL packets: a 3-byte length, a
+// sequence number, the payload. A command is a packet of sequence 0 (the
+// handshake's and authentication's answers have higher numbers); a query
+// is named by the start of its text, marked +objects when it looks for
+// definer objects, anything else by its command byte.
+type commandConn struct {
+	net.Conn
+	r   *commandRecorder
+	buf []byte
+}
+
+func (c *commandConn) Write(b []byte) (int, error) {
+	c.buf = append(c.buf, b...)
+	for len(c.buf) >= 4 {
+		n := int(c.buf[0]) | int(c.buf[1])<<8 | int(c.buf[2])<<16
+		if len(c.buf) < 4+n {
+			break
+		}
+		if seq, payload := c.buf[3], c.buf[4:4+n]; seq == 0 && len(payload) > 0 {
+			name := fmt.Sprintf("command 0x%02x", payload[0])
+			switch text := string(payload[1:]); payload[0] {
+			case 0x03: // COM_QUERY
+				name = text[:min(len(text), 28)] // short of any password hash
+				if strings.Contains(text, "information_schema.VIEWS") {
+					name += " +objects"
+				}
+			case 0x16: // COM_STMT_PREPARE
+				name = "PREPARE " + text[:min(len(text), 28)]
+			}
+			c.r.mu.Lock()
+			c.r.commands = append(c.r.commands, name)
+			c.r.mu.Unlock()
+		}
+		c.buf = c.buf[4+n:]
+	}
+	return c.Conn.Write(b)
+}
+
+// TestRoundTrips counts the commands Create and Revoke send, each a round
+// trip to the server, so one that is added shows here: Create sends what a
+// DBA would type (CREATE USER, one GRANT per grant); Revoke looks the
+// accounts up, locks them, finds the sessions and the objects the user is
+// the definer of in one query, drops the user, and looks for sessions once
+// more. No query is prepared (a PREPARE is a round trip of its own).
+func TestRoundTrips(t *testing.T) {
+	t.Parallel()
+	adminDSN := plugintest.MySQLDSN(t)
+	database := plugintest.NewMySQLDatabase(t, adminDSN)
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(adminDSN), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := secret.ParseRef("file:" + dsnFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &commandRecorder{}
+	p, err := open(t.Context(), &Connection{DSN: ref, MaxConns: 1}, func(cfg *mysql.Config) {
+		cfg.DialFunc = rec.dial
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	role := &Role{Grants: []Grant{{Privileges: []string{"SELECT"}, On: database + ".*"}}}
+	if _, err := role.validate(); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		hosts     = "SELECT Host FROM mysql.user "
+		lock      = "ALTER USER IF EXISTS `cb_rt_"
+		leftovers = "SELECT 'SESSION', '', '', '' +objects"
+		sessions  = "SELECT 'SESSION', '', '', ''"
+		objects   = "SELECT 'EVENT', EVENT_SCHEMA +objects"
+		drop      = "DROP USER IF EXISTS `cb_rt_"
+		kill      = "KILL CONNECTION "
+	)
+	create := func(t *testing.T) plugins.Credential {
+		t.Helper()
+		rec.take()
+		resp, err := p.Create(t.Context(), plugins.CreateOf[*Role]{
+			Username: plugins.NewUsername("rt", usernameLimit), Password: plugins.NewPassword(),
+			ExpiresAt: time.Now().Add(time.Hour), Spec: role,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = p.Revoke(context.Background(), plugins.RevokeOf[*Role]{Username: resp.Credential.Username, State: resp.State})
+		})
+		expect(t, "Create", rec.take(), "CREATE USER `cb_rt_", "GRANT SELECT ON `cbtest")
+		return resp.Credential
+	}
+	revoke := func(t *testing.T, username string, want ...string) {
+		t.Helper()
+		rec.take()
+		if _, err := p.Revoke(t.Context(), plugins.RevokeOf[*Role]{Username: username, State: EncodeState(role)}); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, "Revoke", rec.take(), want...)
+	}
+
+	t.Run("Idle", func(t *testing.T) {
+		cred := create(t)
+		revoke(t, cred.Username, hosts, lock, leftovers, drop, sessions)
+		revoke(t, cred.Username, hosts, leftovers) // gone already
+	})
+	t.Run("Session", func(t *testing.T) {
+		cred := create(t)
+		cfg := mysql.NewConfig()
+		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = cred.Username, cred.Password.Reveal(), "tcp",
+			net.JoinHostPort(cred.Fields["host"], cred.Fields["port"])
+		session := openDB(t, cfg.FormatDSN())
+		if err := session.PingContext(t.Context()); err != nil {
+			t.Fatalf("login: %v", plugins.Sanitize(err, cred.Password))
+		}
+		// The session is killed, and the objects looked up again after it.
+		revoke(t, cred.Username, hosts, lock, leftovers, kill, objects, drop, sessions)
+	})
+}
+
+// expect fails unless each of got starts with the want at its index, and
+// is marked +objects when that is.
+func expect(t *testing.T, what string, got []string, want ...string) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		ok = strings.HasPrefix(got[i], want[i]) &&
+			strings.HasSuffix(got[i], " +objects") == strings.HasSuffix(want[i], " +objects")
+	}
+	if !ok {
+		t.Errorf("%s sent %d commands:\n\t%s\nwant %d:\n\t%s", what, len(got), strings.Join(got, "\n\t"), len(want), strings.Join(want, "\n\t"))
 	}
 }
 

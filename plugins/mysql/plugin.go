@@ -355,9 +355,15 @@ func (p *Plugin) Renew(ctx context.Context, req plugins.RenewOf[*Role]) (plugins
 	return plugins.RenewResponse{}, nil
 }
 
-// hosts returns the host parts of every account named username.
+// hosts returns the host parts of every account named username. The name,
+// one checkUsername accepts (letters, digits and _), is written into the
+// query as a literal: bound, it would cost a PREPARE round trip of its own
+// on every Revoke.
 func (p *Plugin) hosts(ctx context.Context, username string) ([]string, error) {
-	rows, err := p.db.QueryContext(ctx, "SELECT Host FROM mysql.user WHERE User = ? ORDER BY Host", username)
+	if err := checkUsername(username); err != nil {
+		return nil, err
+	}
+	rows, err := p.db.QueryContext(ctx, "SELECT Host FROM mysql.user WHERE User = "+quoteString(username)+" ORDER BY Host")
 	if err != nil {
 		return nil, fmt.Errorf("look up the user's accounts: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/credbroker/credbroker/plugins"
@@ -16,9 +15,13 @@ import (
 // that cannot finish still keeps the holder out. Then it runs the role's
 // revocation_statements, drops every object the user is the DEFINER of
 // (events, routines, triggers, views: they would run with its rights, and
-// MySQL 8.0.22+ refuses DROP USER while they exist), drops every account of
-// that name (DROP USER IF EXISTS), and ends the sessions again, to catch a
-// login that raced the lock. A user that does not exist is success, once
+// MySQL 8.0.22+ refuses DROP USER while they exist) outside the system
+// schemas, on which no role may grant anything (see scanSchemas), drops
+// every account of that name (DROP USER IF EXISTS), and ends the sessions
+// again, to catch a login that raced the lock. One query finds both the
+// sessions and the objects; with the look-up of the accounts, the lock, the
+// drop and the last look for sessions, a revoke of a user without sessions
+// or objects is five statements. A user that does not exist is success, once
 // objects an earlier revoke left are gone. A name without the managed
 // prefix is refused: the broker did not make it.
 //
@@ -51,10 +54,11 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 		// Gone already; a session that outlived an earlier drop still ends,
 		// and objects an older revoke left are dropped. The State is not
 		// needed: the statements ran, or were reported, with the drop.
-		if err := p.endSessions(ctx, username); err != nil {
+		objects, err := p.endSessionsFindObjects(ctx, username)
+		if err != nil {
 			return err
 		}
-		return p.dropDefinerObjects(ctx, username)
+		return p.dropDefinerObjects(ctx, username, objects)
 	}
 	// A lock that fails does not stop the revoke: dropping the user locks
 	// it out too. Its error is returned only if the drop does not happen.
@@ -62,7 +66,8 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 	if lockErr != nil && (ctx.Err() != nil || connectionFailure(lockErr)) {
 		return lockErr
 	}
-	if err := p.endSessions(ctx, username); err != nil {
+	objects, err := p.endSessionsFindObjects(ctx, username)
+	if err != nil {
 		return errors.Join(lockErr, err)
 	}
 	var statements []string
@@ -91,8 +96,13 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 			}
 			statementsErr = fmt.Errorf("%w (the user was dropped all the same)", err)
 		}
+		// The operator's statements run as the admin, who may name any
+		// DEFINER: what they made is found with the rest.
+		if objects, err = p.definerObjects(ctx, username); err != nil {
+			return errors.Join(statementsErr, lockErr, err)
+		}
 	}
-	if err := p.dropDefinerObjects(ctx, username); err != nil {
+	if err := p.dropDefinerObjects(ctx, username, objects); err != nil {
 		if lockErr == nil {
 			err = fmt.Errorf("%w (the account stays locked, its sessions ended, until a retry drops them)", err)
 		}
@@ -154,36 +164,6 @@ func (p *Plugin) drop(ctx context.Context, username string, hosts []string) erro
 	}
 	if _, err := p.db.ExecContext(ctx, "DROP USER IF EXISTS "+strings.Join(accounts, ", ")); err != nil {
 		return fmt.Errorf("drop the user: %w", err)
-	}
-	return nil
-}
-
-// endSessions kills every connection of username. A thread that ended
-// meanwhile is no error.
-func (p *Plugin) endSessions(ctx context.Context, username string) error {
-	rows, err := p.db.QueryContext(ctx,
-		"SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()", username)
-	if err != nil {
-		return fmt.Errorf("find the user's sessions: %w", err)
-	}
-	var ids []uint64
-	for rows.Next() {
-		var id uint64
-		if err := rows.Scan(&id); err != nil {
-			_ = rows.Close()
-			return fmt.Errorf("find the user's sessions: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return fmt.Errorf("find the user's sessions: %w", err)
-	}
-	for _, id := range ids {
-		// KILL takes no bind parameters; id is an integer the server gave.
-		_, err := p.db.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatUint(id, 10))
-		if err != nil && serverError(err) != erNoSuchThread {
-			return fmt.Errorf("end session %d: %w", id, err)
-		}
 	}
 	return nil
 }

@@ -80,7 +80,12 @@ type ctxTransport struct {
 	base http.RoundTripper
 }
 
-// RoundTrip sends req under the transport's context.
+// RoundTrip sends req under the transport's context, on a kept-alive
+// connection. rabbit-hole asks for a new connection per request
+// (Request.Close): that made every Create and Revoke open three TCP
+// connections, and the node accept them, for requests of a millisecond.
 func (t ctxTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return t.base.RoundTrip(req.WithContext(t.ctx))
+	r := req.WithContext(t.ctx)
+	r.Close = false
+	return t.base.RoundTrip(r)
 }

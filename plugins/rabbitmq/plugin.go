@@ -44,6 +44,15 @@ const (
 	undoTimeout = 30 * time.Second
 	// administratorTag is the tag the admin needs to manage users.
 	administratorTag = "administrator"
+	// maxIdleConns is how many idle connections to the management API the
+	// plugin keeps for reuse. net/http keeps 2 by default, so at the
+	// broker's concurrency most requests would open a connection anew.
+	maxIdleConns = 32
+	// idleConnTimeout closes a connection idle this long, before the
+	// management API's HTTP server (cowboy: a minute or more unless
+	// configured otherwise) or a proxy in front of it does, so a request is
+	// seldom sent on a connection the server is closing.
+	idleConnTimeout = 30 * time.Second
 )
 
 // open resolves c's password and opens the plugin with it.
@@ -80,9 +89,12 @@ func openWith(ctx context.Context, c *Connection, password secret.Value) (*Plugi
 }
 
 // newTransport returns the HTTP transport of the management API: the
-// defaults of net/http, TLS 1.2 or later, and cfg's roots and server name.
+// defaults of net/http but for more and shorter-lived idle connections,
+// TLS 1.2 or later, and cfg's roots and server name.
 func newTransport(cfg *TLS) (*http.Transport, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = maxIdleConns
+	t.IdleConnTimeout = idleConnTimeout
 	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg == nil {
 		return t, nil

@@ -8,11 +8,15 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -858,5 +862,95 @@ func TestErrorsHideAdminPassword(t *testing.T) {
 		if strings.Contains(text, b.admin.password) || strings.Contains(text, pw.Reveal()) {
 			t.Errorf("error %d quotes a password: %s", i+1, plugins.SanitizeString(text, secret.New(b.admin.password), pw))
 		}
+	}
+}
+
+// countingProxy stands between the plugin and the management API and
+// records each request it forwards, and each connection the plugin opens.
+type countingProxy struct {
+	url   string
+	mu    sync.Mutex
+	calls []string // "METHOD /path"
+	conns atomic.Int64
+}
+
+func newCountingProxy(t *testing.T, endpoint string) *countingProxy {
+	t.Helper()
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &countingProxy{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	proxy.Transport = transport
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.calls = append(c.calls, r.Method+" "+r.URL.EscapedPath())
+		c.mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			c.conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(transport.CloseIdleConnections)
+	t.Cleanup(srv.Close)
+	c.url = srv.URL
+	return c
+}
+
+// take returns the requests forwarded since the last take, the names in
+// their paths replaced by what they stand for.
+func (c *countingProxy) take(names map[string]string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.calls
+	c.calls = nil
+	for i := range out {
+		for name, placeholder := range names {
+			out[i] = strings.ReplaceAll(out[i], name, placeholder)
+		}
+	}
+	return out
+}
+
+// TestRequests counts the requests Create and Revoke send to the management
+// API, so one that is added shows here, and proves they reuse one kept-alive
+// connection: rabbit-hole would open one per request. Create looks the name
+// up (it refuses one that exists), puts the user and its permissions;
+// Revoke looks the user up (it refuses one not tagged credbroker), deletes
+// it and lists its connections.
+func TestRequests(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	proxy := newCountingProxy(t, b.admin.endpoint)
+	conn := *b.conn
+	conn.ManagementURL = proxy.url
+	p := open(t, &conn)
+	role := parseRole(t, fmt.Sprintf("vhosts:\n  %s: {configure: '^cbt\\.', write: '^cbt\\.', read: '^cbt\\.'}", b.vhost))
+	proxy.take(nil) // Open's check
+
+	for range 3 {
+		cred := create(t, p, role)
+		names := map[string]string{cred.Username: "{user}", b.vhost: "{vhost}"}
+		if got, want := proxy.take(names), []string{
+			"GET /api/users/{user}", "PUT /api/users/{user}", "PUT /api/permissions/{vhost}/{user}",
+		}; !slices.Equal(got, want) {
+			t.Errorf("Create sent %q, want %q", got, want)
+		}
+		if err := revoke(t.Context(), p, cred.Username); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := proxy.take(names), []string{
+			"GET /api/users/{user}", "DELETE /api/users/{user}", "GET /api/connections/username/{user}",
+		}; !slices.Equal(got, want) {
+			t.Errorf("Revoke sent %q, want %q", got, want)
+		}
+	}
+	if n := proxy.conns.Load(); n != 1 {
+		t.Errorf("the plugin opened %d connections to the management API for one request at a time, want 1", n)
 	}
 }

@@ -105,9 +105,10 @@ var errNoUserConnections = errors.New("no listing of connections by user")
 // trackedConnections returns the names of username's connections from GET
 // /api/connections/username/{name}, which rabbit-hole does not wrap. It
 // reads the cluster's connection tracking, so it sees a connection as soon
-// as it is open, and returns only the user's; GET /api/connections
-// (rabbit-hole's ListConnections) returns every connection, and only once
-// the statistics collector has seen it (5 seconds by default). A server
+// as the node has registered it, just after its handshake, and returns only
+// the user's; GET /api/connections (rabbit-hole's ListConnections) returns
+// every connection, and only once the statistics collector has seen it (5
+// seconds by default). A server
 // without the endpoint answers 404: errNoUserConnections.
 func (p *Plugin) trackedConnections(ctx context.Context, username string) ([]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
@@ -115,7 +116,6 @@ func (p *Plugin) trackedConnections(ctx context.Context, username string) ([]str
 	if err != nil {
 		return nil, err
 	}
-	req.Close = true // as rabbit-hole does
 	req.SetBasicAuth(p.base.Username, p.base.Password)
 	res, err := (&http.Client{Transport: p.transport}).Do(req)
 	if err != nil {
