@@ -2,6 +2,7 @@ package leases
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,25 +14,27 @@ import (
 // its activation with the `issued` event), and each write is a statement
 // and a commit of its own: at a few hundred issues a second PostgreSQL
 // spends more on statement and commit overhead than on the rows. A batcher
-// lets concurrent callers share one: a request waits in a queue; each of a
-// few workers takes every request queued when it is free (at most
-// batchMax) and runs them as one multi-row statement, one commit, then
-// answers each caller. A lone caller is never delayed, since a free worker
-// takes it at once; under load a batch forms by itself from the requests
-// that arrive while the previous one runs. The durability of each write is
-// unchanged: a caller is answered only after the commit that holds its row.
+// lets concurrent callers share one. A caller queues its request, then
+// either becomes a leader — at most batchLeaders at a time — which takes
+// every request queued (at most batchMax), runs them as one multi-row
+// statement, one commit, and answers each; or, while the leaders are busy,
+// waits for its answer or for a leader's place. A lone caller leads its own
+// request at once, in its own goroutine: nothing is delayed or handed over.
+// Under load a batch forms by itself from the requests that arrive while
+// the previous one runs. The durability of each write is unchanged: a
+// caller is answered only after the commit that holds its row.
 
 // batchMax is the most requests one statement carries.
 const batchMax = 64
 
-// batchWorkers is how many batches run at once. Two keep the store busy
+// batchLeaders is how many batches run at once. Two keep the store busy
 // while one batch's commit is flushed, without splitting the load into
 // batches too small to gain anything.
-const batchWorkers = 2
+const batchLeaders = 2
 
 // batchTimeout bounds one batch's statement; a caller's own context only
-// bounds its wait in the queue, since its row may share a statement with
-// others.
+// decides whether its request is still run when a leader takes it, since its
+// row may share a statement with others.
 const batchTimeout = 30 * time.Second
 
 // batchRequest is one caller's part of a batch.
@@ -48,110 +51,63 @@ type batchResult[Out any] struct {
 
 // batcher runs requests in batches with run, which returns one result per
 // request, in order (a row's own error, such as ErrNotFound, is its
-// result). When run fails as a whole (a constraint one row
-// violates fails the statement for all), each request of the batch is run
-// alone with single, so every caller gets its own answer.
+// result). When run fails as a whole (a constraint one row violates fails
+// the statement for all), each request of the batch is run alone with
+// single, so every caller gets its own answer.
 type batcher[In, Out any] struct {
-	queue  chan batchRequest[In, Out]
 	run    func(ctx context.Context, in []In) ([]batchResult[Out], error)
 	single func(ctx context.Context, in In) (Out, error)
-	stop   chan struct{}
-	done   chan struct{}
-	// mu orders queueing before closing: a request queued while mu is read
-	// locked is in the queue before close closes stop, so the workers'
-	// last drain answers it; once closed is set nothing is queued.
-	mu     sync.RWMutex
-	closed bool
+	// leaders holds a token per running leader.
+	leaders chan struct{}
+
+	mu    sync.Mutex
+	queue []batchRequest[In, Out]
+
 	// shared counts the requests answered by a statement they shared.
 	shared atomic.Int64
 }
 
 func newBatcher[In, Out any](run func(context.Context, []In) ([]batchResult[Out], error), single func(context.Context, In) (Out, error)) *batcher[In, Out] {
-	b := &batcher[In, Out]{
-		queue:  make(chan batchRequest[In, Out], batchMax*batchWorkers),
-		run:    run,
-		single: single,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-	}
-	workers := make(chan struct{}, batchWorkers)
-	go func() {
-		defer close(b.done)
-		for range batchWorkers {
-			go func() {
-				defer func() { workers <- struct{}{} }()
-				b.work()
-			}()
-		}
-		for range batchWorkers {
-			<-workers
-		}
-	}()
-	return b
+	return &batcher[In, Out]{run: run, single: single, leaders: make(chan struct{}, batchLeaders)}
 }
 
-// do queues in and waits for its result. It fails with ctx's error only
-// while in is still queued; once its batch runs, the result stands.
+// do queues in and returns its result. A caller whose ctx ends while in is
+// still queued gets ctx's error, and in is not run; once a leader has taken
+// it, the result stands.
 func (b *batcher[In, Out]) do(ctx context.Context, in In) (Out, error) {
 	req := batchRequest[In, Out]{ctx: ctx, in: in, done: make(chan batchResult[Out], 1)}
-	var zero Out
-	b.mu.RLock()
-	if b.closed {
-		b.mu.RUnlock()
-		return b.single(ctx, in) // closed: no worker will take it
-	}
-	select {
-	case b.queue <- req:
-		b.mu.RUnlock()
-	case <-ctx.Done():
-		b.mu.RUnlock()
-		return zero, ctx.Err()
-	}
-	res := <-req.done
-	return res.out, res.err
-}
-
-// close stops the workers once the queue is empty; later requests run
-// alone. Safe to call more than once.
-func (b *batcher[In, Out]) close() {
 	b.mu.Lock()
-	if !b.closed {
-		b.closed = true
-		close(b.stop)
-	}
+	b.queue = append(b.queue, req)
 	b.mu.Unlock()
-	<-b.done
+	for {
+		select {
+		case res := <-req.done:
+			return res.out, res.err
+		case b.leaders <- struct{}{}:
+			led := b.lead()
+			<-b.leaders
+			if !led {
+				// The queue was empty: a leader has taken in and will answer.
+				res := <-req.done
+				return res.out, res.err
+			}
+		}
+	}
 }
 
-func (b *batcher[In, Out]) work() {
-	batch := make([]batchRequest[In, Out], 0, batchMax)
-	for {
-		batch = batch[:0]
-		select {
-		case req := <-b.queue:
-			batch = append(batch, req)
-		case <-b.stop:
-			// Answer what is still queued, then stop.
-			for {
-				select {
-				case req := <-b.queue:
-					b.runBatch([]batchRequest[In, Out]{req})
-				default:
-					return
-				}
-			}
-		}
-	more:
-		for len(batch) < batchMax {
-			select {
-			case req := <-b.queue:
-				batch = append(batch, req)
-			default:
-				break more
-			}
-		}
-		b.runBatch(batch)
+// lead takes what is queued and runs it, answering each request. It reports
+// false when nothing was queued.
+func (b *batcher[In, Out]) lead() bool {
+	b.mu.Lock()
+	n := min(len(b.queue), batchMax)
+	batch := slices.Clone(b.queue[:n])
+	b.queue = slices.Delete(b.queue, 0, n)
+	b.mu.Unlock()
+	if n == 0 {
+		return false
 	}
+	b.runBatch(batch)
+	return true
 }
 
 // runBatch runs the requests whose callers still wait and answers each.
@@ -210,13 +166,6 @@ func (s *Store) startWrites() {
 	s.writes = &storeWrites{
 		pending:     newBatcher(s.insertPendings, s.insertPending),
 		activations: newBatcher(s.activateMany, s.activateOne),
-	}
-}
-
-func (s *Store) stopWrites() {
-	if s.writes != nil {
-		s.writes.pending.close()
-		s.writes.activations.close()
 	}
 }
 

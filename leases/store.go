@@ -134,7 +134,6 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 // Close writes the denials not yet recorded, seals the queued events, then
 // closes every connection. The Store is unusable afterwards.
 func (s *Store) Close() {
-	s.stopWrites()
 	s.stopDenialFlusher()
 	s.stopSealer()
 	s.pool.Close()
