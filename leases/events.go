@@ -259,14 +259,14 @@ const checkpointActor = "checkpoint"
 
 // Checkpoint seals every queued event, then appends a checkpoint event
 // holding the newest (seq, hash) of every chain, unless nothing was appended
-// since the last checkpoint or another replica is sealing or writing one
-// right now. It reports whether it wrote one. The reaper calls it on every
-// pass.
+// since the last checkpoint. It reports whether it wrote one. It waits for
+// the sealer's lock, which sealers hold for one batch. The reaper calls it
+// on every pass.
 func (s *Store) Checkpoint(ctx context.Context) (_ bool, err error) {
 	defer markUnavailable(&err)
 	wrote := false
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if locked, err := lockSealer(ctx, tx, false); err != nil || !locked {
+		if _, err := lockSealer(ctx, tx, true); err != nil {
 			return err
 		}
 		if err := sealAll(ctx, tx); err != nil {
