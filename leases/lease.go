@@ -204,10 +204,10 @@ func leaseDetails(l Lease, extra map[string]string) map[string]string {
 	return d
 }
 
-// Activate marks the PENDING lease pending ACTIVE, stores pluginState (the
-// State the plugin's Create returned; nil is stored as empty) and appends its
-// `issued` event (with actor, the lease's fields and details) in one
-// statement. pending is the lease [Store.CreatePending] returned: nothing
+// Activate marks pending, a PENDING lease, ACTIVE, stores pluginState (the
+// State the plugin's Create returned; nil is stored as empty) and records
+// its `issued` event (with actor, the lease's fields and details) in one
+// statement, which concurrent activations share (group commit). pending is the lease [Store.CreatePending] returned: nothing
 // changes a PENDING lease's fields but its state, so the event describes it
 // without reading it back.
 //
@@ -361,8 +361,8 @@ type Renewal struct {
 // calls fn with it outside any transaction (the broker moves the
 // backend-side expiry in fn, which may take as long as the backend does),
 // and then stores the expiry fn returns, capped at MaxExpiresAt, and its
-// plugin state when it returns one, with a `renewed` event, in one short
-// transaction that holds no lock while a backend is called.
+// plugin state when it returns one, with a `renewed` event, in one
+// statement, which holds no lock while a backend is called.
 //
 // The store is updated only if the lease is still what fn saw: ACTIVE,
 // unexpired and with the same expiry (a compare-and-set). A lost race goes

@@ -87,13 +87,15 @@
 //
 // Most users own nothing: one lookup reads the role, its comment and whether
 // pg_shdepend names it anywhere. When it does not, and the state has neither
-// revocation_statements nor reassign_owned_to, the user's sessions are
-// terminated and the role dropped in one more round trip, as one transaction
-// (inside it, NOLOGIN would change nothing another session sees before DROP
-// ROLE commits). If the user made an object meanwhile, DROP ROLE fails with
-// dependent_objects_still_exist, nothing is committed, and the full revoke
-// above runs. Either way a last terminate ends a session that authenticated
-// before the role was gone.
+// revocation_statements nor reassign_owned_to, NOLOGIN is committed in one
+// more round trip, then the user's sessions are terminated and the role
+// dropped in another, as one transaction. NOLOGIN commits first so that a
+// holder reconnecting in a loop cannot get a session in between that
+// outlives DROP ROLE (an admin that is not a superuser cannot end a session
+// of a role that no longer exists). If the user made an object meanwhile,
+// DROP ROLE fails with dependent_objects_still_exist, the drop is not
+// committed, and the full revoke above runs. Either way a last terminate
+// ends a session that authenticated before login was disabled.
 //
 // # Which roles are the broker's
 //

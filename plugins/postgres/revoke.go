@@ -98,9 +98,9 @@ func (p *Plugin) revoke(ctx context.Context, req plugins.RevokeOf[*Role]) error 
 	return p.remove(ctx, u, st)
 }
 
-// remove removes the user lookUp found, as st says: in one round trip when
-// nothing but the role itself is to be removed, else (or when the user made
-// an object since the lookup) step by step.
+// remove removes the user lookUp found, as st says: in two round trips
+// when nothing but the role itself is to be removed, else (or when the user
+// made an object since the lookup) step by step.
 func (p *Plugin) remove(ctx context.Context, u revokee, st state) error {
 	if !u.depends && len(st.RevocationStatements) == 0 && st.ReassignOwnedTo == "" {
 		err := p.dropQuickly(ctx, u)
@@ -126,23 +126,27 @@ func (p *Plugin) remove(ctx context.Context, u revokee, st state) error {
 	return p.removeCarefully(ctx, u, st)
 }
 
-// dropQuickly ends the user's sessions and drops the role in one round trip,
-// as one transaction (see [pipeline]): (when the admin is not a superuser)
-// the admin takes the user's privileges, which ending its sessions needs,
-// then every session of the user is terminated, then DROP ROLE. It sends no
-// ALTER ROLE … NOLOGIN first: inside the one transaction no other session
-// would see it before DROP ROLE commits, after which the role is gone and
-// logins fail anyway. DROP ROLE fails with dependent_objects_still_exist
-// when the user owns an object or holds a privilege, and then nothing is
-// committed.
+// dropQuickly disables login and drops the role in two round trips: first
+// (when the admin is not a superuser) the admin takes the user's
+// privileges, which ending its sessions needs, and ALTER ROLE … NOLOGIN,
+// committed at once; then every session of the user is terminated and the
+// role dropped, as one transaction (see [pipeline]). NOLOGIN must commit
+// before the sessions are ended: a holder that keeps reconnecting would
+// otherwise get a session in between that outlives DROP ROLE, and once the
+// role is gone an admin that is not a superuser may no longer end it. DROP
+// ROLE fails with dependent_objects_still_exist when the user owns an
+// object or holds a privilege, and then the drop is not committed.
 func (p *Plugin) dropQuickly(ctx context.Context, u revokee) error {
 	name := ident(u.name)
 	var steps []step
 	if !u.adminSuper {
 		steps = append(steps, step{what: "take the privileges of the user to end its sessions", sql: adminMembership(p.version, name)})
 	}
-	steps = append(steps, terminateStep(u.oid), step{what: "drop role", sql: "DROP ROLE " + name})
-	return pipeline(ctx, p.pool, steps)
+	steps = append(steps, step{what: "disable login", sql: "ALTER ROLE " + name + " NOLOGIN"})
+	if err := pipeline(ctx, p.pool, steps); err != nil {
+		return err
+	}
+	return pipeline(ctx, p.pool, []step{terminateStep(u.oid), {what: "drop role", sql: "DROP ROLE " + name}})
 }
 
 // removeCarefully disables login (committed at once), terminates the
