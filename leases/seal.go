@@ -58,8 +58,9 @@ const sealInterval = time.Second
 // writing it. Nothing waits for it: readers of the history seal first.
 const sealDelay = 20 * time.Millisecond
 
-// sealTimeout bounds one sealing pass.
-const sealTimeout = 30 * time.Second
+// sealTimeout bounds one sealing pass (and so how long Close waits for an
+// unreachable store).
+const sealTimeout = 10 * time.Second
 
 // sealer runs the background sealing loop of a Store; the copy on the
 // reaper's pool shares it.

@@ -253,22 +253,8 @@ func TestPlaintextNeverReachesServer(t *testing.T) {
 	adminDSN := plugintest.MySQLDSN(t)
 	database := plugintest.NewMySQLDatabase(t, adminDSN)
 	admin := openDB(t, adminDSN)
-	dsnFile := filepath.Join(t.TempDir(), "dsn")
-	if err := os.WriteFile(dsnFile, []byte(adminDSN), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ref, err := secret.ParseRef("file:" + dsnFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &wireRecorder{}
-	p, err := open(t.Context(), &Connection{DSN: ref, MaxConns: 2}, func(cfg *mysql.Config) {
-		cfg.DialFunc = rec.dial
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := openDialing(t, adminDSN, 2, rec.dial)
 
 	roles := map[string]*Role{
 		"Grants": {Grants: []Grant{{Privileges: []string{"SELECT"}, On: database + ".*"}}},
@@ -392,22 +378,8 @@ func TestRoundTrips(t *testing.T) {
 	t.Parallel()
 	adminDSN := plugintest.MySQLDSN(t)
 	database := plugintest.NewMySQLDatabase(t, adminDSN)
-	dsnFile := filepath.Join(t.TempDir(), "dsn")
-	if err := os.WriteFile(dsnFile, []byte(adminDSN), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ref, err := secret.ParseRef("file:" + dsnFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &commandRecorder{}
-	p, err := open(t.Context(), &Connection{DSN: ref, MaxConns: 1}, func(cfg *mysql.Config) {
-		cfg.DialFunc = rec.dial
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := openDialing(t, adminDSN, 1, rec.dial)
 	role := &Role{Grants: []Grant{{Privileges: []string{"SELECT"}, On: database + ".*"}}}
 	if _, err := role.validate(); err != nil {
 		t.Fatal(err)
@@ -645,4 +617,26 @@ func TestLegacyMarkerKey(t *testing.T) {
 	if !legacyMarker.MatchString("GRANT `credbroker_rv_" + legacyMarkerKey([]string{"DO 1"}) + "` TO `cb_x_1`@`%`") {
 		t.Error("legacyMarker does not match a marker role grant as SHOW GRANTS prints it")
 	}
+}
+
+// openDialing opens the plugin on adminDSN (given as a file reference, as
+// an operator would) with at most maxConns connections, each dialled by dial.
+func openDialing(t *testing.T, adminDSN string, maxConns int, dial func(context.Context, string, string) (net.Conn, error)) *Plugin {
+	t.Helper()
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(adminDSN), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := secret.ParseRef("file:" + dsnFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := open(t.Context(), &Connection{DSN: ref, MaxConns: maxConns}, func(cfg *mysql.Config) {
+		cfg.DialFunc = dial
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
 }

@@ -81,10 +81,7 @@ func (rep *report) addedRow(s *summary, target, scn, phase string) {
 	if d99 > goalAddedP99 {
 		short = append(short, "p99")
 	}
-	verdict := okMark
-	if len(short) > 0 {
-		verdict = shortMark + " (" + strings.Join(short, ", ") + ")"
-	}
+	verdict := verdictOf(short)
 	s.add(summaryRow{target: target,
 		raw:    fmt.Sprintf("p50 %s, p99 %s", ms(rr.pct(.5)), ms(rr.pct(.99))),
 		broker: fmt.Sprintf("p50 %s, p99 %s", ms(br.pct(.5)), ms(br.pct(.99))),
@@ -160,10 +157,7 @@ func (rep *report) expirySummary(s *summary) {
 	if worst > goalExpiryMax {
 		short = append(short, "max")
 	}
-	verdict := okMark
-	if len(short) > 0 {
-		verdict = shortMark + " (" + strings.Join(short, ", ") + ")"
-	}
+	verdict := verdictOf(short)
 	s.add(summaryRow{target: target, raw: "-", broker: "Redis, default reaper",
 		figure: fmt.Sprintf("p50 %s, p99 %s, max %s", secs(p50), secs(st.lag(.99)), secs(worst)), goal: goalText, verdict: verdict})
 }
@@ -256,3 +250,11 @@ func (rep *report) drainSummary(s *summary) {
 
 // secs shows a duration in seconds with two decimals.
 func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+
+// verdictOf is okMark, or shortMark naming what falls short.
+func verdictOf(short []string) string {
+	if len(short) == 0 {
+		return okMark
+	}
+	return shortMark + " (" + strings.Join(short, ", ") + ")"
+}
