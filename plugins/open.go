@@ -156,7 +156,10 @@ func (s *sanitizing) NewPassword() secret.Value { return NewPasswordFor(s.p) }
 // NewPasswordFor returns a password for a user p is about to create: p's
 // own when it is a [PasswordMaker], which may have prepared work for it,
 // else [NewPassword].
-func NewPasswordFor(p Plugin) secret.Value {
+func NewPasswordFor(p Plugin) secret.Value { return passwordFrom(p) }
+
+// passwordFrom is [NewPasswordFor] for any plugin value, typed or not.
+func passwordFrom(p any) secret.Value {
 	if m, ok := p.(PasswordMaker); ok {
 		return m.NewPassword()
 	}

@@ -159,12 +159,7 @@ func (t *typedPlugin[R]) Secrets() []secret.Value {
 	return nil
 }
 
-func (t *typedPlugin[R]) NewPassword() secret.Value {
-	if m, ok := t.p.(PasswordMaker); ok {
-		return m.NewPassword()
-	}
-	return NewPassword()
-}
+func (t *typedPlugin[R]) NewPassword() secret.Value { return passwordFrom(t.p) }
 
 func (t *typedPlugin[R]) UpgradeState(ctx context.Context, req UpgradeStateRequest) ([]byte, error) {
 	u, ok := t.p.(TypedStateUpgrader[R])
