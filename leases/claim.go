@@ -158,12 +158,18 @@ func (s *Store) releaseClaims(ctx context.Context, ids []string, fence, now time
 type leaseStats struct {
 	due     int64
 	byState map[State]int64
+	// unsealedAge is how long the oldest queued event has waited for the
+	// sealer; 0 when none waits.
+	unsealedAge time.Duration
 }
 
-// stats counts due leases and live leases by state. Each count is one of the
-// reaper's partial indexes; REVOKED leases, which pile up, are not counted.
+// stats counts due leases and live leases by state, and finds how long the
+// oldest event not yet sealed has waited. Each count is one of the reaper's
+// partial indexes, and the oldest queued event is the queue's first by id;
+// REVOKED leases, which pile up, are not counted.
 func (s *Store) stats(ctx context.Context, now, pendingBefore time.Time) (leaseStats, error) {
 	var dueActive, duePending, dueRevoking, pending, active, revoking int64
+	var oldestUnsealed *time.Time
 	err := s.pool.QueryRow(ctx, `
 		SELECT
 			(SELECT count(*) FROM leases WHERE state = 'ACTIVE' AND expires_at <= $1),
@@ -171,13 +177,19 @@ func (s *Store) stats(ctx context.Context, now, pendingBefore time.Time) (leaseS
 			(SELECT count(*) FROM leases WHERE state = 'REVOKING' AND next_attempt_at <= $1),
 			(SELECT count(*) FROM leases WHERE state = 'PENDING'),
 			(SELECT count(*) FROM leases WHERE state = 'ACTIVE'),
-			(SELECT count(*) FROM leases WHERE state = 'REVOKING')`,
-		now, pendingBefore).Scan(&dueActive, &duePending, &dueRevoking, &pending, &active, &revoking)
+			(SELECT count(*) FROM leases WHERE state = 'REVOKING'),
+			(SELECT at FROM lease_event_queue ORDER BY id LIMIT 1)`,
+		now, pendingBefore).Scan(&dueActive, &duePending, &dueRevoking, &pending, &active, &revoking, &oldestUnsealed)
 	if err != nil {
 		return leaseStats{}, fmt.Errorf("count leases: %w", err)
 	}
+	var unsealedAge time.Duration
+	if oldestUnsealed != nil {
+		unsealedAge = max(now.Sub(*oldestUnsealed), 0)
+	}
 	return leaseStats{
-		due: dueActive + duePending + dueRevoking,
+		due:         dueActive + duePending + dueRevoking,
+		unsealedAge: unsealedAge,
 		byState: map[State]int64{
 			StatePending:  pending,
 			StateActive:   active,

@@ -13,6 +13,8 @@ type reaperMetrics struct {
 	backlog prometheus.Gauge
 	leases  *prometheus.GaugeVec
 	orphans *prometheus.CounterVec
+	// unsealed is how old the oldest event not yet chained is.
+	unsealed prometheus.Gauge
 }
 
 func newReaperMetrics(reg prometheus.Registerer) (*reaperMetrics, error) {
@@ -44,7 +46,14 @@ func newReaperMetrics(reg prometheus.Registerer) (*reaperMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &reaperMetrics{revokes: revokes, backlog: backlog, leases: leases, orphans: orphans}, nil
+	unsealed, err := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "credbroker_events_unsealed_age_seconds",
+		Help: "Age of the oldest lease event not yet chained into the audit history, at the reaper's last pass; 0 when none waits. Events are chained within about a second: a value that keeps growing means no replica can seal.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return &reaperMetrics{revokes: revokes, backlog: backlog, leases: leases, orphans: orphans, unsealed: unsealed}, nil
 }
 
 // register registers c, or returns the identical collector already
@@ -85,6 +94,7 @@ func (m *reaperMetrics) observe(st leaseStats) {
 		return
 	}
 	m.backlog.Set(float64(st.due))
+	m.unsealed.Set(st.unsealedAge.Seconds())
 	for state, n := range st.byState {
 		m.leases.WithLabelValues(string(state)).Set(float64(n))
 	}

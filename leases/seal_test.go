@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // queuedCount returns how many events wait in the queue.
@@ -257,5 +258,44 @@ func TestCheckpointRacesAQueuedEvent(t *testing.T) {
 	}
 	if _, err := other.VerifyChain(ctx); err != nil {
 		t.Fatalf("VerifyChain: %v", err)
+	}
+}
+
+// The reaper reports how long the oldest event has waited for the sealer,
+// so an operator can alarm on a history that stops being chained.
+func TestUnsealedAgeMetric(t *testing.T) {
+	t.Parallel()
+	s, b := setup(t)
+	ctx := t.Context()
+	reg := prometheus.NewRegistry()
+	r := newReaper(t, s, b, newFakePlugin(), func(c *ReaperConfig) { c.Registerer = reg })
+
+	// Another session holds the sealer's lock: nothing gets sealed.
+	blocker, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = blocker.Rollback(context.Background()) }()
+	if _, err := lockSealer(ctx, blocker, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordEvent(ctx, Event{Kind: "denied", Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(90 * time.Second)
+	runOnce(t, r)
+	if v := metricValue(t, reg, "credbroker_events_unsealed_age_seconds", nil); v != 90 {
+		t.Fatalf("unsealed age = %v, want 90 while the sealer is blocked", v)
+	}
+
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runOnce(t, r)
+	if v := metricValue(t, reg, "credbroker_events_unsealed_age_seconds", nil); v != 0 {
+		t.Fatalf("unsealed age = %v, want 0 once sealed", v)
 	}
 }
