@@ -99,6 +99,7 @@ func newRoot() *cobra.Command {
 			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "credbroker", version) },
 		},
 	)
+	addCompletions(root)
 	return root
 }
 
