@@ -270,7 +270,7 @@ pass it to --page-token to continue.`,
 			if err != nil {
 				return err
 			}
-			if limit < 0 || limit > maxPageSize {
+			if cmd.Flags().Changed("limit") && (limit < 1 || limit > maxPageSize) {
 				return usageError{fmt.Errorf("--limit must be between 1 and %d (the largest page the broker returns), not %d", maxPageSize, limit)}
 			}
 			req := &credbrokerv1.ListLeasesRequest{PageSize: maxPageSize, PageToken: pageToken}

@@ -192,8 +192,10 @@ func TestOutputPipedIsJSON(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(out), &yml); err != nil || yml["nextPageToken"] != token {
 		t.Errorf("lease list --limit 2 -o yaml (%v):\n%s", err, out)
 	}
-	if _, stderr, code := b.CLI(t, app, "lease", "list", "--limit", "501"); code != 2 || !strings.Contains(stderr, "between 1 and 500") {
-		t.Errorf("lease list --limit 501: exit %d: %s", code, stderr)
+	for _, limit := range []string{"0", "501"} {
+		if _, stderr, code := b.CLI(t, app, "lease", "list", "--limit", limit); code != 2 || !strings.Contains(stderr, "between 1 and 500") {
+			t.Errorf("lease list --limit %s: exit %d: %s", limit, code, stderr)
+		}
 	}
 }
 
