@@ -12,11 +12,17 @@ import (
 func newAdminCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "admin", Short: "Operator commands (need an admin identity)"}
 	var role, backend, subject, reason string
+	var revokeOut, inventoryOut *output
 	revoke := &cobra.Command{
 		Use:   "revoke --role R | --backend B | --subject S [--reason TEXT]",
 		Short: "Revoke every active lease matching the filter now",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			stdout := cmd.OutOrStdout()
+			format, err := revokeOut.resolve(cmd, stdout)
+			if err != nil {
+				return err
+			}
 			if role == "" && backend == "" && subject == "" {
 				return usageError{errors.New("give at least one of --role, --backend, --subject")}
 			}
@@ -30,9 +36,10 @@ func newAdminCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), resp.Msg)
+			return printMessage(stdout, format, resp.Msg, func() error { return revokedSummary(stdout, resp.Msg) })
 		},
 	}
+	revokeOut = addOutputFlag(revoke, tableFormats...)
 	f := revoke.Flags()
 	f.StringVar(&role, "role", "", "leases of this role")
 	f.StringVar(&backend, "backend", "", "leases on this backend")
@@ -43,6 +50,11 @@ func newAdminCmd() *cobra.Command {
 		Short: "Every backend and role: owner, environment, TTLs, policies, live leases",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			stdout := cmd.OutOrStdout()
+			format, err := inventoryOut.resolve(cmd, stdout)
+			if err != nil {
+				return err
+			}
 			c, err := newClient()
 			if err != nil {
 				return err
@@ -51,9 +63,12 @@ func newAdminCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), resp.Msg)
+			return printMessage(stdout, format, resp.Msg, func() error {
+				return writeInventory(stdout, resp.Msg, format == outWide, colorFor(stdout))
+			})
 		},
 	}
+	inventoryOut = addOutputFlag(inventory, tableFormats...)
 	cmd.AddCommand(revoke, inventory)
 	return cmd
 }

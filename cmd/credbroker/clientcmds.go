@@ -12,7 +12,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -67,19 +66,29 @@ func clientAddr() string {
 
 func newCredsCmd() *cobra.Command {
 	var ttl time.Duration
-	var format, breakGlass string
+	var breakGlass string
+	var out *output
 	cmd := &cobra.Command{
 		Use:   "creds ROLE",
 		Short: "Issue a credential for ROLE and print it",
 		Long: `Issue a credential for ROLE and print it.
 
-  --format json   the lease and the credential (default)
-  --format env    shell exports: eval "$(credbroker creds ROLE --format env)"
-  --format uri    just the connection URI`,
+  -o table   how to connect (the password among it) and the lease, for a
+             person (the default on a terminal; a warning goes to stderr)
+  -o wide    the same with RFC 3339 times
+  -o json    the lease and the credential (the default when stdout is not
+             a terminal, as before -o existed)
+  -o yaml    the json document as YAML
+  -o env     shell exports: eval "$(credbroker creds ROLE -o env)"
+  -o uri     just the connection URI
+
+--format json|env|uri still works and is deprecated.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !slices.Contains([]string{"json", "env", "uri"}, format) {
-				return usageError{fmt.Errorf("--format must be json, env or uri, not %q", format)}
+			stdout := cmd.OutOrStdout()
+			format, err := out.resolve(cmd, stdout)
+			if err != nil {
+				return err
 			}
 			c, err := newClient()
 			if err != nil {
@@ -97,20 +106,27 @@ func newCredsCmd() *cobra.Command {
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: the requested ttl is above the role's max_ttl; the lease expires at %s\n",
 					resp.Msg.GetLease().GetExpiresAt().AsTime().Local().Format(time.RFC3339))
 			}
-			out := cmd.OutOrStdout()
 			switch format {
-			case "env":
-				writeEnv(out, resp.Msg, "export ")
-			case "uri":
-				fmt.Fprintln(out, resp.Msg.GetCredential().GetUri())
+			case outEnv:
+				writeEnv(stdout, resp.Msg, "export ")
+			case outURI:
+				fmt.Fprintln(stdout, resp.Msg.GetCredential().GetUri())
+			case outJSON:
+				return printJSON(stdout, resp.Msg)
+			case outYAML:
+				return printYAML(stdout, resp.Msg)
 			default:
-				return printJSON(out, resp.Msg)
+				if err := writeCreds(stdout, resp.Msg, format == outWide, time.Now(), colorFor(stdout)); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), passwordShown)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "lease lifetime (default: the role's default_ttl; capped at its max_ttl)")
-	cmd.Flags().StringVar(&format, "format", "json", "json, env or uri")
+	out = addOutputFlag(cmd, outTable, outWide, outJSON, outYAML, outEnv, outURI)
+	out.deprecatedAlias(cmd, "format", "json, env or uri (deprecated: use -o)", nil)
 	cmd.Flags().StringVar(&breakGlass, "break-glass", "", "emergency access: the reason, recorded and audited")
 	return cmd
 }
@@ -133,21 +149,18 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-func printJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
-}
-
 func newRolesCmd() *cobra.Command {
-	return &cobra.Command{
+	var out *output
+	cmd := &cobra.Command{
 		Use:   "roles",
 		Short: "List the roles you may request",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			stdout := cmd.OutOrStdout()
+			format, err := out.resolve(cmd, stdout)
+			if err != nil {
+				return err
+			}
 			c, err := newClient()
 			if err != nil {
 				return err
@@ -156,108 +169,154 @@ func newRolesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), resp.Msg)
+			return printMessage(stdout, format, resp.Msg, func() error {
+				if len(resp.Msg.GetRoles()) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "No role is granted to your identity: credbroker whoami shows how the broker sees it.")
+					return nil
+				}
+				return writeRoles(stdout, resp.Msg.GetRoles(), format == outWide, colorFor(stdout))
+			})
 		},
 	}
+	out = addOutputFlag(cmd, tableFormats...)
+	return cmd
+}
+
+// leaseCmd is a `lease get|renew|revoke LEASE_ID` command: call sends the
+// request and returns the response to print and its lease.
+func leaseCmd(use, short string, call func(cmd *cobra.Command, c *client.Client, id string) (proto.Message, *credbrokerv1.Lease, error)) *cobra.Command {
+	var out *output
+	cmd := &cobra.Command{
+		Use:   use + " LEASE_ID",
+		Short: short,
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			stdout := cmd.OutOrStdout()
+			format, err := out.resolve(cmd, stdout)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			msg, lease, err := call(cmd, c, args[0])
+			if err != nil {
+				return err
+			}
+			return printMessage(stdout, format, msg, func() error {
+				return writeLease(stdout, lease, format == outWide, time.Now(), colorFor(stdout))
+			})
+		},
+	}
+	out = addOutputFlag(cmd, tableFormats...)
+	return cmd
 }
 
 func newLeaseCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "lease", Short: "Get, renew, revoke or list your leases"}
 	var increment time.Duration
-	renew := &cobra.Command{
-		Use:   "renew LEASE_ID",
-		Short: "Extend a lease (never past its max expiry)",
-		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			req := &credbrokerv1.RenewLeaseRequest{LeaseId: args[0]}
-			if increment != 0 {
-				req.Increment = durationpb.New(increment)
-			}
-			resp, err := c.RenewLease(cmd.Context(), connect.NewRequest(req))
-			if err != nil {
-				return err
-			}
-			if resp.Msg.GetTtlClamped() {
-				fmt.Fprintln(cmd.ErrOrStderr(), "note: the lease reached its max expiry and was extended less than asked")
-			}
-			return printJSON(cmd.OutOrStdout(), resp.Msg)
-		},
-	}
+	renew := leaseCmd("renew", "Extend a lease (never past its max expiry)", func(cmd *cobra.Command, c *client.Client, id string) (proto.Message, *credbrokerv1.Lease, error) {
+		req := &credbrokerv1.RenewLeaseRequest{LeaseId: id}
+		if increment != 0 {
+			req.Increment = durationpb.New(increment)
+		}
+		resp, err := c.RenewLease(cmd.Context(), connect.NewRequest(req))
+		if err != nil {
+			return nil, nil, err
+		}
+		if resp.Msg.GetTtlClamped() {
+			fmt.Fprintln(cmd.ErrOrStderr(), "note: the lease reached its max expiry and was extended less than asked")
+		}
+		return resp.Msg, resp.Msg.GetLease(), nil
+	})
 	renew.Flags().DurationVar(&increment, "increment", 0, "how far from now to extend (default: the role's default_ttl)")
+	get := leaseCmd("get", "Show a lease", func(cmd *cobra.Command, c *client.Client, id string) (proto.Message, *credbrokerv1.Lease, error) {
+		resp, err := c.GetLease(cmd.Context(), connect.NewRequest(&credbrokerv1.GetLeaseRequest{LeaseId: id}))
+		if err != nil {
+			return nil, nil, err
+		}
+		return resp.Msg, resp.Msg.GetLease(), nil
+	})
+	revoke := leaseCmd("revoke", "Revoke a lease now: the user is deleted and its sessions ended", func(cmd *cobra.Command, c *client.Client, id string) (proto.Message, *credbrokerv1.Lease, error) {
+		resp, err := c.RevokeLease(cmd.Context(), connect.NewRequest(&credbrokerv1.RevokeLeaseRequest{LeaseId: id}))
+		if err != nil {
+			return nil, nil, err
+		}
+		return resp.Msg, resp.Msg.GetLease(), nil
+	})
+	cmd.AddCommand(get, renew, revoke, newLeaseListCmd())
+	return cmd
+}
 
-	var state string
-	list := &cobra.Command{
+// maxPageSize is the most leases ListLeases returns in one page.
+const maxPageSize = 500
+
+func newLeaseListCmd() *cobra.Command {
+	var state, pageToken string
+	var limit int
+	var out *output
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List your leases, oldest first",
-		Args:  noArgs,
+		Long: `List your leases, oldest first: every page, or with --limit N one page of
+at most N. When more leases follow that page, the token of the next page is
+printed (on stderr for table and wide, as nextPageToken in json and yaml);
+pass it to --page-token to continue.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient()
+			stdout := cmd.OutOrStdout()
+			format, err := out.resolve(cmd, stdout)
 			if err != nil {
 				return err
 			}
-			req := &credbrokerv1.ListLeasesRequest{PageSize: 500}
+			if cmd.Flags().Changed("limit") && (limit < 1 || limit > maxPageSize) {
+				return usageError{fmt.Errorf("--limit must be between 1 and %d (the largest page the broker returns), not %d", maxPageSize, limit)}
+			}
+			req := &credbrokerv1.ListLeasesRequest{PageSize: maxPageSize, PageToken: pageToken}
+			if limit > 0 {
+				req.PageSize = int32(limit)
+			}
 			if state != "" {
 				v, ok := credbrokerv1.LeaseState_value["LEASE_STATE_"+strings.ToUpper(state)]
-				if !ok {
+				if !ok || v == 0 {
 					return usageError{fmt.Errorf("--state must be pending, active, revoking or revoked, not %q", state)}
 				}
 				req.State = credbrokerv1.LeaseState(v)
 			}
-			var all []*credbrokerv1.Lease
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			page := &credbrokerv1.ListLeasesResponse{}
 			for {
 				resp, err := c.ListLeases(cmd.Context(), connect.NewRequest(req))
 				if err != nil {
 					return err
 				}
-				all = append(all, resp.Msg.GetLeases()...)
-				if req.PageToken = resp.Msg.GetNextPageToken(); req.PageToken == "" {
+				page.Leases = append(page.Leases, resp.Msg.GetLeases()...)
+				page.NextPageToken = resp.Msg.GetNextPageToken()
+				if limit > 0 || page.NextPageToken == "" {
 					break
 				}
+				req.PageToken = page.NextPageToken
 			}
-			return printJSON(cmd.OutOrStdout(), &credbrokerv1.ListLeasesResponse{Leases: all})
+			return printMessage(stdout, format, page, func() error {
+				if len(page.GetLeases()) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "No leases.")
+				} else if err := writeLeases(stdout, page.GetLeases(), format == outWide, time.Now(), colorFor(stdout)); err != nil {
+					return err
+				}
+				if page.GetNextPageToken() != "" {
+					fmt.Fprintf(cmd.ErrOrStderr(), "More leases follow: --page-token %s\n", page.GetNextPageToken())
+				}
+				return nil
+			})
 		},
 	}
-	list.Flags().StringVar(&state, "state", "", "only leases in this state: pending, active, revoking, revoked")
-
-	cmd.AddCommand(
-		&cobra.Command{
-			Use:   "get LEASE_ID",
-			Short: "Show a lease",
-			Args:  exactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := newClient()
-				if err != nil {
-					return err
-				}
-				resp, err := c.GetLease(cmd.Context(), connect.NewRequest(&credbrokerv1.GetLeaseRequest{LeaseId: args[0]}))
-				if err != nil {
-					return err
-				}
-				return printJSON(cmd.OutOrStdout(), resp.Msg)
-			},
-		},
-		renew,
-		&cobra.Command{
-			Use:   "revoke LEASE_ID",
-			Short: "Revoke a lease now: the user is deleted and its sessions ended",
-			Args:  exactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := newClient()
-				if err != nil {
-					return err
-				}
-				resp, err := c.RevokeLease(cmd.Context(), connect.NewRequest(&credbrokerv1.RevokeLeaseRequest{LeaseId: args[0]}))
-				if err != nil {
-					return err
-				}
-				return printJSON(cmd.OutOrStdout(), resp.Msg)
-			},
-		},
-		list,
-	)
+	cmd.Flags().StringVar(&state, "state", "", "only leases in this state: pending, active, revoking, revoked")
+	cmd.Flags().IntVar(&limit, "limit", 0, fmt.Sprintf("one page of at most this many leases (1–%d; default: every lease)", maxPageSize))
+	cmd.Flags().StringVar(&pageToken, "page-token", "", "start at this page (the token a --limit listing printed)")
+	out = addOutputFlag(cmd, tableFormats...)
 	return cmd
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -16,7 +15,7 @@ import (
 )
 
 func newWhoAmICmd() *cobra.Command {
-	var format string
+	var out *output
 	cmd := &cobra.Command{
 		Use:   "whoami",
 		Short: "Show how the broker sees your token: issuer, subject, claims, policies and roles",
@@ -25,18 +24,18 @@ the issuer that verified it, its subject, the claims the policies look at, the
 policies that match, and the roles (and break-glass roles) you may request.
 The token itself is never printed.
 
-  --format text   for people (the default on a terminal)
-  --format json   the WhoAmIResponse (the default otherwise)`,
+  -o table   for people (the default on a terminal)
+  -o wide    the same with the token's expiry in RFC 3339
+  -o json    the WhoAmIResponse (the default otherwise)
+  -o yaml    the json document as YAML
+
+--format text|json still works and is deprecated (text is -o table).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format == "" {
-				format = "json"
-				if isTerminal(cmd.OutOrStdout()) {
-					format = "text"
-				}
-			}
-			if !slices.Contains([]string{"json", "text"}, format) {
-				return usageError{fmt.Errorf("--format must be text or json, not %q", format)}
+			stdout := cmd.OutOrStdout()
+			format, err := out.resolve(cmd, stdout)
+			if err != nil {
+				return err
 			}
 			c, err := newClient()
 			if err != nil {
@@ -46,28 +45,20 @@ The token itself is never printed.
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				return printJSON(cmd.OutOrStdout(), resp.Msg)
-			}
-			writeWhoAmI(cmd.OutOrStdout(), resp.Msg)
-			return nil
+			return printMessage(stdout, format, resp.Msg, func() error {
+				writeWhoAmI(stdout, resp.Msg, format == outWide, time.Now())
+				return nil
+			})
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "", "text or json (default text on a terminal, json otherwise)")
+	out = addOutputFlag(cmd, tableFormats...)
+	out.deprecatedAlias(cmd, "format", "text or json (deprecated: use -o)", map[string]string{"text": outTable})
 	return cmd
 }
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func writeWhoAmI(w io.Writer, m *credbrokerv1.WhoAmIResponse) {
+// writeWhoAmI is the table form of whoami; the token's expiry is relative
+// to now, or RFC 3339 when wide.
+func writeWhoAmI(w io.Writer, m *credbrokerv1.WhoAmIResponse, wide bool, now time.Time) {
 	list := func(s []string) string {
 		if len(s) == 0 {
 			return "(none)"
@@ -81,7 +72,7 @@ func writeWhoAmI(w io.Writer, m *credbrokerv1.WhoAmIResponse) {
 	fmt.Fprintf(w, "issuer:             %s\n", issuer)
 	fmt.Fprintf(w, "subject:            %s\n", m.GetSubject())
 	if m.ExpiresAt != nil {
-		fmt.Fprintf(w, "token expires:      %s\n", m.GetExpiresAt().AsTime().Local().Format(time.RFC3339))
+		fmt.Fprintf(w, "token expires:      %s\n", timestamp(m.GetExpiresAt(), wide, now))
 	}
 	if len(m.GetClaims()) == 0 {
 		fmt.Fprintf(w, "claims looked at:   (none the policies of %s look at are in the token)\n", m.GetIssuer())

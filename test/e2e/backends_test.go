@@ -71,11 +71,11 @@ func (s *secrets) addIssued(c issued) {
 }
 
 // addExports tracks the password in the exports of `credbroker creds
-// --format env`, found under passwordKey, and every export holding it.
+// -o env`, found under passwordKey, and every export holding it.
 func (s *secrets) addExports(t *testing.T, env map[string]string, passwordKey string) {
 	t.Helper()
 	if env[passwordKey] == "" {
-		t.Fatalf("credbroker creds --format env exported no %s", passwordKey)
+		t.Fatalf("credbroker creds -o env exported no %s", passwordKey)
 	}
 	var values []string
 	for _, v := range env {
@@ -104,7 +104,7 @@ func (s *secrets) check(t *testing.T, store *harness.Store) {
 }
 
 // withCreds runs script with sh after `eval "$(credbroker creds ROLE
-// --format env)"`, as a user would, with CREDBROKER_ADDR and
+// -o env)"`, as a user would, with CREDBROKER_ADDR and
 // CREDBROKER_TOKEN set for b and env added. The exports the CLI printed are
 // also saved, and returned, so that the test can track their secrets and
 // use the credential again. It returns the combined output of the script
@@ -113,7 +113,7 @@ func withCreds(t *testing.T, b *harness.Broker, token, role, script string, env 
 	t.Helper()
 	saved := filepath.Join(t.TempDir(), "exports")
 	full := `umask 077
-creds=$("$CB" creds "$CB_ROLE" --format env) || exit 97
+creds=$("$CB" creds "$CB_ROLE" -o env) || exit 97
 printf '%s\n' "$creds" > "$CB_SAVED"
 eval "$creds" && ` + script
 	cmd := exec.Command("sh", "-c", full)
@@ -124,7 +124,7 @@ eval "$creds" && ` + script
 	raw, err := runWithTimeout(t, cmd)
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 97 {
-		t.Fatalf("credbroker creds %s --format env failed:\n%s", role, raw)
+		t.Fatalf("credbroker creds %s -o env failed:\n%s", role, raw)
 	}
 	data, readErr := os.ReadFile(saved)
 	if readErr != nil {
