@@ -96,7 +96,7 @@ func verifyFile(cmd *cobra.Command, path, format string, partial bool, a *anchor
 	prog.done()
 	if err := check.result(); err != nil {
 		if !partial && errors.Is(err, errChainStart) {
-			return fmt.Errorf("%s: %w\nIf %s is an export of a time range (--since, --from), verify it with --partial.", name, err, name)
+			return fmt.Errorf("%s: %w\nif %s is an export of a time range (--since, --from), verify it with --partial", name, err, name)
 		}
 		return fmt.Errorf("%s: %w", name, err)
 	}
