@@ -48,6 +48,10 @@ type Options struct {
 	// CheckInterval is how often each backend's admin connection is checked;
 	// default 30s.
 	CheckInterval time.Duration
+	// TrackIssued makes the server remember the id of every lease it
+	// issues, so that [Server.RevokeIssued] can end them when it stops:
+	// `credbroker dev`. Off by default: leases outlive a broker's process.
+	TrackIssued bool
 }
 
 // Server is a running credbroker: the lease store, the plugins, the reaper and
@@ -139,6 +143,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 		metrics:     newMetrics(reg),
 		log:         log,
 		now:         now,
+	}
+	if opts.TrackIssued {
+		s.svc.issued = &issuedLeases{}
 	}
 	s.handler = s.routes(reg)
 	return s, nil

@@ -36,6 +36,7 @@ type credentialService struct {
 	metrics     *metrics
 	log         *slog.Logger
 	now         func() time.Time
+	issued      *issuedLeases // nil unless Options.TrackIssued
 }
 
 var _ credbrokerv1connect.CredentialServiceHandler = (*credentialService)(nil)
@@ -127,6 +128,7 @@ func (s *credentialService) issue(ctx context.Context, msg *credbrokerv1.IssueCr
 	if err != nil {
 		return nil, err
 	}
+	s.issued.add(lease.ID)
 
 	// From here the lease exists: finish it even if the caller goes away, so
 	// it ends ACTIVE or handed to the reaper, never in between.

@@ -25,13 +25,13 @@ func writeCLIReference(w io.Writer, root *cobra.Command) error {
 			return
 		}
 		c.DisableAutoGenTag = true
-		err = doc.GenMarkdownCustom(c, w, anchor)
+		err = doc.GenMarkdownCustom(c, w, docAnchor)
 	})
 	return err
 }
 
-// anchor turns cobra's per-command file name (credbroker_lease_get.md) into
+// docAnchor turns cobra's per-command file name (credbroker_lease_get.md) into
 // the heading's anchor in the one document (#credbroker-lease-get).
-func anchor(file string) string {
+func docAnchor(file string) string {
 	return "#" + strings.ReplaceAll(strings.TrimSuffix(file, ".md"), "_", "-")
 }

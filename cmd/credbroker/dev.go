@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/credbroker/credbroker/authn"
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/plugins"
 )
 
 const (
@@ -46,7 +48,8 @@ func newDevCmd() *cobra.Command {
 at $CREDBROKER_DATABASE_URL (default: the local one as user postgres), creates
 its own store database and a demo database with two tables, makes a throwaway
 token issuer, writes a dev token and prints what to type next. Nothing it makes
-is meant for production.`,
+is meant for production. When it stops (Ctrl-C, SIGTERM) it revokes every
+lease it issued, so no backend user outlives the session.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDev(cmd, dir, tokenOut, listen, metricsListen)
@@ -141,13 +144,47 @@ func runDev(cmd *cobra.Command, dir, tokenOut, listen, metricsListen string) err
 	if len(tries) > 0 {
 		more = "\nMore demo backends answered on this machine:\n\n" + strings.Join(tries, "\n") + "\n"
 	}
-	return serve(ctx, cfg, log, cfgPath, func(api, metrics net.Addr) {
-		metricsAddr := "(none: --metrics-listen is empty)"
-		if metrics != nil {
-			metricsAddr = metrics.String()
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), devBanner, api.String(), cfgPath, tokenOut, api.String(), more, metricsAddr)
+	return serve(ctx, cfg, log, cfgPath, serveHooks{
+		ready: func(api, metrics net.Addr) {
+			metricsAddr := "(none: --metrics-listen is empty)"
+			if metrics != nil {
+				metricsAddr = metrics.String()
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), devBanner, api.String(), cfgPath, tokenOut, api.String(), more, metricsAddr)
+		},
+		stopped: func(ctx context.Context, srv *broker.Server) {
+			revokeDevLeases(ctx, srv, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	})
+}
+
+// devRevokeTimeout bounds the revokes of `credbroker dev` as it stops.
+const devRevokeTimeout = 30 * time.Second
+
+// revokeDevLeases revokes every lease this dev session issued and says how
+// many on out, beside the banner (problems on errOut): a Redis, MySQL or
+// RabbitMQ user made for a throwaway broker has no expiry of its own on the
+// backend, so it must not outlive the session. Only this session's leases:
+// another credbroker dev may share the store.
+func revokeDevLeases(ctx context.Context, srv *broker.Server, out, errOut io.Writer) {
+	ctx, cancel := context.WithTimeout(ctx, devRevokeTimeout)
+	defer cancel()
+	res, err := srv.RevokeIssued(ctx, "credbroker dev stopped", "credbroker-dev")
+	fmt.Fprintf(out, "credbroker dev: revoked %d %s issued during this session\n", res.Revoked, plural(res.Revoked, "lease", "leases"))
+	if res.Retrying > 0 {
+		fmt.Fprintf(errOut, "credbroker dev: %d %s could not be revoked now (a backend did not answer); the next credbroker dev on this store retries them\n",
+			res.Retrying, plural(res.Retrying, "lease", "leases"))
+	}
+	if err != nil {
+		fmt.Fprintf(errOut, "credbroker dev: stopped revoking: %v; the reaper of the next credbroker dev on this store revokes what is left once it expires\n", plugins.Sanitize(err))
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // devKey returns the dev issuer's signing key, made once and kept in dir so

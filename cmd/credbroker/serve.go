@@ -41,7 +41,7 @@ func newServeCmd() *cobra.Command {
 				return usageError{err}
 			}
 			defer stopDebug()
-			return serve(cmd.Context(), cfg, log, configPath, nil)
+			return serve(cmd.Context(), cfg, log, configPath, serveHooks{})
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "path to the config file")
@@ -50,15 +50,27 @@ func newServeCmd() *cobra.Command {
 	return cmd
 }
 
+// serveHooks are what `credbroker dev` adds to the serve loop; both may be
+// nil.
+type serveHooks struct {
+	// ready is called with the addresses the server listens on (metrics nil
+	// without a metrics listener).
+	ready func(api, metrics net.Addr)
+	// stopped is called once the server stopped serving, before it closes
+	// its store and backends, with a context of its own (ctx is cancelled
+	// by then). With it, the server remembers the leases it issues, for
+	// broker.Server.RevokeIssued.
+	stopped func(ctx context.Context, srv *broker.Server)
+}
+
 // serve is the one serve loop, of `credbroker serve` and `credbroker dev`:
 // it opens the server for cfg, listens on cfg.Listen (and on
-// cfg.MetricsListen, when set), calls ready with the addresses it listens on
-// (metrics nil without a metrics listener; ready may be nil), and serves
-// until ctx is cancelled (SIGINT, SIGTERM). With a configPath, SIGHUP
+// cfg.MetricsListen, when set), calls hooks.ready, and serves until ctx is
+// cancelled (SIGINT, SIGTERM), then calls hooks.stopped. With a configPath, SIGHUP
 // re-reads the file and its secrets and reloads; a bad file is logged and the
 // running config kept. A SIGHUP while the server opens (the store, the
 // backends) is kept for when it runs, rather than ending the process.
-func serve(ctx context.Context, cfg *broker.Config, log *slog.Logger, configPath string, ready func(api, metrics net.Addr)) error {
+func serve(ctx context.Context, cfg *broker.Config, log *slog.Logger, configPath string, hooks serveHooks) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var hup chan os.Signal
@@ -67,7 +79,7 @@ func serve(ctx context.Context, cfg *broker.Config, log *slog.Logger, configPath
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 	}
-	srv, err := broker.New(ctx, cfg, broker.Options{Logger: log})
+	srv, err := broker.New(ctx, cfg, broker.Options{Logger: log, TrackIssued: hooks.stopped != nil})
 	if err != nil {
 		return err
 	}
@@ -99,12 +111,15 @@ func serve(ctx context.Context, cfg *broker.Config, log *slog.Logger, configPath
 			}
 		}
 	}()
-	if ready != nil {
-		ready(ln.Addr(), metricsAddr)
+	if hooks.ready != nil {
+		hooks.ready(ln.Addr(), metricsAddr)
 	}
 	err = srv.ServeWithMetrics(ctx, ln, metricsLn)
 	cancel()
 	<-reloader // no reload runs while the server closes
+	if hooks.stopped != nil {
+		hooks.stopped(context.WithoutCancel(ctx), srv)
+	}
 	return err
 }
 

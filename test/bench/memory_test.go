@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"debug/buildinfo"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -24,7 +26,8 @@ import (
 // The memory section: the broker's resident set (VmRSS of the `credbroker
 // serve` process the bench started) idle after start and with
 // -cb.memory-live live leases, and the peaks of the broker and of the CLI
-// while `credbroker export` streams at least -cb.export-events events.
+// while `credbroker export` streams at least -cb.export-events events, as
+// JSON lines and as CSV, to stdout and to a file (--output-file).
 // Redis leases, which are cheap to issue at volume; one broker on a fresh
 // lease store with an admin policy for the export. The events are real:
 // the live leases are revoked again and more leases issued and revoked
@@ -142,8 +145,16 @@ func benchMemory(b *testing.B, rep *report) {
 		}
 	}
 	res.events = countEvents(b, h.storeURL)
-	for _, args := range [][]string{{"export"}, {"export", "--verify"}} {
-		e := runExport(b, h, pid, args)
+	// JSON lines and CSV, to stdout and (CSV) to a file through
+	// --output-file, which `export verify` then checks offline; exportFile
+	// in args stands for that file, whose lines are counted.
+	file := filepath.Join(b.TempDir(), "export.csv")
+	for _, args := range [][]string{
+		{"export"}, {"export", "--verify"},
+		{"export", "--format", "csv", "--verify"}, {"export", "--format", "csv", "--output-file", exportFile},
+		{"export", "verify", exportFile},
+	} {
+		e := runExport(b, h, pid, args, file)
 		res.exports = append(res.exports, e)
 		if e.err != "" {
 			rep.fail(b, "memory: credbroker %s: %s", strings.Join(args, " "), e.err)
@@ -156,15 +167,25 @@ func benchMemory(b *testing.B, rep *report) {
 	}
 }
 
+// exportFile stands in the args of runExport for its file.
+const exportFile = "FILE"
+
 // runExport runs the CLI with args against h as its admin, its output
 // counted and dropped, and samples the CLI's VmHWM and the broker's VmRSS
-// meanwhile.
-func runExport(b *testing.B, h *svcHandle, brokerPid int, args []string) exportRun {
+// meanwhile. exportFile in args is replaced by file, and the lines counted
+// are then the file's (written by --output-file, or read by export verify).
+func runExport(b *testing.B, h *svcHandle, brokerPid int, args []string, file string) exportRun {
 	b.Helper()
 	e := exportRun{args: args, brokerBefore: mustStatus(b, brokerPid, "VmRSS")}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, harness.Binary(b), args...)
+	run := slices.Clone(args)
+	if i := slices.Index(run, exportFile); i >= 0 {
+		run[i] = file
+	} else {
+		file = ""
+	}
+	cmd := exec.CommandContext(ctx, harness.Binary(b), run...)
 	cmd.Env = append(os.Environ(), "CREDBROKER_ADDR="+h.broker.Addr, "CREDBROKER_TOKEN_FILE=", "CREDBROKER_TOKEN="+h.adminToken)
 	lines := &lineCounter{}
 	var stderr bytes.Buffer
@@ -184,6 +205,17 @@ func runExport(b *testing.B, h *svcHandle, brokerPid int, args []string) exportR
 	e.lines = lines.n.Load()
 	if err != nil {
 		e.err = fmt.Sprintf("%v: %s", err, firstLine(stderr.String()))
+	}
+	if file != "" {
+		f, ferr := os.Open(file)
+		if ferr != nil {
+			e.err = cmp.Or(e.err, ferr.Error())
+			return e
+		}
+		defer f.Close()
+		lines.n.Store(0)
+		_, _ = io.Copy(lines, f)
+		e.lines = lines.n.Load()
 	}
 	return e
 }

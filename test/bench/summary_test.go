@@ -188,13 +188,13 @@ func (rep *report) memorySummary(s *summary) {
 		what := fmt.Sprintf("RSS during `credbroker %s` (%d lines)", strings.Join(e.args, " "), e.lines)
 		row(what+", broker peak", e.brokerPeak, goalRSSExportKB)
 		row(what+", CLI peak", e.cliHWM, goalRSSExportKB)
-		if slices.Contains(e.args, "--verify") {
+		if slices.Contains(e.args, "--verify") || slices.Contains(e.args, "verify") {
 			// Not a target of its own, but what the store's changes must keep.
 			figure := "chains intact"
 			if e.err != "" {
 				figure = "fails: see the errors below"
 			}
-			s.add(summaryRow{target: fmt.Sprintf("`credbroker export --verify` of %d events", res.events), raw: "-", broker: "-",
+			s.add(summaryRow{target: fmt.Sprintf("`credbroker %s` of %d events", strings.Join(e.args, " "), res.events), raw: "-", broker: "-",
 				figure: figure, goal: "exit 0, chains intact", verdict: mark(e.err == "")})
 		}
 	}
