@@ -1,9 +1,12 @@
 package main
 
 import (
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
 func TestParseSignal(t *testing.T) {
@@ -32,6 +35,29 @@ func TestRotateMargin(t *testing.T) {
 	} {
 		if got := rotateMargin(ttl); got != want {
 			t.Errorf("rotateMargin(%s) = %s, want %s", ttl, got, want)
+		}
+	}
+}
+
+// TestShellNote: the note connect prints before opening a shell shows the
+// URI with its password masked and names the variables, the plugin's
+// declared ones first.
+func TestShellNote(t *testing.T) {
+	cred := &credbrokerv1.Credential{
+		Username: "cb_events_x", Password: "s3cretpw", Uri: "amqp://cb_events_x:s3cretpw@127.0.0.1:5672/orders",
+		Env: map[string]string{"AMQP_URL": "amqp://cb_events_x:s3cretpw@127.0.0.1:5672/orders", "RABBITMQ_USERNAME": "cb_events_x",
+			"RABBITMQ_PASSWORD": "s3cretpw", "RABBITMQ_VHOST": "orders", "EXTRA": "1"},
+	}
+	note := shellNote(cred, "rabbitmq")
+	if strings.Contains(note, "s3cretpw") {
+		t.Fatalf("the note holds the password: %q", note)
+	}
+	for _, want := range []string{
+		"amqp://cb_events_x:xxxxx@127.0.0.1:5672/orders",
+		"user cb_events_x in RABBITMQ_USERNAME, RABBITMQ_PASSWORD, RABBITMQ_VHOST, AMQP_URL, EXTRA",
+	} {
+		if !strings.Contains(note, want) {
+			t.Errorf("the note %q does not hold %q", note, want)
 		}
 	}
 }
