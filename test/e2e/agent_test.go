@@ -113,7 +113,10 @@ func TestAgentKeepsCredentialFresh(t *testing.T) {
 // is back. Its logs hold no password.
 func TestAgentTemplateAndReadiness(t *testing.T) {
 	t.Parallel()
-	d, b := setup(t, "2s", "4s", "")
+	// 5 s leases: one expires soon after the broker goes away; a max TTL
+	// of a minute keeps the credential from being replaced while psql
+	// uses the rendered .pgpass.
+	d, b := setup(t, "5s", "1m", "")
 	token := d.Issuer.Token(t, appSubject, nil, time.Hour)
 	dir := t.TempDir()
 	in := func(name string) string { return filepath.Join(dir, name) }
