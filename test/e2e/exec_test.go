@@ -209,13 +209,23 @@ while :; do sleep 0.1; done`
 	if password == "" {
 		t.Errorf("--env-file holds no PGPASSWORD (%d bytes)", len(data))
 	}
-	eventually(t, 20*time.Second, "the old user outlived --restart-grace after SIGHUP", func() bool {
-		return !d.Backend.RoleExists(t, oldUser)
-	})
-	for _, l := range d.Store.Leases(t) {
-		if l.Username == oldUser && l.State != "REVOKED" {
-			t.Errorf("the old lease is %s after its user was dropped", l.State)
+	// The old lease is revoked while the command runs on (the user is
+	// dropped first, then the lease is marked REVOKED).
+	eventually(t, 20*time.Second, "the old lease outlived --restart-grace after SIGHUP", func() bool {
+		if d.Backend.RoleExists(t, oldUser) {
+			return false
 		}
+		for _, l := range d.Store.Leases(t) {
+			if l.Username == oldUser && l.State != "REVOKED" {
+				return false
+			}
+		}
+		return true
+	})
+	select {
+	case <-p.exited:
+		t.Fatalf("credbroker exec ended: %v\n%s", p.err, p.stderr)
+	default:
 	}
 	if starts := slices.DeleteFunc(distinctLines(file), func(l string) bool { return !strings.HasPrefix(l, "start ") }); len(starts) != 1 {
 		t.Errorf("the command was started %d times, want once (signal mode does not restart)", len(starts))
