@@ -16,6 +16,11 @@ type Metadata struct {
 	// Clients are the backend's own command-line clients, in order of
 	// preference; `credbroker connect` opens the first one found on PATH.
 	Clients []Client
+	// Shell makes `credbroker connect` open the user's shell ($SHELL) with
+	// the credential's variables in its environment when none of Clients
+	// is on PATH: for a backend with no command-line client that logs in
+	// from those variables.
+	Shell bool
 	// Demo is the demo backend `credbroker dev` adds when its service
 	// answers on this machine.
 	Demo *Demo

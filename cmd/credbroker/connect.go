@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,36 +17,10 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/credbroker/credbroker/client"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
-
-func newExecCmd() *cobra.Command {
-	var ttl time.Duration
-	cmd := &cobra.Command{
-		Use:   "exec ROLE -- COMMAND [ARGS…]",
-		Short: "Run a command with a fresh credential in its environment; revoke it when the command ends",
-		Long: `Issue a credential for ROLE, run COMMAND with the credential's variables
-(PGHOST … PGPASSWORD, REDISCLI_AUTH, MYSQL_PWD …) and CREDBROKER_LEASE_ID added to
-its environment, renew the lease while it runs, and revoke it when the command
-exits. The exit status is the command's. The command does not get your identity
-token: CREDBROKER_TOKEN, CREDBROKER_TOKEN_FILE and the like are removed from its
-environment.`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 2 || cmd.ArgsLenAtDash() != 1 {
-				return usageError{errors.New("usage: credbroker exec ROLE -- COMMAND [ARGS…]")}
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runWithCredential(cmd, args[0], ttl, func(map[string]string, string) (launch, error) { return launch{argv: args[1:]}, nil })
-		},
-	}
-	cmd.Flags().DurationVar(&ttl, "ttl", 0, "lease lifetime between renewals (default: the role's default_ttl)")
-	return cmd
-}
 
 func newConnectCmd() *cobra.Command {
 	var ttl time.Duration
@@ -53,7 +30,20 @@ func newConnectCmd() *cobra.Command {
 		Long: `Issue a credential for ROLE and open the backend's own command-line client
 with it (the first one found on PATH of those the role's plugin declares, such
 as psql or redis-cli), renewing the lease while the client runs and revoking it
-when you quit. TOOL-ARGS after -- are passed to the client.`,
+when you quit. TOOL-ARGS after -- are passed to the client. The password is
+never put on the client's command line, where every user of the machine sees
+it: it travels in the environment or in a private option file.
+
+For a backend without a command-line client that logs in from the
+credential's variables (RabbitMQ: rabbitmqadmin speaks the management API,
+not AMQP), connect opens your shell ($SHELL, else /bin/sh) with the
+credential's variables set (AMQP_URL, RABBITMQ_USERNAME, RABBITMQ_PASSWORD,
+RABBITMQ_VHOST), and prints on stderr the URI with its password masked and
+which variables hold the credential; TOOL-ARGS go to the shell (-c '…').
+Leave the shell to revoke the login.
+
+A login lasts at most the role's max_ttl; connect does not replace it (use
+credbroker exec for a program that must outlive it).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || (cmd.ArgsLenAtDash() != -1 && cmd.ArgsLenAtDash() != 1) {
 				return usageError{errors.New("usage: credbroker connect ROLE [-- TOOL-ARGS…]")}
@@ -61,10 +51,14 @@ when you quit. TOOL-ARGS after -- are passed to the client.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runWithCredential(cmd, args[0], ttl, func(env map[string]string, plugin string) (launch, error) {
-				l, err := clientLaunch(plugin, env, exec.LookPath)
+			opts := execOptions{ttl: ttl, onRotate: rotateNone}
+			return runWithCredential(cmd, args[0], opts, func(cred *credbrokerv1.Credential, plugin string) (launch, error) {
+				l, err := clientLaunch(plugin, cred.GetEnv(), exec.LookPath)
 				if err != nil {
 					return launch{}, fmt.Errorf("%w: use credbroker exec %s -- COMMAND", err, args[0])
+				}
+				if l.shell {
+					l.note = shellNote(cred, plugin)
 				}
 				l.argv = append(l.argv, args[1:]...)
 				return l, nil
@@ -80,14 +74,17 @@ when you quit. TOOL-ARGS after -- are passed to the client.`,
 type launch struct {
 	argv  []string
 	files map[string]string
+	shell bool   // argv is the user's shell (plugins.Metadata.Shell)
+	note  string // printed on stderr before the program starts
 }
 
 // clientLaunch returns the command line and option files of the first
 // client plugin declares (plugins.Metadata.Clients) that lookPath finds, for
-// the credential's env.
+// the credential's env; or, when none is found and the plugin declares
+// Shell, the user's shell ($SHELL, else /bin/sh).
 func clientLaunch(plugin string, env map[string]string, lookPath func(string) (string, error)) (launch, error) {
 	md, ok := metadata(plugin)
-	if !ok || len(md.Clients) == 0 {
+	if !ok || len(md.Clients) == 0 && !md.Shell {
 		return launch{}, fmt.Errorf("no client to open for plugin %q", plugin)
 	}
 	var tried []string
@@ -105,7 +102,30 @@ func clientLaunch(plugin string, env map[string]string, lookPath func(string) (s
 		}
 		return l, nil
 	}
+	if md.Shell {
+		return launch{argv: []string{cmp.Or(os.Getenv("SHELL"), "/bin/sh")}, shell: true}, nil
+	}
 	return launch{}, fmt.Errorf("no client of plugin %q is on PATH (looked for %s)", plugin, strings.Join(tried, ", "))
+}
+
+// shellNote tells the person in a shell opened by connect where the
+// credential is: its URI with the password masked, and the variables that
+// hold it (in the order the plugin declares them).
+func shellNote(cred *credbrokerv1.Credential, plugin string) string {
+	md, _ := metadata(plugin)
+	names := slices.DeleteFunc(slices.Clone(md.Env), func(k string) bool { _, ok := cred.GetEnv()[k]; return !ok })
+	for _, k := range slices.Sorted(maps.Keys(cred.GetEnv())) {
+		if !slices.Contains(names, k) {
+			names = append(names, k)
+		}
+	}
+	var b strings.Builder
+	if u, err := url.Parse(cred.GetUri()); err == nil && cred.GetUri() != "" {
+		fmt.Fprintf(&b, "credbroker: %s (password masked)\n", u.Redacted())
+	}
+	fmt.Fprintf(&b, "credbroker: a shell with the credential of user %s in %s; exit it to revoke the login",
+		cred.GetUsername(), strings.Join(names, ", "))
+	return b.String()
 }
 
 // writeOptionFiles writes files into a new private directory (0700, files
@@ -132,75 +152,6 @@ func writeOptionFiles(files map[string]string) (string, error) {
 type exitCodeError struct{ code int }
 
 func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
-// runWithCredential issues a credential for role, runs the command argv
-// returns with the credential in its environment, keeps the lease renewed
-// while it runs and revokes the lease when it ends, however it ends.
-func runWithCredential(cmd *cobra.Command, role string, ttl time.Duration, prepare func(env map[string]string, plugin string) (launch, error)) error {
-	ctx := cmd.Context()
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	req := &credbrokerv1.IssueCredentialRequest{Role: role}
-	if ttl != 0 {
-		req.Ttl = durationpb.New(ttl)
-	}
-	resp, err := c.IssueCredential(ctx, connect.NewRequest(req))
-	if err != nil {
-		return err
-	}
-	lease := resp.Msg.GetLease()
-	// From here on the lease is revoked whatever happens, even on Ctrl-C.
-	defer revokeQuietly(context.WithoutCancel(ctx), c, lease.GetId(), cmd.ErrOrStderr())
-
-	env := resp.Msg.GetCredential().GetEnv()
-	l, err := prepare(env, pluginOf(ctx, c, role))
-	if err != nil {
-		return err
-	}
-	args := l.argv
-	child := exec.Command(args[0], args[1:]...)
-	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
-	child.Env = childEnviron(os.Environ())
-	for k, v := range env {
-		child.Env = append(child.Env, k+"="+v)
-	}
-	child.Env = append(child.Env, "CREDBROKER_LEASE_ID="+lease.GetId())
-	if len(l.files) > 0 {
-		dir, err := writeOptionFiles(l.files)
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir) // before the revoke: defers run last-in first-out
-		child.Env = slices.DeleteFunc(child.Env, func(kv string) bool { return strings.HasPrefix(kv, "XDG_CONFIG_HOME=") })
-		child.Env = append(child.Env, "XDG_CONFIG_HOME="+dir)
-	}
-
-	// Ctrl-C reaches the child from the terminal (psql cancels its query);
-	// here it only cancels ctx (main's signal.NotifyContext), so this process
-	// keeps waiting for the child and then revokes.
-	if err := child.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", args[0], err)
-	}
-	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		if last, err := c.KeepRenewed(renewCtx, lease); err != nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "credbroker: renewing the lease failed: %v (the login ends at %s)\n",
-				err, last.GetExpiresAt().AsTime().Local().Format(time.Kitchen))
-		}
-	}()
-	err = child.Wait()
-	stopRenew()
-	<-renewed
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		return exitCodeError{exitErr.ExitCode()}
-	}
-	return err
-}
 
 // childEnviron is environ without what carries the caller's identity to the
 // broker (CREDBROKER_TOKEN, CREDBROKER_TOKEN_FILE, and any other

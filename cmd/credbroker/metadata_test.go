@@ -59,7 +59,9 @@ func TestClientLaunch(t *testing.T) {
 			{Command: "queue-sh"}, // no arguments
 		}}},
 		describedDriver{name: "bare"},
+		describedDriver{name: "amq", md: plugins.Metadata{Shell: true, Clients: []plugins.Client{{Command: "amq-cli"}}}},
 	)
+	t.Setenv("SHELL", "/bin/test-shell")
 	env := map[string]string{"QUEUE_HOST": "127.0.0.1", "QUEUE_PASSWORD": "pw"}
 	onPath := func(names ...string) func(string) (string, error) {
 		return func(cmd string) (string, error) {
@@ -75,12 +77,14 @@ func TestClientLaunch(t *testing.T) {
 		want   string // the argv joined by spaces, or the error
 		files  map[string]string
 	}{
-		"FirstFound":     {plugin: "queue", path: []string{"queue-cli", "queue-sh"}, want: "queue-cli --host 127.0.0.1", files: map[string]string{"queue-cli": "-P pw"}},
-		"SecondFound":    {plugin: "queue", path: []string{"queue-sh"}, want: "queue-sh"},
-		"NoneOnPath":     {plugin: "queue", want: `no client of plugin "queue" is on PATH (looked for queue-cli, queue-sh)`},
-		"NoClients":      {plugin: "bare", path: []string{"queue-cli"}, want: `no client to open for plugin "bare"`},
-		"UnknownPlugin":  {plugin: "other", want: `no client to open for plugin "other"`},
-		"RoleNotVisible": {plugin: "", want: `no client to open for plugin ""`},
+		"FirstFound":      {plugin: "queue", path: []string{"queue-cli", "queue-sh"}, want: "queue-cli --host 127.0.0.1", files: map[string]string{"queue-cli": "-P pw"}},
+		"SecondFound":     {plugin: "queue", path: []string{"queue-sh"}, want: "queue-sh"},
+		"NoneOnPath":      {plugin: "queue", want: `no client of plugin "queue" is on PATH (looked for queue-cli, queue-sh)`},
+		"NoClients":       {plugin: "bare", path: []string{"queue-cli"}, want: `no client to open for plugin "bare"`},
+		"UnknownPlugin":   {plugin: "other", want: `no client to open for plugin "other"`},
+		"RoleNotVisible":  {plugin: "", want: `no client to open for plugin ""`},
+		"ShellFallback":   {plugin: "amq", want: "/bin/test-shell"},
+		"ClientOverShell": {plugin: "amq", path: []string{"amq-cli"}, want: "amq-cli"},
 	} {
 		l, err := clientLaunch(tc.plugin, env, onPath(tc.path...))
 		got := strings.Join(l.argv, " ")

@@ -81,7 +81,8 @@
 //
 // # credbroker connect and dev
 //
-// [Driver.Describe] declares no client for `credbroker connect` (no
+// [Driver.Describe] declares no client for `credbroker connect` but the
+// user's shell, opened with AMQP_URL and the other variables set (no
 // RabbitMQ tool logs in from the credential's variables; programs run with
 // `credbroker exec` read AMQP_URL), and the demo backend of `credbroker
 // dev`: the node whose management API is at

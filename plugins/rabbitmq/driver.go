@@ -114,16 +114,18 @@ var envNames = []string{"RABBITMQ_USERNAME", "RABBITMQ_PASSWORD", "RABBITMQ_VHOS
 // role that may use the demo.* queues and exchanges of vhost
 // credbroker-demo.
 //
-// It declares no client for `credbroker connect`: RabbitMQ has no
-// interactive AMQP shell. rabbitmqctl and rabbitmqadmin manage the node
-// (over Erlang distribution, or the management API, which an issued user
-// may use only when its role tags it management), and AMQP command-line
-// tools such as amqp-tools' take the URI as an argument; none logs in from
-// the credential's variables as psql and redis-cli do. Programs run under
-// `credbroker exec` read AMQP_URL instead.
+// It declares no client for `credbroker connect` but the user's shell
+// (Shell): RabbitMQ has no interactive AMQP shell. rabbitmqctl and
+// rabbitmqadmin manage the node (over Erlang distribution, or the
+// management API, which an issued user may use only when its role tags it
+// management), and AMQP command-line tools such as amqp-tools' take the URI
+// as an argument, where ps shows the password; none logs in from the
+// credential's variables as psql and redis-cli do. In the shell, and in
+// programs run under `credbroker exec`, AMQP_URL holds the login.
 func (Driver) Describe() plugins.Metadata {
 	return plugins.Metadata{
-		Demo: &plugins.Demo{Prepare: prepareDemo},
-		Env:  slices.Clone(envNames),
+		Shell: true,
+		Demo:  &plugins.Demo{Prepare: prepareDemo},
+		Env:   slices.Clone(envNames),
 	}
 }

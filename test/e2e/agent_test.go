@@ -2,10 +2,17 @@ package e2e_test
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -96,4 +103,189 @@ func TestAgentKeepsCredentialFresh(t *testing.T) {
 		t.Errorf("the agent never renewed a lease (%s)", stderr.String())
 	}
 	t.Logf("agent: %d renewals, %d leases issued", renewed, len(d.Store.Leases(t)))
+}
+
+// TestAgentTemplateAndReadiness: the agent renders a .pgpass-style template
+// and a properties file (each --template pairs with the --out after it; an
+// --out without one is in --format), runs --exec-on-change after writing,
+// and its /ready turns 200 once a credential is on disk, 503 when the
+// broker is gone and the lease has expired, and 200 again once the broker
+// is back. Its logs hold no password.
+func TestAgentTemplateAndReadiness(t *testing.T) {
+	t.Parallel()
+	// 5 s leases: one expires soon after the broker goes away; a max TTL
+	// of a minute keeps the credential from being replaced while psql
+	// uses the rendered .pgpass.
+	d, b := setup(t, "5s", "1m", "")
+	token := d.Issuer.Token(t, appSubject, nil, time.Hour)
+	dir := t.TempDir()
+	in := func(name string) string { return filepath.Join(dir, name) }
+	if err := os.WriteFile(in("pgpass.tmpl"), []byte("{{.Fields.host}}:{{.Fields.port}}:{{.Fields.database}}:{{.Username}}:{{.Password}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(in("props.tmpl"), []byte("lease={{.LeaseID}}\nuser={{.Env.PGUSER}}\nrole={{.Role}}\nmax={{.MaxExpiresAt.Unix}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readyURL := "http://" + ln.Addr().String() + "/ready"
+	ln.Close()
+
+	// Started while the broker is down: nothing can be on disk yet.
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr safeBuffer
+	agent := exec.Command(harness.Binary(t), "agent", "readonly",
+		"--out", in("db.env"),
+		"--template", in("pgpass.tmpl"), "--out", in("pgpass"),
+		"--template", in("props.tmpl"), "--out", in("db.properties"),
+		"--exec-on-change", "echo changed >> "+in("marker"),
+		"--ready-addr", ln.Addr().String())
+	agent.Env = append(os.Environ(), "CREDBROKER_ADDR="+b.Addr, "CREDBROKER_TOKEN_FILE=", "CREDBROKER_TOKEN="+token)
+	agent.Stderr = &stderr
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = agent.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = agent.Process.Kill()
+		<-exited
+	})
+	ready := func() int {
+		res, err := http.Get(readyURL)
+		if err != nil {
+			return 0
+		}
+		defer res.Body.Close()
+		_, _ = io.Copy(io.Discard, res.Body)
+		return res.StatusCode
+	}
+	eventually(t, 20*time.Second, "/ready did not answer 503 before the first credential", func() bool { return ready() == http.StatusServiceUnavailable })
+	if _, err := os.Stat(in("pgpass")); !os.IsNotExist(err) {
+		t.Fatalf("a credential file exists with the broker down: %v", err)
+	}
+
+	b.Restart(t)
+	eventually(t, 60*time.Second, "/ready did not turn 200 once the broker was back", func() bool { return ready() == http.StatusOK })
+	for _, f := range []string{"db.env", "pgpass", "db.properties"} {
+		if info, err := os.Stat(in(f)); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", f, err, info.Mode().Perm())
+		}
+	}
+	// The three files are written one after the other: read them until
+	// they show the same credential.
+	var passwords []string
+	var env map[string]string
+	var pgpass []string
+	eventually(t, 20*time.Second, "the files never showed one credential", func() bool {
+		env = readEnvFile(in("db.env"))
+		data, _ := os.ReadFile(in("pgpass"))
+		pgpass = strings.Split(strings.TrimSuffix(string(data), "\n"), ":")
+		props, _ := os.ReadFile(in("db.properties"))
+		if env["PGPASSWORD"] != "" && !slices.Contains(passwords, env["PGPASSWORD"]) {
+			passwords = append(passwords, env["PGPASSWORD"])
+			b.Track(env["PGPASSWORD"])
+		}
+		return len(pgpass) == 5 && pgpass[3] == env["PGUSER"] && pgpass[4] == env["PGPASSWORD"] &&
+			regexp.MustCompile(fmt.Sprintf(`^lease=%s\nuser=%s\nrole=readonly\nmax=[0-9]+\n$`,
+				regexp.QuoteMeta(env["CREDBROKER_LEASE_ID"]), regexp.QuoteMeta(env["PGUSER"]))).Match(props)
+	})
+	if pgpass[0] != env["PGHOST"] || pgpass[1] != env["PGPORT"] || pgpass[2] != env["PGDATABASE"] {
+		t.Errorf("pgpass host:port:database = %q, the env file says %s:%s:%s", pgpass[:3], env["PGHOST"], env["PGPORT"], env["PGDATABASE"])
+	}
+	// psql finds the password in the rendered .pgpass file.
+	psql := exec.Command("psql", "-h", pgpass[0], "-p", pgpass[1], "-d", pgpass[2], "-U", pgpass[3], "-w", "-tAc", "SELECT current_user")
+	psql.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PG") }), "PGPASSFILE="+in("pgpass"))
+	if out, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != pgpass[3] {
+		t.Errorf("psql with the rendered .pgpass: %v: %s", err, out)
+	}
+	eventually(t, 20*time.Second, "--exec-on-change never ran", func() bool {
+		data, _ := os.ReadFile(in("marker"))
+		return strings.HasPrefix(string(data), "changed\n")
+	})
+
+	// The broker goes away: renewals and new issues fail, the lease on
+	// disk expires, and /ready says so.
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "/ready still 200 with the broker gone and the lease expired", func() bool {
+		return ready() == http.StatusServiceUnavailable
+	})
+	if _, err := os.Stat(in("pgpass")); err != nil {
+		t.Errorf("the credential files went away while the agent runs: %v", err)
+	}
+	b.Restart(t)
+	eventually(t, 90*time.Second, "/ready did not turn 200 again once the broker was back", func() bool { return ready() == http.StatusOK })
+	if e := readEnvFile(in("db.env")); e["PGPASSWORD"] != "" && !slices.Contains(passwords, e["PGPASSWORD"]) {
+		passwords = append(passwords, e["PGPASSWORD"])
+		b.Track(e["PGPASSWORD"])
+	}
+
+	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("agent exited with %v: %s", waitErr, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("agent did not exit on SIGTERM: %s", stderr.String())
+	}
+	for _, f := range []string{"db.env", "pgpass", "db.properties"} {
+		if _, err := os.Stat(in(f)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after the agent stopped: %v", f, err)
+		}
+	}
+	logs := stderr.String()
+	for _, pw := range passwords {
+		if strings.Contains(logs, pw) {
+			t.Errorf("the agent's logs hold an issued password")
+		}
+	}
+	if len(passwords) < 2 {
+		t.Errorf("saw %d passwords, want the first and the one issued after the broker came back", len(passwords))
+	}
+	if !strings.Contains(logs, "serving the readiness probe") {
+		t.Errorf("the agent did not log its readiness address:\n%s", logs)
+	}
+	b.AssertNoSecrets(t)
+}
+
+// readEnvFile reads an agent's --format env file.
+func readEnvFile(path string) map[string]string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	vars := map[string]string{}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		vars[k] = strings.Trim(v, "'")
+	}
+	return vars
+}
+
+// safeBuffer is a bytes.Buffer a process writes while the test reads it.
+type safeBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
