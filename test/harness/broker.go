@@ -491,6 +491,8 @@ func (b *Broker) CLI(t testing.TB, token string, args ...string) (stdout, stderr
 // its formats.
 var cliSecrets = []*regexp.Regexp{
 	regexp.MustCompile(`"password":\s*"([^"]+)"`),
+	regexp.MustCompile(`(?m)^\s*password:\s+(\S+)$`),  // the table block and yaml
+	regexp.MustCompile(`(?m)^\s*uri:\s+(\S+://\S+)$`), // the table block and yaml
 	regexp.MustCompile(`"uri":\s*"([^"]+)"`),
 	regexp.MustCompile(`(?:PGPASSWORD|REDISCLI_AUTH|MYSQL_PWD|RABBITMQ_PASSWORD)='([^']+)'`),
 	regexp.MustCompile(`(?:REDIS_URL|AMQP_URL)='([^']+)'`),
