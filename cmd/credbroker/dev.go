@@ -348,7 +348,8 @@ In another terminal, try:
 
   export CREDBROKER_ADDR=http://%[4]s CREDBROKER_TOKEN_FILE=%[3]s
   ./bin/credbroker roles
-  eval "$(./bin/credbroker creds demo-readonly --format env)"
+  ./bin/credbroker creds demo-readonly      # a table for you; -o env for eval
+  eval "$(./bin/credbroker creds demo-readonly -o env)"
   psql -c 'SELECT * FROM orders'            # works
   psql -c "INSERT INTO orders (item, qty) VALUES ('x', 1)"   # permission denied
   ./bin/credbroker lease list --state active
@@ -356,5 +357,5 @@ In another terminal, try:
   psql -c 'SELECT 1'                        # the login is gone
   ./bin/credbroker connect demo-readonly    # psql with a login revoked when you quit
 %[5]s
-Press Ctrl-C to stop.
+Press Ctrl-C to stop: what this broker issued is revoked first.
 `

@@ -75,7 +75,7 @@ is left), or a renewal fails, exec issues a new credential and, by
            exec again.
 
 --env-file FILE (any mode) keeps the current credential in FILE as
-KEY='value' lines, as 'credbroker creds --format env' prints them (mode 0600,
+KEY='value' lines, as 'credbroker creds -o env' prints them (mode 0600,
 replaced atomically, removed on exit); COMMAND finds its path in
 CREDBROKER_ENV_FILE.
 

@@ -52,7 +52,7 @@ func prepareDemo(ctx context.Context) (plugins.DemoBackend, error) {
 		Connection: `{dsn: env:` + demoDSNEnv + `}`,
 		Role:       `{grants: [{privileges: [SELECT], on: "credbroker_demo.*"}]}`,
 		Env:        map[string]string{demoDSNEnv: dsn},
-		Try:        `eval "$(./bin/credbroker creds demo-mysql --format env)"; mysql -u "$MYSQL_USER" credbroker_demo -e 'SELECT * FROM orders'`,
+		Try:        `eval "$(./bin/credbroker creds demo-mysql -o env)"; mysql -u "$MYSQL_USER" credbroker_demo -e 'SELECT * FROM orders'`,
 	}, nil
 }
 

@@ -35,7 +35,7 @@ const (
 	// demoRole may configure, write and read the demo.* queues and
 	// exchanges of demoVhost.
 	demoRole = `{vhosts: {credbroker-demo: {configure: "^demo\\.", write: "^demo\\.", read: "^demo\\."}}}`
-	demoTry  = `./bin/credbroker creds demo-rabbitmq --format uri   # an amqp:// login for vhost credbroker-demo`
+	demoTry  = `./bin/credbroker creds demo-rabbitmq -o uri        # an amqp:// login for vhost credbroker-demo`
 )
 
 // prepareDemo opens the plugin on the management API at

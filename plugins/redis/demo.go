@@ -22,7 +22,7 @@ const (
 	demoRole = `{rules: ["~demo:*", "+@read", "+@write", "-@dangerous"]}`
 	// demoTry shows the demo role working: redis-cli reads the password
 	// from REDISCLI_AUTH.
-	demoTry = `eval "$(./bin/credbroker creds demo-redis --format env)"; redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --user "$REDIS_USERNAME" SET demo:hello world`
+	demoTry = `eval "$(./bin/credbroker creds demo-redis -o env)"; redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --user "$REDIS_USERNAME" SET demo:hello world`
 )
 
 // prepareDemo checks that the Redis at $CREDBROKER_DEV_REDIS_ADDR (default
