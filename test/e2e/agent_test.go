@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,11 +12,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/credbroker/credbroker/test/harness"
 )
 
 // TestAgentKeepsCredentialFresh: the sidecar agent writes a credential file,
@@ -30,19 +26,7 @@ func TestAgentKeepsCredentialFresh(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "db.env")
 
 	var stderr bytes.Buffer
-	agent := exec.Command(harness.Binary(t), "agent", "readonly", "--out", file)
-	agent.Env = append(os.Environ(), "CREDBROKER_ADDR="+b.Addr, "CREDBROKER_TOKEN_FILE=", "CREDBROKER_TOKEN="+token)
-	agent.Stderr = &stderr
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = agent.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = agent.Process.Kill()
-		<-exited
-	})
+	agent := startBackground(t, asHolder(b, token), &stderr, "agent", "readonly", "--out", file)
 
 	// read returns the file's variables once it exists.
 	read := func() map[string]string {
@@ -79,17 +63,7 @@ func TestAgentKeepsCredentialFresh(t *testing.T) {
 		return second["PGUSER"] != "" && second["PGUSER"] != first["PGUSER"]
 	})
 
-	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("agent exited with %v: %s", waitErr, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("agent did not exit on SIGTERM: %s", stderr.String())
-	}
+	agent.stopAndWait(t, 20*time.Second, stderr.String)
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
 		t.Errorf("the credential file is still there after the agent stopped: %v", err)
 	}
@@ -126,36 +100,20 @@ func TestAgentTemplateAndReadiness(t *testing.T) {
 	if err := os.WriteFile(in("props.tmpl"), []byte("lease={{.LeaseID}}\nuser={{.Env.PGUSER}}\nrole={{.Role}}\nmax={{.MaxExpiresAt.Unix}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readyURL := "http://" + ln.Addr().String() + "/ready"
-	ln.Close()
+	readyAddr := freeAddr(t)
+	readyURL := "http://" + readyAddr + "/ready"
 
 	// Started while the broker is down: nothing can be on disk yet.
 	if err := b.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	var stderr safeBuffer
-	agent := exec.Command(harness.Binary(t), "agent", "readonly",
+	agent := startBackground(t, asHolder(b, token), &stderr, "agent", "readonly",
 		"--out", in("db.env"),
 		"--template", in("pgpass.tmpl"), "--out", in("pgpass"),
 		"--template", in("props.tmpl"), "--out", in("db.properties"),
 		"--exec-on-change", "echo changed >> "+in("marker"),
-		"--ready-addr", ln.Addr().String())
-	agent.Env = append(os.Environ(), "CREDBROKER_ADDR="+b.Addr, "CREDBROKER_TOKEN_FILE=", "CREDBROKER_TOKEN="+token)
-	agent.Stderr = &stderr
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = agent.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = agent.Process.Kill()
-		<-exited
-	})
+		"--ready-addr", readyAddr)
 	ready := func() int {
 		res, err := http.Get(readyURL)
 		if err != nil {
@@ -227,17 +185,7 @@ func TestAgentTemplateAndReadiness(t *testing.T) {
 		b.Track(e["PGPASSWORD"])
 	}
 
-	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("agent exited with %v: %s", waitErr, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("agent did not exit on SIGTERM: %s", stderr.String())
-	}
+	agent.stopAndWait(t, 30*time.Second, stderr.String)
 	for _, f := range []string{"db.env", "pgpass", "db.properties"} {
 		if _, err := os.Stat(in(f)); !os.IsNotExist(err) {
 			t.Errorf("%s is still there after the agent stopped: %v", f, err)

@@ -415,14 +415,25 @@ func TestMySQLBackend(t *testing.T) {
 	seen.check(t, store)
 }
 
-func TestRabbitMQBackend(t *testing.T) {
-	t.Parallel()
+// rabbitMQSetup is a broker whose role "events" may configure, write and
+// read the e2e.* resources of a fresh vhost, with appSubject's token.
+type rabbitMQSetup struct {
+	b     *harness.Broker
+	token string
+	vhost string
+	mq    *harness.RabbitMQ
+	store *harness.Store
+}
+
+// startRabbitMQBroker starts a rabbitMQSetup; the users its broker issues
+// are deleted when the test ends.
+func startRabbitMQBroker(t *testing.T) rabbitMQSetup {
+	t.Helper()
 	mq := harness.NewRabbitMQ(t)
 	vhost := mq.NewVhost(t)
 	iss := harness.NewIssuer(t, "test")
 	store := harness.NewStore(t)
 	mq.DeleteUsersAtEnd(t, store.IssuedUsernames(t, rabbitMQBackend))
-
 	b := harness.StartBroker(t, harness.ServicesConfig(iss, mq.BackendYAML(rabbitMQBackend), fmt.Sprintf(`roles:
   - name: events
     backend: %s
@@ -432,7 +443,13 @@ func TestRabbitMQBackend(t *testing.T) {
       vhosts:
         %s: {configure: '^e2e\.', write: '^e2e\.', read: '^e2e\.'}
 `, rabbitMQBackend, vhost)+singlePolicy("events")), append(store.StoreEnv(), mq.Env()...)...)
-	token := iss.Token(t, appSubject, nil, time.Hour)
+	return rabbitMQSetup{b: b, token: iss.Token(t, appSubject, nil, time.Hour), vhost: vhost, mq: mq, store: store}
+}
+
+func TestRabbitMQBackend(t *testing.T) {
+	t.Parallel()
+	rs := startRabbitMQBroker(t)
+	b, token, vhost, mq, store := rs.b, rs.token, rs.vhost, rs.mq, rs.store
 	seen := &secrets{b: b}
 	ctx := t.Context()
 

@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -63,21 +62,8 @@ func TestConnectAndExec(t *testing.T) {
 // connect's output.
 func TestConnectRabbitMQ(t *testing.T) {
 	t.Parallel()
-	mq := harness.NewRabbitMQ(t)
-	vhost := mq.NewVhost(t)
-	iss := harness.NewIssuer(t, "test")
-	store := harness.NewStore(t)
-	mq.DeleteUsersAtEnd(t, store.IssuedUsernames(t, rabbitMQBackend))
-	b := harness.StartBroker(t, harness.ServicesConfig(iss, mq.BackendYAML(rabbitMQBackend), fmt.Sprintf(`roles:
-  - name: events
-    backend: %s
-    default_ttl: 10m
-    max_ttl: 1h
-    rabbitmq:
-      vhosts:
-        %s: {configure: '^e2e\.', write: '^e2e\.', read: '^e2e\.'}
-`, rabbitMQBackend, vhost)+singlePolicy("events")), append(store.StoreEnv(), mq.Env()...)...)
-	token := iss.Token(t, appSubject, nil, time.Hour)
+	rs := startRabbitMQBroker(t)
+	b, token, vhost, mq, store := rs.b, rs.token, rs.vhost, rs.mq, rs.store
 
 	dir := t.TempDir()
 	urlFile, doneFile := filepath.Join(dir, "url"), filepath.Join(dir, "done")

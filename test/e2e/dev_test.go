@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,12 +29,7 @@ import (
 func TestDevServesAndReloads(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
+	listen := freeAddr(t)
 
 	cmd := exec.Command(harness.Binary(t), "dev", "--dir", dir, "--listen", listen, "--metrics-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "CREDBROKER_DATABASE_URL="+plugintest.PostgresURL(t))
@@ -158,12 +152,7 @@ func TestDevRevokesOnStop(t *testing.T) {
 	rabbit := harness.NewRabbitMQ(t)
 	pgURL := plugintest.PostgresURL(t)
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
+	listen := freeAddr(t)
 
 	cmd := exec.Command(harness.Binary(t), "dev", "--dir", dir, "--listen", listen, "--metrics-listen", "")
 	cmd.Env = append(os.Environ(), "CREDBROKER_DATABASE_URL="+pgURL,

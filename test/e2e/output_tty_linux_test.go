@@ -6,12 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/credbroker/credbroker/test/harness"
 )
@@ -56,7 +53,7 @@ var inMinutes = regexp.MustCompile(`in \d+m\b`)
 // stderr. It skips where the system has no pseudo-terminals.
 func onTerminal(t *testing.T, b *harness.Broker, token string, env []string, args ...string) (stdout, stderr string) {
 	t.Helper()
-	ptm, pts := openPTY(t)
+	ptm, pts := harness.OpenPTY(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, harness.Binary(t), args...)
@@ -91,28 +88,4 @@ func onTerminal(t *testing.T, b *harness.Broker, token string, env []string, arg
 		t.Fatalf("credbroker %v: the terminal did not close", args)
 	}
 	return strings.ReplaceAll(string(out), "\r\n", "\n"), errOut.String()
-}
-
-// openPTY opens a pseudo-terminal: its controlling end and its terminal
-// end. It skips the test where the system has none to give.
-func openPTY(t *testing.T) (ptm, pts *os.File) {
-	t.Helper()
-	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	t.Cleanup(func() { ptm.Close() })
-	if err := unix.IoctlSetPointerInt(int(ptm.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Skipf("unlock pseudo-terminal: %v", err)
-	}
-	n, err := unix.IoctlGetInt(int(ptm.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Skipf("pseudo-terminal number: %v", err)
-	}
-	pts, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("open pseudo-terminal: %v", err)
-	}
-	t.Cleanup(func() { pts.Close() })
-	return ptm, pts
 }
