@@ -184,7 +184,7 @@ func (s *Server) rotateRoot(ctx context.Context, backend, actor string, force bo
 	if !s.store.HasKeyring() {
 		return leases.AdminSecret{}, false, connect.NewError(connect.CodeFailedPrecondition, errNoKEK)
 	}
-	if _, ok := b.driver.(plugins.AdminPassworder); !ok {
+	if !plugins.CanRotateRoot(rt.plugins[backend]) {
 		return leases.AdminSecret{}, false, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("backend %s: plugin %s cannot rotate its admin password", backend, b.Plugin))
 	}
 	lock, ok, err := s.store.LockRotation(ctx, backend)

@@ -60,7 +60,7 @@ func openRuntime(ctx context.Context, cfg *Config, log *slog.Logger, now func() 
 		rt.plugins[b.Name] = p
 		rt.passwords[b.Name] = passwords[b.Name]
 		if b.Rotate != nil {
-			if _, ok := p.(plugins.RootRotator); !ok {
+			if !plugins.CanRotateRoot(p) {
 				return nil, fmt.Errorf("backend %s: connection.rotate: plugin %s cannot rotate its admin password", b.Name, b.Plugin)
 			}
 		}

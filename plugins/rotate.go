@@ -106,3 +106,22 @@ var (
 	_ RootRotator     = (*sanitizing)(nil)
 	_ AdminPassworder = typedDriver[any, any]{}
 )
+
+// CanRotateRoot reports whether p, as [Open] returned it, can rotate its
+// admin password: whether the plugin under the decorator (and under
+// [Typed]) is a [RootRotator]. The decorator itself always has the method.
+func CanRotateRoot(p Plugin) bool {
+	switch v := p.(type) {
+	case *sanitizing:
+		return CanRotateRoot(v.p)
+	case interface{ canRotateRoot() bool }:
+		return v.canRotateRoot()
+	}
+	_, ok := p.(RootRotator)
+	return ok
+}
+
+func (t *typedPlugin[R]) canRotateRoot() bool {
+	_, ok := t.p.(RootRotator)
+	return ok
+}
