@@ -2,10 +2,13 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/credbroker/credbroker/leases"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
@@ -16,6 +19,7 @@ import (
 // policy matches.
 type adminService struct {
 	*credentialService
+	server *Server // root rotation and admin secrets
 }
 
 var _ credbrokerv1connect.AdminServiceHandler = adminService{}
@@ -133,7 +137,61 @@ func (s adminService) inventory(ctx context.Context) (*credbrokerv1.GetInventory
 	if err != nil {
 		return nil, err
 	}
-	return inventoryProto(s.rt().cfg.catalog, counts), nil
+	versions, err := s.store.AdminSecretVersions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rotated := map[string]time.Time{}
+	for name, v := range versions {
+		rotated[name] = v.RotatedAt
+	}
+	return inventoryProto(s.rt().cfg.catalog, counts, rotated), nil
+}
+
+func (s adminService) RotateRoot(ctx context.Context, req *connect.Request[credbrokerv1.RotateRootRequest]) (*connect.Response[credbrokerv1.RotateRootResponse], error) {
+	out, err := s.rotateRoot(ctx, req.Msg)
+	return reply(ctx, s.log, "rotate root", out, err)
+}
+
+func (s adminService) rotateRoot(ctx context.Context, m *credbrokerv1.RotateRootRequest) (*credbrokerv1.RotateRootResponse, error) {
+	if err := s.admin(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkCaps(fieldCap{"backend", m.GetBackend(), maxNameBytes}); err != nil {
+		return nil, err
+	}
+	if m.GetBackend() == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("backend is required: the name of a backend in the config"))
+	}
+	done, _, err := s.server.rotateRoot(ctx, m.GetBackend(), actor(caller(ctx)), true)
+	if err != nil {
+		return nil, err
+	}
+	return &credbrokerv1.RotateRootResponse{Backend: done.Backend, RotatedAt: timestamppb.New(done.RotatedAt), Version: done.Version}, nil
+}
+
+func (s adminService) RewrapSecrets(ctx context.Context, _ *connect.Request[credbrokerv1.RewrapSecretsRequest]) (*connect.Response[credbrokerv1.RewrapSecretsResponse], error) {
+	out, err := s.rewrap(ctx)
+	return reply(ctx, s.log, "rewrap secrets", out, err)
+}
+
+func (s adminService) rewrap(ctx context.Context) (*credbrokerv1.RewrapSecretsResponse, error) {
+	if err := s.admin(ctx); err != nil {
+		return nil, err
+	}
+	if !s.store.HasKeyring() {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errNoKEK)
+	}
+	res, err := s.store.Rewrap(context.WithoutCancel(ctx), actor(caller(ctx)))
+	if err != nil {
+		if errors.Is(err, leases.ErrUnknownKEK) || errors.Is(err, leases.ErrDecrypt) {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New(strings.TrimPrefix(err.Error(), "leases: ")))
+		}
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "admin secrets rewrapped", slog.String("actor", actor(caller(ctx))), slog.String("kek_id", res.KEKID),
+		slog.Int("rewrapped", res.Rewrapped), slog.Int("unchanged", res.Unchanged))
+	return &credbrokerv1.RewrapSecretsResponse{KekId: res.KEKID, Rewrapped: int32(res.Rewrapped), Unchanged: int32(res.Unchanged)}, nil
 }
 
 // ExportVerifier checks exported events one at a time, in the order

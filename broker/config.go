@@ -81,6 +81,11 @@ type StoreConfig struct {
 	// use, so callers exhausting max_conns cannot stop expiry; default 2,
 	// at least 2 (a sweep holds one for its lock).
 	ReaperMaxConns int32 `yaml:"reaper_max_conns"`
+	// KEK references the key-encryption keys of the admin secrets the
+	// store keeps, newest first; each is 32 random bytes or their base64.
+	// Default none: the store keeps no admin secrets and root rotation is
+	// off. See [KEKRefs].
+	KEK KEKRefs `yaml:"kek"`
 }
 
 // ReaperConfig tunes the reaper. Zero values take the defaults shown.
@@ -147,6 +152,10 @@ type BackendConfig struct {
 	// secret reference the broker resolves; the program gets nothing else
 	// of the broker's environment.
 	Env map[string]secret.Ref `yaml:"env"`
+
+	// Rotate is connection.rotate: the broker rotates the backend's admin
+	// password every Rotate.Period; nil when it does not.
+	Rotate *RotateConfig `yaml:"-"`
 
 	connection any
 	// driver parsed the backend's sections and opens it: the built-in

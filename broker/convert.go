@@ -146,12 +146,19 @@ func eventFilterFromProto(m *credbrokerv1.ExportLeaseHistoryRequest) leases.Even
 
 // inventoryProto describes the configured backends and roles to an admin,
 // with each role's ACTIVE leases from counts.
-func inventoryProto(cat *catalog, counts map[string]int64) *credbrokerv1.GetInventoryResponse {
+func inventoryProto(cat *catalog, counts map[string]int64, rotated map[string]time.Time) *credbrokerv1.GetInventoryResponse {
 	out := &credbrokerv1.GetInventoryResponse{}
 	for _, b := range cat.cfg.Backends {
-		out.Backends = append(out.Backends, &credbrokerv1.InventoryBackend{
+		ib := &credbrokerv1.InventoryBackend{
 			Name: b.Name, Plugin: b.Plugin, Environment: b.Environment, Owner: b.Owner, Sweep: *b.Sweep,
-		})
+		}
+		if at := rotated[b.Name]; !at.IsZero() {
+			ib.LastRootRotation = timestamppb.New(at)
+		}
+		if b.Rotate != nil {
+			ib.RootRotationPeriod = durationpb.New(b.Rotate.Period)
+		}
+		out.Backends = append(out.Backends, ib)
 	}
 	for _, r := range cat.cfg.Roles {
 		ir := &credbrokerv1.InventoryRole{

@@ -124,6 +124,15 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) {
 			fail("%v", err)
 		}
 		return
+	case t == kekRefsType:
+		if n.Kind == yaml.SequenceNode && len(n.Content) > 0 {
+			for i, item := range n.Content {
+				c.check(item, refType, fmt.Sprintf("%s[%d]", path, i))
+			}
+		} else {
+			c.check(n, refType, path)
+		}
+		return
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode {
 			fail("want a duration such as 15m or 1h")

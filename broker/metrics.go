@@ -12,6 +12,7 @@ type metrics struct {
 	renewed      *prometheus.CounterVec
 	backendUp    *prometheus.GaugeVec
 	limited      *prometheus.CounterVec
+	rootRotated  *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,9 +38,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "credbroker_requests_limited_total",
 			Help: "Calls refused with resource_exhausted because one identity exceeded limits.request_rate, by procedure.",
 		}, []string{"procedure"}),
+		rootRotated: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credbroker_root_rotation_timestamp_seconds",
+			Help: "When the broker last rotated the backend's admin password (Unix seconds); absent for a backend it never rotated. Alarm on its age past connection.rotate.period.",
+		}, []string{"backend"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp, m.limited)
+		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp, m.limited, m.rootRotated)
 	}
 	return m
 }

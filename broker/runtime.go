@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/credbroker/credbroker/authn"
@@ -20,6 +21,9 @@ type runtime struct {
 	// plugins.Open: their errors and warnings are sanitized already.
 	plugins  map[string]plugins.Plugin
 	verifier *authn.Verifier
+	// passwords are the stored admin passwords the plugins were opened
+	// with, by backend; a backend without one uses its config reference.
+	passwords map[string]adminPassword
 }
 
 // target is the reaper's lookup: the plugin of backend and the current spec
@@ -34,8 +38,8 @@ func (rt *runtime) target(backend, role string) (plugins.Plugin, any, bool) {
 
 // openRuntime opens every backend of cfg, checks its roles against the live
 // backends and loads the issuers' keys. On error it closes what it opened.
-func openRuntime(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time) (_ *runtime, err error) {
-	rt := &runtime{cfg: cfg, plugins: map[string]plugins.Plugin{}}
+func openRuntime(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, passwords map[string]adminPassword) (_ *runtime, err error) {
+	rt := &runtime{cfg: cfg, plugins: map[string]plugins.Plugin{}, passwords: map[string]adminPassword{}}
 	defer func() {
 		if err != nil {
 			rt.close(log)
@@ -47,11 +51,19 @@ func openRuntime(ctx context.Context, cfg *Config, log *slog.Logger, now func() 
 		b := &cfg.Backends[i]
 		// The one place plugins are opened: plugins.Open wraps each in the
 		// sanitizing decorator, so no caller sanitizes a plugin's error again.
-		p, err := plugins.Open(ctx, b.driver, b.connection) // built in, or plugin: external's program
+		// A backend whose root the broker rotated opens with the stored
+		// password, not its reference's.
+		p, err := openBackend(ctx, b, passwords[b.Name]) // built in, or plugin: external's program
 		if err != nil {
 			return nil, fmt.Errorf("backend %s (%s): %w", b.Name, b.Plugin, err)
 		}
 		rt.plugins[b.Name] = p
+		rt.passwords[b.Name] = passwords[b.Name]
+		if b.Rotate != nil {
+			if !plugins.CanRotateRoot(p) {
+				return nil, fmt.Errorf("backend %s: connection.rotate: plugin %s cannot rotate its admin password", b.Name, b.Plugin)
+			}
+		}
 		if w, ok := p.(plugins.Warner); ok {
 			for _, msg := range w.Warnings(ctx) {
 				log.Warn("backend warning", slog.String("backend", b.Name), slog.String("plugin", b.Plugin), slog.String("warning", msg))
@@ -108,7 +120,7 @@ func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 	defer s.reloadMu.Unlock()
 	old := s.rt.Load()
 	var restart []string
-	if cfg.Store != old.cfg.Store {
+	if !reflect.DeepEqual(cfg.Store, old.cfg.Store) {
 		restart = append(restart, "store")
 	}
 	if cfg.Reaper != old.cfg.Reaper {
@@ -133,7 +145,11 @@ func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 			return fmt.Errorf("reload: the running config stays in force: %w", err)
 		}
 	}
-	rt, err := openRuntime(ctx, cfg, s.baseLog, s.now)
+	passwords, err := s.storedPasswords(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("reload: the running config stays in force: %w", err)
+	}
+	rt, err := openRuntime(ctx, cfg, s.baseLog, s.now, passwords)
 	if err != nil {
 		return fmt.Errorf("reload: the running config stays in force: %w", err)
 	}

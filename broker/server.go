@@ -52,6 +52,10 @@ type Options struct {
 	// issues, so that [Server.RevokeIssued] can end them when it stops:
 	// `credbroker dev`. Off by default: leases outlive a broker's process.
 	TrackIssued bool
+	// SecretsPoll is how often each replica looks for a changed admin
+	// password of a backend (rotated by another replica), an abandoned
+	// rotation and a rotation that is due; default 2s. Only with store.kek.
+	SecretsPoll time.Duration
 }
 
 // Server is a running credbroker: the lease store, the plugins, the reaper and
@@ -68,6 +72,8 @@ type Server struct {
 	metrics  http.Handler  // /metrics, served only on metrics_listen
 	certs    *certReloader // the TLS material; nil without tls
 	checkInt time.Duration
+	// secretsPoll is Options.SecretsPoll.
+	secretsPoll time.Duration
 
 	reloadMu  sync.Mutex
 	retired   sync.WaitGroup // closing runtimes replaced by Reload
@@ -85,7 +91,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 		now = time.Now
 	}
 	reg := cmp.Or(opts.Registry, prometheus.NewRegistry())
-	s := &Server{log: log, baseLog: opts.Logger, now: now, checkInt: cmp.Or(opts.CheckInterval, 30*time.Second), closing: make(chan struct{})}
+	s := &Server{log: log, baseLog: opts.Logger, now: now, checkInt: cmp.Or(opts.CheckInterval, 30*time.Second),
+		secretsPoll: cmp.Or(opts.SecretsPoll, 2*time.Second), closing: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -96,11 +103,19 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("store.dsn: %w", err)
 	}
-	s.store, err = leases.Open(ctx, leases.Config{DSN: dsn.Reveal(), MaxConns: cfg.Store.MaxConns, ReaperMaxConns: cfg.Store.ReaperMaxConns, Logger: opts.Logger, Now: now})
+	keys, err := openKeyring(cfg.Store.KEK)
+	if err != nil {
+		return nil, err
+	}
+	s.store, err = leases.Open(ctx, leases.Config{DSN: dsn.Reveal(), MaxConns: cfg.Store.MaxConns, ReaperMaxConns: cfg.Store.ReaperMaxConns, Logger: opts.Logger, Now: now, Keyring: keys})
 	if err != nil {
 		return nil, fmt.Errorf("lease store: %w", plugins.Sanitize(err, dsn))
 	}
-	rt, err := openRuntime(ctx, cfg, opts.Logger, now)
+	passwords, err := s.storedPasswords(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := openRuntime(ctx, cfg, opts.Logger, now, passwords)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +174,7 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	mux.Handle(credbrokerv1connect.NewCredentialServiceHandler(s.svc, opts...))
-	mux.Handle(credbrokerv1connect.NewAdminServiceHandler(adminService{s.svc}, opts...))
+	mux.Handle(credbrokerv1connect.NewAdminServiceHandler(adminService{s.svc, s}, opts...))
 	mux.Handle(grpchealth.NewHandler(newHealthChecker(s.store, time.Now)))
 	mux.HandleFunc("GET "+LoginConfigPath, s.serveLoginConfig)
 	reflector := grpcreflect.NewStaticReflector(credbrokerv1connect.CredentialServiceName,
@@ -287,9 +302,10 @@ func (s *Server) ServeWithMetrics(ctx context.Context, ln, metricsLn net.Listene
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { _ = s.reaper.Run(ctx); done <- struct{}{} }()
 	go func() { s.checkBackends(ctx); done <- struct{}{} }()
+	go func() { s.syncAdminSecrets(ctx, s.secretsPoll); done <- struct{}{} }()
 
 	errc := make(chan error, 2)
 	serve := func(srv *http.Server, ln net.Listener) {
@@ -321,6 +337,7 @@ func (s *Server) ServeWithMetrics(ctx context.Context, ln, metricsLn net.Listene
 			err = serr
 		}
 	}
+	<-done
 	<-done
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {

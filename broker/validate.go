@@ -120,6 +120,13 @@ func (c *validation) store() {
 	if c.Store.MaxConns < 1 {
 		c.add("store.max_conns", "%d: must be at least 1 (default 10)", c.Store.MaxConns)
 	}
+	seenKEK := map[string]bool{}
+	for i, r := range c.Store.KEK {
+		if seenKEK[r.String()] {
+			c.add(fmt.Sprintf("store.kek[%d]", i), "%s is listed twice", r)
+		}
+		seenKEK[r.String()] = true
+	}
 	if c.Store.ReaperMaxConns < 2 {
 		c.add("store.reaper_max_conns", "%d: must be at least 2, one for a sweep's lock and one for the rest (default 2)", c.Store.ReaperMaxConns)
 	}
@@ -174,6 +181,7 @@ func (c *validation) backends() {
 	for i := range c.Backends {
 		b := &c.Backends[i]
 		path := fmt.Sprintf("backends[%d]", i)
+		c.validateRotate(b, path)
 		checkName(path+".name", b.Name, c.add)
 		if c.backendNames[b.Name] != nil {
 			c.add(path+".name", "duplicate backend %q", b.Name)

@@ -41,6 +41,10 @@ type Config struct {
 	// DenialFlushInterval is how often counted denials whose minute has
 	// ended are written as `denied` events. Default 10s.
 	DenialFlushInterval time.Duration
+	// Keyring holds the key-encryption keys of the admin secrets the store
+	// keeps (see [Store.AdminSecrets]). Default nil: the store keeps none,
+	// and those methods return [ErrNoKEK].
+	Keyring *Keyring
 }
 
 // Store is the PostgreSQL lease store. It is safe for concurrent use, and any
@@ -63,6 +67,8 @@ type Store struct {
 	// writes batch the request path's writes (group commit); nil on the
 	// copy on the reaper's pool, which makes none of them.
 	writes *storeWrites
+	// keys encrypt the admin secrets; nil when none are configured.
+	keys *Keyring
 }
 
 // Open connects to the lease store, checks that the database answers and
@@ -95,6 +101,7 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	s := &Store{
 		logger: logger.With(slog.String("component", "leases")),
 		clock:  clock,
+		keys:   cfg.Keyring,
 	}
 	cc := poolCfg.ConnConfig
 	where := fmt.Sprintf("%s:%d/%s as %s", cc.Host, cc.Port, cc.Database, cc.User)

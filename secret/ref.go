@@ -59,6 +59,23 @@ func (r *Ref) UnmarshalText(b []byte) error {
 // MarshalText encodes the reference.
 func (r Ref) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
+// ResolveRaw reads the secret the reference names exactly as it is, without
+// trimming a trailing newline: for binary key material, of which a last byte
+// that is '\n' is part. Errors are those of [Ref.Resolve].
+func (r Ref) ResolveRaw() (Value, error) {
+	if r.kind != "file" {
+		return r.Resolve()
+	}
+	b, err := os.ReadFile(r.name)
+	if err != nil {
+		return Value{}, fmt.Errorf("%s: %w", r, errors.Unwrap(err))
+	}
+	if len(b) == 0 {
+		return Value{}, fmt.Errorf("%s: the file is empty", r)
+	}
+	return New(string(b)), nil
+}
+
 // Resolve reads the secret the reference names. A missing variable, an empty
 // value or an unreadable file is an error that names the reference.
 func (r Ref) Resolve() (Value, error) {

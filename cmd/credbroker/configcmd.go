@@ -34,6 +34,9 @@ not resolved, so CI needs no secrets. Exit status 1 when the file is invalid
 			}
 			fmt.Fprintf(out, "%s: ok (%d issuers, %d backends, %d roles, %d policies)\n",
 				args[0], len(cfg.Issuers), len(cfg.Backends), len(cfg.Roles), len(cfg.Policies))
+			if len(cfg.Store.KEK) == 0 {
+				fmt.Fprintln(out, "note: store.kek not set: admin secrets are not stored and root rotation is off")
+			}
 			return nil
 		},
 	}

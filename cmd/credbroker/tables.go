@@ -303,9 +303,16 @@ func writeInventory(w io.Writer, inv *credbrokerv1.GetInventoryResponse, wide bo
 		plugin[be.GetName()] = be.GetPlugin()
 		unused[be.GetName()] = be
 	}
+	rotated := map[string]string{}
+	for _, be := range inv.GetBackends() {
+		rotated[be.GetName()] = "never"
+		if ts := be.GetLastRootRotation(); ts != nil {
+			rotated[be.GetName()] = ts.AsTime().Local().Format(time.RFC3339)
+		}
+	}
 	var t table
 	if wide {
-		t.header("ROLE", "BACKEND", "PLUGIN", "ENVIRONMENT", "OWNER", "DEFAULT TTL", "MAX TTL", "POLICIES", "BREAK-GLASS POLICIES", "SWEEP", "ACTIVE LEASES")
+		t.header("ROLE", "BACKEND", "PLUGIN", "ENVIRONMENT", "OWNER", "DEFAULT TTL", "MAX TTL", "POLICIES", "BREAK-GLASS POLICIES", "SWEEP", "ACTIVE LEASES", "ROOT ROTATED")
 	} else {
 		t.header("ROLE", "BACKEND", "ENVIRONMENT", "OWNER", "DEFAULT TTL", "MAX TTL", "POLICIES", "ACTIVE LEASES")
 	}
@@ -318,7 +325,7 @@ func writeInventory(w io.Writer, inv *credbrokerv1.GetInventoryResponse, wide bo
 		if wide {
 			t.add(plain(r.GetName()), plain(r.GetBackend()), plain(plugin[r.GetBackend()]), plain(r.GetEnvironment()), plain(r.GetOwner()),
 				plain(duration(r.GetDefaultTtl())), plain(duration(r.GetMaxTtl())), plain(list(r.GetPolicies())),
-				plain(list(r.GetBreakGlassPolicies())), plain(sweep(inv, r.GetBackend())), active)
+				plain(list(r.GetBreakGlassPolicies())), plain(sweep(inv, r.GetBackend())), active, plain(rotated[r.GetBackend()]))
 		} else {
 			t.add(plain(r.GetName()), plain(r.GetBackend()), plain(r.GetEnvironment()), plain(r.GetOwner()),
 				plain(duration(r.GetDefaultTtl())), plain(duration(r.GetMaxTtl())), plain(list(r.GetPolicies())), active)
@@ -328,7 +335,7 @@ func writeInventory(w io.Writer, inv *credbrokerv1.GetInventoryResponse, wide bo
 		be := unused[name]
 		if wide {
 			t.add(plain(""), plain(name), plain(be.GetPlugin()), plain(be.GetEnvironment()), plain(be.GetOwner()),
-				plain(""), plain(""), plain(""), plain(""), plain(yesNo(be.GetSweep())), plain("0"))
+				plain(""), plain(""), plain(""), plain(""), plain(yesNo(be.GetSweep())), plain("0"), plain(rotated[name]))
 		} else {
 			t.add(plain(""), plain(name), plain(be.GetEnvironment()), plain(be.GetOwner()), plain(""), plain(""), plain(""), plain("0"))
 		}

@@ -27,6 +27,10 @@ type Connection struct {
 	Host     string `yaml:"host"`
 	Port     int    `yaml:"port"`
 	Database string `yaml:"database"`
+
+	// adminPassword, when set, replaces the DSN's password: the admin
+	// password the broker rotated (see [Driver.WithAdminPassword]).
+	adminPassword secret.Value
 }
 
 func (c *Connection) validate() error {

@@ -77,6 +77,10 @@ func open(ctx context.Context, c *Connection, configure func(*pgxpool.Config)) (
 	if cfg.ConnConfig.Password != "" {
 		p.secrets = append(p.secrets, secret.New(cfg.ConnConfig.Password))
 	}
+	if !c.adminPassword.IsZero() {
+		cfg.ConnConfig.Password = c.adminPassword.Reveal()
+		p.secrets = append(p.secrets, c.adminPassword)
+	}
 	cfg.MaxConns = c.MaxConns
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "credbroker"

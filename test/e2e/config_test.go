@@ -115,6 +115,11 @@ policies:
 		if code != 0 {
 			t.Errorf("config check --strict of a good file without warnings: exit %d", code)
 		}
+		// Without store.kek, a note (not a warning: --strict passes) says
+		// what is off.
+		if !strings.Contains(stdout, "store.kek not set: admin secrets are not stored and root rotation is off") {
+			t.Errorf("config check without store.kek: no note in stdout: %s", stdout)
+		}
 	})
 
 	t.Run("Bad", func(t *testing.T) {

@@ -1193,6 +1193,212 @@ func (x *WhoAmIResponse) GetAdmin() bool {
 	return false
 }
 
+type RotateRootRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The backend's name in the config.
+	Backend       string `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRootRequest) Reset() {
+	*x = RotateRootRequest{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRootRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRootRequest) ProtoMessage() {}
+
+func (x *RotateRootRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRootRequest.ProtoReflect.Descriptor instead.
+func (*RotateRootRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RotateRootRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+type RotateRootResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backend string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	// When the rotation finished.
+	RotatedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=rotated_at,json=rotatedAt,proto3" json:"rotated_at,omitempty"`
+	// The stored secret's version, which grows with every secret stored.
+	Version       int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRootResponse) Reset() {
+	*x = RotateRootResponse{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRootResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRootResponse) ProtoMessage() {}
+
+func (x *RotateRootResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRootResponse.ProtoReflect.Descriptor instead.
+func (*RotateRootResponse) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RotateRootResponse) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *RotateRootResponse) GetRotatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RotatedAt
+	}
+	return nil
+}
+
+func (x *RotateRootResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type RewrapSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapSecretsRequest) Reset() {
+	*x = RewrapSecretsRequest{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapSecretsRequest) ProtoMessage() {}
+
+func (x *RewrapSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapSecretsRequest.ProtoReflect.Descriptor instead.
+func (*RewrapSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{19}
+}
+
+type RewrapSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of the key every data key is wrapped by now.
+	KekId string `protobuf:"bytes,1,opt,name=kek_id,json=kekId,proto3" json:"kek_id,omitempty"`
+	// Data keys that were wrapped by an older key.
+	Rewrapped int32 `protobuf:"varint,2,opt,name=rewrapped,proto3" json:"rewrapped,omitempty"`
+	// Data keys wrapped by the newest key already.
+	Unchanged     int32 `protobuf:"varint,3,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapSecretsResponse) Reset() {
+	*x = RewrapSecretsResponse{}
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapSecretsResponse) ProtoMessage() {}
+
+func (x *RewrapSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapSecretsResponse.ProtoReflect.Descriptor instead.
+func (*RewrapSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RewrapSecretsResponse) GetKekId() string {
+	if x != nil {
+		return x.KekId
+	}
+	return ""
+}
+
+func (x *RewrapSecretsResponse) GetRewrapped() int32 {
+	if x != nil {
+		return x.Rewrapped
+	}
+	return 0
+}
+
+func (x *RewrapSecretsResponse) GetUnchanged() int32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
 type RevokeLeasesRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Role    string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
@@ -1207,7 +1413,7 @@ type RevokeLeasesRequest struct {
 
 func (x *RevokeLeasesRequest) Reset() {
 	*x = RevokeLeasesRequest{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1425,7 @@ func (x *RevokeLeasesRequest) String() string {
 func (*RevokeLeasesRequest) ProtoMessage() {}
 
 func (x *RevokeLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[17]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1438,7 @@ func (x *RevokeLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeasesRequest.ProtoReflect.Descriptor instead.
 func (*RevokeLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{17}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeLeasesRequest) GetRole() string {
@@ -1276,7 +1482,7 @@ type RevokeLeasesResponse struct {
 
 func (x *RevokeLeasesResponse) Reset() {
 	*x = RevokeLeasesResponse{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1494,7 @@ func (x *RevokeLeasesResponse) String() string {
 func (*RevokeLeasesResponse) ProtoMessage() {}
 
 func (x *RevokeLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[18]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1507,7 @@ func (x *RevokeLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeLeasesResponse.ProtoReflect.Descriptor instead.
 func (*RevokeLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{18}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RevokeLeasesResponse) GetRevoked() int32 {
@@ -1334,7 +1540,7 @@ type ExportLeaseHistoryRequest struct {
 
 func (x *ExportLeaseHistoryRequest) Reset() {
 	*x = ExportLeaseHistoryRequest{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1552,7 @@ func (x *ExportLeaseHistoryRequest) String() string {
 func (*ExportLeaseHistoryRequest) ProtoMessage() {}
 
 func (x *ExportLeaseHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[19]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1565,7 @@ func (x *ExportLeaseHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportLeaseHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ExportLeaseHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{19}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ExportLeaseHistoryRequest) GetStartTime() *timestamppb.Timestamp {
@@ -1412,7 +1618,7 @@ type LeaseEvent struct {
 
 func (x *LeaseEvent) Reset() {
 	*x = LeaseEvent{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1630,7 @@ func (x *LeaseEvent) String() string {
 func (*LeaseEvent) ProtoMessage() {}
 
 func (x *LeaseEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[20]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1643,7 @@ func (x *LeaseEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEvent.ProtoReflect.Descriptor instead.
 func (*LeaseEvent) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{20}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaseEvent) GetSeq() int64 {
@@ -1512,7 +1718,7 @@ type ExportLeaseHistoryResponse struct {
 
 func (x *ExportLeaseHistoryResponse) Reset() {
 	*x = ExportLeaseHistoryResponse{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1730,7 @@ func (x *ExportLeaseHistoryResponse) String() string {
 func (*ExportLeaseHistoryResponse) ProtoMessage() {}
 
 func (x *ExportLeaseHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[21]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1743,7 @@ func (x *ExportLeaseHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportLeaseHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ExportLeaseHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{21}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExportLeaseHistoryResponse) GetEvent() *LeaseEvent {
@@ -1555,7 +1761,7 @@ type GetInventoryRequest struct {
 
 func (x *GetInventoryRequest) Reset() {
 	*x = GetInventoryRequest{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1773,7 @@ func (x *GetInventoryRequest) String() string {
 func (*GetInventoryRequest) ProtoMessage() {}
 
 func (x *GetInventoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[22]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1786,7 @@ func (x *GetInventoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInventoryRequest.ProtoReflect.Descriptor instead.
 func (*GetInventoryRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{22}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{26}
 }
 
 // InventoryBackend is one configured backend.
@@ -1591,14 +1797,20 @@ type InventoryBackend struct {
 	Environment string                 `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
 	Owner       string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
 	// Whether the reaper sweeps it for users no lease accounts for.
-	Sweep         bool `protobuf:"varint,5,opt,name=sweep,proto3" json:"sweep,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sweep bool `protobuf:"varint,5,opt,name=sweep,proto3" json:"sweep,omitempty"`
+	// When the broker last rotated its admin password; unset when it never
+	// has.
+	LastRootRotation *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_root_rotation,json=lastRootRotation,proto3" json:"last_root_rotation,omitempty"`
+	// How often the broker rotates it (connection.rotate.period); unset when
+	// it does not on its own.
+	RootRotationPeriod *durationpb.Duration `protobuf:"bytes,7,opt,name=root_rotation_period,json=rootRotationPeriod,proto3" json:"root_rotation_period,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *InventoryBackend) Reset() {
 	*x = InventoryBackend{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1822,7 @@ func (x *InventoryBackend) String() string {
 func (*InventoryBackend) ProtoMessage() {}
 
 func (x *InventoryBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[23]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1835,7 @@ func (x *InventoryBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryBackend.ProtoReflect.Descriptor instead.
 func (*InventoryBackend) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{23}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *InventoryBackend) GetName() string {
@@ -1661,6 +1873,20 @@ func (x *InventoryBackend) GetSweep() bool {
 	return false
 }
 
+func (x *InventoryBackend) GetLastRootRotation() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRootRotation
+	}
+	return nil
+}
+
+func (x *InventoryBackend) GetRootRotationPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.RootRotationPeriod
+	}
+	return nil
+}
+
 // InventoryRole is one configured role.
 type InventoryRole struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1682,7 +1908,7 @@ type InventoryRole struct {
 
 func (x *InventoryRole) Reset() {
 	*x = InventoryRole{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[24]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1920,7 @@ func (x *InventoryRole) String() string {
 func (*InventoryRole) ProtoMessage() {}
 
 func (x *InventoryRole) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[24]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1933,7 @@ func (x *InventoryRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryRole.ProtoReflect.Descriptor instead.
 func (*InventoryRole) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{24}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *InventoryRole) GetName() string {
@@ -1783,7 +2009,7 @@ type GetInventoryResponse struct {
 
 func (x *GetInventoryResponse) Reset() {
 	*x = GetInventoryResponse{}
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[25]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +2021,7 @@ func (x *GetInventoryResponse) String() string {
 func (*GetInventoryResponse) ProtoMessage() {}
 
 func (x *GetInventoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credbroker_proto_msgTypes[25]
+	mi := &file_credbroker_v1_credbroker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +2034,7 @@ func (x *GetInventoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInventoryResponse.ProtoReflect.Descriptor instead.
 func (*GetInventoryResponse) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{25}
+	return file_credbroker_v1_credbroker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetInventoryResponse) GetBackends() []*InventoryBackend {
@@ -1927,7 +2153,19 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\x05admin\x18\t \x01(\bR\x05admin\x1a9\n" +
 	"\vClaimsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"-\n" +
+	"\x11RotateRootRequest\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\"\x83\x01\n" +
+	"\x12RotateRootResponse\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x129\n" +
+	"\n" +
+	"rotated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\trotatedAt\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\"\x16\n" +
+	"\x14RewrapSecretsRequest\"j\n" +
+	"\x15RewrapSecretsResponse\x12\x15\n" +
+	"\x06kek_id\x18\x01 \x01(\tR\x05kekId\x12\x1c\n" +
+	"\trewrapped\x18\x02 \x01(\x05R\trewrapped\x12\x1c\n" +
+	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\"u\n" +
 	"\x13RevokeLeasesRequest\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\abackend\x18\x02 \x01(\tR\abackend\x12\x18\n" +
@@ -1958,13 +2196,15 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
 	"\x1aExportLeaseHistoryResponse\x12/\n" +
 	"\x05event\x18\x01 \x01(\v2\x19.credbroker.v1.LeaseEventR\x05event\"\x15\n" +
-	"\x13GetInventoryRequest\"\x8c\x01\n" +
+	"\x13GetInventoryRequest\"\xa3\x02\n" +
 	"\x10InventoryBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06plugin\x18\x02 \x01(\tR\x06plugin\x12 \n" +
 	"\venvironment\x18\x03 \x01(\tR\venvironment\x12\x14\n" +
 	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x14\n" +
-	"\x05sweep\x18\x05 \x01(\bR\x05sweep\"\xd8\x02\n" +
+	"\x05sweep\x18\x05 \x01(\bR\x05sweep\x12H\n" +
+	"\x12last_root_rotation\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x10lastRootRotation\x12K\n" +
+	"\x14root_rotation_period\x18\a \x01(\v2\x19.google.protobuf.DurationR\x12rootRotationPeriod\"\xd8\x02\n" +
 	"\rInventoryRole\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\abackend\x18\x02 \x01(\tR\abackend\x12\x14\n" +
@@ -1995,11 +2235,14 @@ const file_credbroker_v1_credbroker_proto_rawDesc = "" +
 	"\n" +
 	"ListLeases\x12 .credbroker.v1.ListLeasesRequest\x1a!.credbroker.v1.ListLeasesResponse\"\x03\x90\x02\x01\x12S\n" +
 	"\tListRoles\x12\x1f.credbroker.v1.ListRolesRequest\x1a .credbroker.v1.ListRolesResponse\"\x03\x90\x02\x01\x12J\n" +
-	"\x06WhoAmI\x12\x1c.credbroker.v1.WhoAmIRequest\x1a\x1d.credbroker.v1.WhoAmIResponse\"\x03\x90\x02\x012\xb6\x02\n" +
+	"\x06WhoAmI\x12\x1c.credbroker.v1.WhoAmIRequest\x1a\x1d.credbroker.v1.WhoAmIResponse\"\x03\x90\x02\x012\xe9\x03\n" +
 	"\fAdminService\x12Y\n" +
 	"\fRevokeLeases\x12\".credbroker.v1.RevokeLeasesRequest\x1a#.credbroker.v1.RevokeLeasesResponse\"\x00\x12m\n" +
 	"\x12ExportLeaseHistory\x12(.credbroker.v1.ExportLeaseHistoryRequest\x1a).credbroker.v1.ExportLeaseHistoryResponse\"\x000\x01\x12\\\n" +
-	"\fGetInventory\x12\".credbroker.v1.GetInventoryRequest\x1a#.credbroker.v1.GetInventoryResponse\"\x03\x90\x02\x01BCZAgithub.com/credbroker/credbroker/proto/credbroker/v1;credbrokerv1b\x06proto3"
+	"\fGetInventory\x12\".credbroker.v1.GetInventoryRequest\x1a#.credbroker.v1.GetInventoryResponse\"\x03\x90\x02\x01\x12S\n" +
+	"\n" +
+	"RotateRoot\x12 .credbroker.v1.RotateRootRequest\x1a!.credbroker.v1.RotateRootResponse\"\x00\x12\\\n" +
+	"\rRewrapSecrets\x12#.credbroker.v1.RewrapSecretsRequest\x1a$.credbroker.v1.RewrapSecretsResponse\"\x00BCZAgithub.com/credbroker/credbroker/proto/credbroker/v1;credbrokerv1b\x06proto3"
 
 var (
 	file_credbroker_v1_credbroker_proto_rawDescOnce sync.Once
@@ -2014,7 +2257,7 @@ func file_credbroker_v1_credbroker_proto_rawDescGZIP() []byte {
 }
 
 var file_credbroker_v1_credbroker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_credbroker_v1_credbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_credbroker_v1_credbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_credbroker_v1_credbroker_proto_goTypes = []any{
 	(LeaseState)(0),                    // 0: credbroker.v1.LeaseState
 	(*Lease)(nil),                      // 1: credbroker.v1.Lease
@@ -2034,79 +2277,90 @@ var file_credbroker_v1_credbroker_proto_goTypes = []any{
 	(*ListRolesResponse)(nil),          // 15: credbroker.v1.ListRolesResponse
 	(*WhoAmIRequest)(nil),              // 16: credbroker.v1.WhoAmIRequest
 	(*WhoAmIResponse)(nil),             // 17: credbroker.v1.WhoAmIResponse
-	(*RevokeLeasesRequest)(nil),        // 18: credbroker.v1.RevokeLeasesRequest
-	(*RevokeLeasesResponse)(nil),       // 19: credbroker.v1.RevokeLeasesResponse
-	(*ExportLeaseHistoryRequest)(nil),  // 20: credbroker.v1.ExportLeaseHistoryRequest
-	(*LeaseEvent)(nil),                 // 21: credbroker.v1.LeaseEvent
-	(*ExportLeaseHistoryResponse)(nil), // 22: credbroker.v1.ExportLeaseHistoryResponse
-	(*GetInventoryRequest)(nil),        // 23: credbroker.v1.GetInventoryRequest
-	(*InventoryBackend)(nil),           // 24: credbroker.v1.InventoryBackend
-	(*InventoryRole)(nil),              // 25: credbroker.v1.InventoryRole
-	(*GetInventoryResponse)(nil),       // 26: credbroker.v1.GetInventoryResponse
-	nil,                                // 27: credbroker.v1.Credential.EnvEntry
-	nil,                                // 28: credbroker.v1.Credential.FieldsEntry
-	nil,                                // 29: credbroker.v1.WhoAmIResponse.ClaimsEntry
-	nil,                                // 30: credbroker.v1.LeaseEvent.DetailsEntry
-	(*timestamppb.Timestamp)(nil),      // 31: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 32: google.protobuf.Duration
+	(*RotateRootRequest)(nil),          // 18: credbroker.v1.RotateRootRequest
+	(*RotateRootResponse)(nil),         // 19: credbroker.v1.RotateRootResponse
+	(*RewrapSecretsRequest)(nil),       // 20: credbroker.v1.RewrapSecretsRequest
+	(*RewrapSecretsResponse)(nil),      // 21: credbroker.v1.RewrapSecretsResponse
+	(*RevokeLeasesRequest)(nil),        // 22: credbroker.v1.RevokeLeasesRequest
+	(*RevokeLeasesResponse)(nil),       // 23: credbroker.v1.RevokeLeasesResponse
+	(*ExportLeaseHistoryRequest)(nil),  // 24: credbroker.v1.ExportLeaseHistoryRequest
+	(*LeaseEvent)(nil),                 // 25: credbroker.v1.LeaseEvent
+	(*ExportLeaseHistoryResponse)(nil), // 26: credbroker.v1.ExportLeaseHistoryResponse
+	(*GetInventoryRequest)(nil),        // 27: credbroker.v1.GetInventoryRequest
+	(*InventoryBackend)(nil),           // 28: credbroker.v1.InventoryBackend
+	(*InventoryRole)(nil),              // 29: credbroker.v1.InventoryRole
+	(*GetInventoryResponse)(nil),       // 30: credbroker.v1.GetInventoryResponse
+	nil,                                // 31: credbroker.v1.Credential.EnvEntry
+	nil,                                // 32: credbroker.v1.Credential.FieldsEntry
+	nil,                                // 33: credbroker.v1.WhoAmIResponse.ClaimsEntry
+	nil,                                // 34: credbroker.v1.LeaseEvent.DetailsEntry
+	(*timestamppb.Timestamp)(nil),      // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
 }
 var file_credbroker_v1_credbroker_proto_depIdxs = []int32{
 	0,  // 0: credbroker.v1.Lease.state:type_name -> credbroker.v1.LeaseState
-	31, // 1: credbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
-	31, // 2: credbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 3: credbroker.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
-	31, // 4: credbroker.v1.Lease.revoked_at:type_name -> google.protobuf.Timestamp
-	27, // 5: credbroker.v1.Credential.env:type_name -> credbroker.v1.Credential.EnvEntry
-	28, // 6: credbroker.v1.Credential.fields:type_name -> credbroker.v1.Credential.FieldsEntry
-	32, // 7: credbroker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	35, // 1: credbroker.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
+	35, // 2: credbroker.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 3: credbroker.v1.Lease.max_expires_at:type_name -> google.protobuf.Timestamp
+	35, // 4: credbroker.v1.Lease.revoked_at:type_name -> google.protobuf.Timestamp
+	31, // 5: credbroker.v1.Credential.env:type_name -> credbroker.v1.Credential.EnvEntry
+	32, // 6: credbroker.v1.Credential.fields:type_name -> credbroker.v1.Credential.FieldsEntry
+	36, // 7: credbroker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 8: credbroker.v1.IssueCredentialResponse.lease:type_name -> credbroker.v1.Lease
 	2,  // 9: credbroker.v1.IssueCredentialResponse.credential:type_name -> credbroker.v1.Credential
-	32, // 10: credbroker.v1.RenewLeaseRequest.increment:type_name -> google.protobuf.Duration
+	36, // 10: credbroker.v1.RenewLeaseRequest.increment:type_name -> google.protobuf.Duration
 	1,  // 11: credbroker.v1.RenewLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	1,  // 12: credbroker.v1.RevokeLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	1,  // 13: credbroker.v1.GetLeaseResponse.lease:type_name -> credbroker.v1.Lease
 	0,  // 14: credbroker.v1.ListLeasesRequest.state:type_name -> credbroker.v1.LeaseState
 	1,  // 15: credbroker.v1.ListLeasesResponse.leases:type_name -> credbroker.v1.Lease
-	32, // 16: credbroker.v1.Role.default_ttl:type_name -> google.protobuf.Duration
-	32, // 17: credbroker.v1.Role.max_ttl:type_name -> google.protobuf.Duration
-	32, // 18: credbroker.v1.Role.break_glass_max_ttl:type_name -> google.protobuf.Duration
+	36, // 16: credbroker.v1.Role.default_ttl:type_name -> google.protobuf.Duration
+	36, // 17: credbroker.v1.Role.max_ttl:type_name -> google.protobuf.Duration
+	36, // 18: credbroker.v1.Role.break_glass_max_ttl:type_name -> google.protobuf.Duration
 	14, // 19: credbroker.v1.ListRolesResponse.roles:type_name -> credbroker.v1.Role
-	31, // 20: credbroker.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
-	29, // 21: credbroker.v1.WhoAmIResponse.claims:type_name -> credbroker.v1.WhoAmIResponse.ClaimsEntry
-	31, // 22: credbroker.v1.ExportLeaseHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
-	31, // 23: credbroker.v1.ExportLeaseHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
-	31, // 24: credbroker.v1.LeaseEvent.at:type_name -> google.protobuf.Timestamp
-	30, // 25: credbroker.v1.LeaseEvent.details:type_name -> credbroker.v1.LeaseEvent.DetailsEntry
-	21, // 26: credbroker.v1.ExportLeaseHistoryResponse.event:type_name -> credbroker.v1.LeaseEvent
-	32, // 27: credbroker.v1.InventoryRole.default_ttl:type_name -> google.protobuf.Duration
-	32, // 28: credbroker.v1.InventoryRole.max_ttl:type_name -> google.protobuf.Duration
-	24, // 29: credbroker.v1.GetInventoryResponse.backends:type_name -> credbroker.v1.InventoryBackend
-	25, // 30: credbroker.v1.GetInventoryResponse.roles:type_name -> credbroker.v1.InventoryRole
-	3,  // 31: credbroker.v1.CredentialService.IssueCredential:input_type -> credbroker.v1.IssueCredentialRequest
-	5,  // 32: credbroker.v1.CredentialService.RenewLease:input_type -> credbroker.v1.RenewLeaseRequest
-	7,  // 33: credbroker.v1.CredentialService.RevokeLease:input_type -> credbroker.v1.RevokeLeaseRequest
-	9,  // 34: credbroker.v1.CredentialService.GetLease:input_type -> credbroker.v1.GetLeaseRequest
-	11, // 35: credbroker.v1.CredentialService.ListLeases:input_type -> credbroker.v1.ListLeasesRequest
-	13, // 36: credbroker.v1.CredentialService.ListRoles:input_type -> credbroker.v1.ListRolesRequest
-	16, // 37: credbroker.v1.CredentialService.WhoAmI:input_type -> credbroker.v1.WhoAmIRequest
-	18, // 38: credbroker.v1.AdminService.RevokeLeases:input_type -> credbroker.v1.RevokeLeasesRequest
-	20, // 39: credbroker.v1.AdminService.ExportLeaseHistory:input_type -> credbroker.v1.ExportLeaseHistoryRequest
-	23, // 40: credbroker.v1.AdminService.GetInventory:input_type -> credbroker.v1.GetInventoryRequest
-	4,  // 41: credbroker.v1.CredentialService.IssueCredential:output_type -> credbroker.v1.IssueCredentialResponse
-	6,  // 42: credbroker.v1.CredentialService.RenewLease:output_type -> credbroker.v1.RenewLeaseResponse
-	8,  // 43: credbroker.v1.CredentialService.RevokeLease:output_type -> credbroker.v1.RevokeLeaseResponse
-	10, // 44: credbroker.v1.CredentialService.GetLease:output_type -> credbroker.v1.GetLeaseResponse
-	12, // 45: credbroker.v1.CredentialService.ListLeases:output_type -> credbroker.v1.ListLeasesResponse
-	15, // 46: credbroker.v1.CredentialService.ListRoles:output_type -> credbroker.v1.ListRolesResponse
-	17, // 47: credbroker.v1.CredentialService.WhoAmI:output_type -> credbroker.v1.WhoAmIResponse
-	19, // 48: credbroker.v1.AdminService.RevokeLeases:output_type -> credbroker.v1.RevokeLeasesResponse
-	22, // 49: credbroker.v1.AdminService.ExportLeaseHistory:output_type -> credbroker.v1.ExportLeaseHistoryResponse
-	26, // 50: credbroker.v1.AdminService.GetInventory:output_type -> credbroker.v1.GetInventoryResponse
-	41, // [41:51] is the sub-list for method output_type
-	31, // [31:41] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	35, // 20: credbroker.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 21: credbroker.v1.WhoAmIResponse.claims:type_name -> credbroker.v1.WhoAmIResponse.ClaimsEntry
+	35, // 22: credbroker.v1.RotateRootResponse.rotated_at:type_name -> google.protobuf.Timestamp
+	35, // 23: credbroker.v1.ExportLeaseHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
+	35, // 24: credbroker.v1.ExportLeaseHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
+	35, // 25: credbroker.v1.LeaseEvent.at:type_name -> google.protobuf.Timestamp
+	34, // 26: credbroker.v1.LeaseEvent.details:type_name -> credbroker.v1.LeaseEvent.DetailsEntry
+	25, // 27: credbroker.v1.ExportLeaseHistoryResponse.event:type_name -> credbroker.v1.LeaseEvent
+	35, // 28: credbroker.v1.InventoryBackend.last_root_rotation:type_name -> google.protobuf.Timestamp
+	36, // 29: credbroker.v1.InventoryBackend.root_rotation_period:type_name -> google.protobuf.Duration
+	36, // 30: credbroker.v1.InventoryRole.default_ttl:type_name -> google.protobuf.Duration
+	36, // 31: credbroker.v1.InventoryRole.max_ttl:type_name -> google.protobuf.Duration
+	28, // 32: credbroker.v1.GetInventoryResponse.backends:type_name -> credbroker.v1.InventoryBackend
+	29, // 33: credbroker.v1.GetInventoryResponse.roles:type_name -> credbroker.v1.InventoryRole
+	3,  // 34: credbroker.v1.CredentialService.IssueCredential:input_type -> credbroker.v1.IssueCredentialRequest
+	5,  // 35: credbroker.v1.CredentialService.RenewLease:input_type -> credbroker.v1.RenewLeaseRequest
+	7,  // 36: credbroker.v1.CredentialService.RevokeLease:input_type -> credbroker.v1.RevokeLeaseRequest
+	9,  // 37: credbroker.v1.CredentialService.GetLease:input_type -> credbroker.v1.GetLeaseRequest
+	11, // 38: credbroker.v1.CredentialService.ListLeases:input_type -> credbroker.v1.ListLeasesRequest
+	13, // 39: credbroker.v1.CredentialService.ListRoles:input_type -> credbroker.v1.ListRolesRequest
+	16, // 40: credbroker.v1.CredentialService.WhoAmI:input_type -> credbroker.v1.WhoAmIRequest
+	22, // 41: credbroker.v1.AdminService.RevokeLeases:input_type -> credbroker.v1.RevokeLeasesRequest
+	24, // 42: credbroker.v1.AdminService.ExportLeaseHistory:input_type -> credbroker.v1.ExportLeaseHistoryRequest
+	27, // 43: credbroker.v1.AdminService.GetInventory:input_type -> credbroker.v1.GetInventoryRequest
+	18, // 44: credbroker.v1.AdminService.RotateRoot:input_type -> credbroker.v1.RotateRootRequest
+	20, // 45: credbroker.v1.AdminService.RewrapSecrets:input_type -> credbroker.v1.RewrapSecretsRequest
+	4,  // 46: credbroker.v1.CredentialService.IssueCredential:output_type -> credbroker.v1.IssueCredentialResponse
+	6,  // 47: credbroker.v1.CredentialService.RenewLease:output_type -> credbroker.v1.RenewLeaseResponse
+	8,  // 48: credbroker.v1.CredentialService.RevokeLease:output_type -> credbroker.v1.RevokeLeaseResponse
+	10, // 49: credbroker.v1.CredentialService.GetLease:output_type -> credbroker.v1.GetLeaseResponse
+	12, // 50: credbroker.v1.CredentialService.ListLeases:output_type -> credbroker.v1.ListLeasesResponse
+	15, // 51: credbroker.v1.CredentialService.ListRoles:output_type -> credbroker.v1.ListRolesResponse
+	17, // 52: credbroker.v1.CredentialService.WhoAmI:output_type -> credbroker.v1.WhoAmIResponse
+	23, // 53: credbroker.v1.AdminService.RevokeLeases:output_type -> credbroker.v1.RevokeLeasesResponse
+	26, // 54: credbroker.v1.AdminService.ExportLeaseHistory:output_type -> credbroker.v1.ExportLeaseHistoryResponse
+	30, // 55: credbroker.v1.AdminService.GetInventory:output_type -> credbroker.v1.GetInventoryResponse
+	19, // 56: credbroker.v1.AdminService.RotateRoot:output_type -> credbroker.v1.RotateRootResponse
+	21, // 57: credbroker.v1.AdminService.RewrapSecrets:output_type -> credbroker.v1.RewrapSecretsResponse
+	46, // [46:58] is the sub-list for method output_type
+	34, // [34:46] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_credbroker_v1_credbroker_proto_init() }
@@ -2120,7 +2374,7 @@ func file_credbroker_v1_credbroker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_credbroker_v1_credbroker_proto_rawDesc), len(file_credbroker_v1_credbroker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -65,6 +65,11 @@ const (
 	// AdminServiceGetInventoryProcedure is the fully-qualified name of the AdminService's GetInventory
 	// RPC.
 	AdminServiceGetInventoryProcedure = "/credbroker.v1.AdminService/GetInventory"
+	// AdminServiceRotateRootProcedure is the fully-qualified name of the AdminService's RotateRoot RPC.
+	AdminServiceRotateRootProcedure = "/credbroker.v1.AdminService/RotateRoot"
+	// AdminServiceRewrapSecretsProcedure is the fully-qualified name of the AdminService's
+	// RewrapSecrets RPC.
+	AdminServiceRewrapSecretsProcedure = "/credbroker.v1.AdminService/RewrapSecrets"
 )
 
 // CredentialServiceClient is a client for the credbroker.v1.CredentialService service.
@@ -335,6 +340,17 @@ type AdminServiceClient interface {
 	// GetInventory lists every backend and role with its owner, environment,
 	// TTLs, the policies that may request it and its live lease count.
 	GetInventory(context.Context, *connect.Request[v1.GetInventoryRequest]) (*connect.Response[v1.GetInventoryResponse], error)
+	// RotateRoot sets a new random admin password on a backend now and keeps
+	// it, encrypted, in the store, from where every replica takes it; the
+	// config's reference is no longer used for that backend. It is recorded
+	// before the backend is touched, so a broker that dies half-way leaves a
+	// rotation the next one finishes or rolls back, and recorded as a
+	// `root_rotated` event. Needs store.kek and a plugin that can rotate.
+	RotateRoot(context.Context, *connect.Request[v1.RotateRootRequest]) (*connect.Response[v1.RotateRootResponse], error)
+	// RewrapSecrets wraps the data key of every stored admin secret under the
+	// newest key-encryption key (the first of store.kek), after which the
+	// older keys can be removed. Idempotent.
+	RewrapSecrets(context.Context, *connect.Request[v1.RewrapSecretsRequest]) (*connect.Response[v1.RewrapSecretsResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the credbroker.v1.AdminService service. By default,
@@ -367,6 +383,18 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		rotateRoot: connect.NewClient[v1.RotateRootRequest, v1.RotateRootResponse](
+			httpClient,
+			baseURL+AdminServiceRotateRootProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("RotateRoot")),
+			connect.WithClientOptions(opts...),
+		),
+		rewrapSecrets: connect.NewClient[v1.RewrapSecretsRequest, v1.RewrapSecretsResponse](
+			httpClient,
+			baseURL+AdminServiceRewrapSecretsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("RewrapSecrets")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -375,6 +403,8 @@ type adminServiceClient struct {
 	revokeLeases       *connect.Client[v1.RevokeLeasesRequest, v1.RevokeLeasesResponse]
 	exportLeaseHistory *connect.Client[v1.ExportLeaseHistoryRequest, v1.ExportLeaseHistoryResponse]
 	getInventory       *connect.Client[v1.GetInventoryRequest, v1.GetInventoryResponse]
+	rotateRoot         *connect.Client[v1.RotateRootRequest, v1.RotateRootResponse]
+	rewrapSecrets      *connect.Client[v1.RewrapSecretsRequest, v1.RewrapSecretsResponse]
 }
 
 // RevokeLeases calls credbroker.v1.AdminService.RevokeLeases.
@@ -392,6 +422,16 @@ func (c *adminServiceClient) GetInventory(ctx context.Context, req *connect.Requ
 	return c.getInventory.CallUnary(ctx, req)
 }
 
+// RotateRoot calls credbroker.v1.AdminService.RotateRoot.
+func (c *adminServiceClient) RotateRoot(ctx context.Context, req *connect.Request[v1.RotateRootRequest]) (*connect.Response[v1.RotateRootResponse], error) {
+	return c.rotateRoot.CallUnary(ctx, req)
+}
+
+// RewrapSecrets calls credbroker.v1.AdminService.RewrapSecrets.
+func (c *adminServiceClient) RewrapSecrets(ctx context.Context, req *connect.Request[v1.RewrapSecretsRequest]) (*connect.Response[v1.RewrapSecretsResponse], error) {
+	return c.rewrapSecrets.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the credbroker.v1.AdminService service.
 type AdminServiceHandler interface {
 	// RevokeLeases revokes every ACTIVE lease matching the filter now (at
@@ -404,6 +444,17 @@ type AdminServiceHandler interface {
 	// GetInventory lists every backend and role with its owner, environment,
 	// TTLs, the policies that may request it and its live lease count.
 	GetInventory(context.Context, *connect.Request[v1.GetInventoryRequest]) (*connect.Response[v1.GetInventoryResponse], error)
+	// RotateRoot sets a new random admin password on a backend now and keeps
+	// it, encrypted, in the store, from where every replica takes it; the
+	// config's reference is no longer used for that backend. It is recorded
+	// before the backend is touched, so a broker that dies half-way leaves a
+	// rotation the next one finishes or rolls back, and recorded as a
+	// `root_rotated` event. Needs store.kek and a plugin that can rotate.
+	RotateRoot(context.Context, *connect.Request[v1.RotateRootRequest]) (*connect.Response[v1.RotateRootResponse], error)
+	// RewrapSecrets wraps the data key of every stored admin secret under the
+	// newest key-encryption key (the first of store.kek), after which the
+	// older keys can be removed. Idempotent.
+	RewrapSecrets(context.Context, *connect.Request[v1.RewrapSecretsRequest]) (*connect.Response[v1.RewrapSecretsResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -432,6 +483,18 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceRotateRootHandler := connect.NewUnaryHandler(
+		AdminServiceRotateRootProcedure,
+		svc.RotateRoot,
+		connect.WithSchema(adminServiceMethods.ByName("RotateRoot")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceRewrapSecretsHandler := connect.NewUnaryHandler(
+		AdminServiceRewrapSecretsProcedure,
+		svc.RewrapSecrets,
+		connect.WithSchema(adminServiceMethods.ByName("RewrapSecrets")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/credbroker.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceRevokeLeasesProcedure:
@@ -440,6 +503,10 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceExportLeaseHistoryHandler.ServeHTTP(w, r)
 		case AdminServiceGetInventoryProcedure:
 			adminServiceGetInventoryHandler.ServeHTTP(w, r)
+		case AdminServiceRotateRootProcedure:
+			adminServiceRotateRootHandler.ServeHTTP(w, r)
+		case AdminServiceRewrapSecretsProcedure:
+			adminServiceRewrapSecretsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -459,4 +526,12 @@ func (UnimplementedAdminServiceHandler) ExportLeaseHistory(context.Context, *con
 
 func (UnimplementedAdminServiceHandler) GetInventory(context.Context, *connect.Request[v1.GetInventoryRequest]) (*connect.Response[v1.GetInventoryResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.AdminService.GetInventory is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) RotateRoot(context.Context, *connect.Request[v1.RotateRootRequest]) (*connect.Response[v1.RotateRootResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.AdminService.RotateRoot is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) RewrapSecrets(context.Context, *connect.Request[v1.RewrapSecretsRequest]) (*connect.Response[v1.RewrapSecretsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("credbroker.v1.AdminService.RewrapSecrets is not implemented"))
 }

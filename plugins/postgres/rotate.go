@@ -1,0 +1,46 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/secret"
+)
+
+var (
+	_ plugins.TypedAdminPassworder[*Connection] = Driver{}
+	_ plugins.RootRotator                       = (*Plugin)(nil)
+)
+
+// WithAdminPassword returns a copy of c that [Driver.Open] opens with
+// password in place of the DSN's: the admin password the broker rotated.
+func (Driver) WithAdminPassword(c *Connection, password secret.Value) (*Connection, error) {
+	if c == nil {
+		return nil, errors.New("open: no connection given")
+	}
+	if password.IsZero() {
+		return nil, errors.New("open: the admin password is empty")
+	}
+	cp := *c
+	cp.adminPassword = password
+	return &cp, nil
+}
+
+// RotateRoot sets the admin's own password to req.NewPassword with ALTER
+// ROLE CURRENT_USER PASSWORD and the password's SCRAM-SHA-256 verifier, so
+// the plaintext never travels to the server (nor into its log, should it
+// log statements). Sessions already open, this plugin's pool among them,
+// stay logged in; new ones need the new password. No special privilege is
+// needed: every role may set its own password.
+func (p *Plugin) RotateRoot(ctx context.Context, req plugins.RotateRootRequest) (plugins.RotateRootResponse, error) {
+	if req.NewPassword.IsZero() {
+		return plugins.RotateRootResponse{}, errors.New("rotate root: the new password is empty")
+	}
+	verifier := SCRAMVerifier(req.NewPassword.Reveal())
+	if _, err := p.pool.Exec(ctx, "ALTER ROLE CURRENT_USER PASSWORD "+quoteLiteral(verifier)); err != nil {
+		return plugins.RotateRootResponse{}, fmt.Errorf("rotate root: %w", classify(err))
+	}
+	return plugins.RotateRootResponse{}, nil
+}
