@@ -153,10 +153,10 @@ var chartCases = map[string]chartWant{
 			"ORDERS_PG_ADMIN_DSN":     "orders-pg-admin/dsn",
 		},
 		secretFiles: map[string]string{
-			"/etc/credbroker/tls/tls.crt":              "credbroker-server-tls/tls.crt",
-			"/etc/credbroker/tls/tls.key":              "credbroker-server-tls/tls.key",
-			"/etc/credbroker/client-ca/ca.pem":         "credbroker-client-ca/ca.pem",
-			"/etc/credbroker/secrets/corp-ca/ca.pem":   "corp-ca/ca.crt",
+			"/etc/credbroker/tls/tls.crt":            "credbroker-server-tls/tls.crt",
+			"/etc/credbroker/tls/tls.key":            "credbroker-server-tls/tls.key",
+			"/etc/credbroker/client-ca/ca.pem":       "credbroker-client-ca/ca.pem",
+			"/etc/credbroker/secrets/corp-ca/ca.pem": "corp-ca/ca.crt",
 		},
 	},
 	"cert-manager-values.yaml": {
@@ -537,7 +537,7 @@ func checkPort(t *testing.T, c *corev1.Container, svc *corev1.Service, name stri
 // source is where a file in a container comes from.
 type source struct {
 	secret, configMap, emptyDir, projected string // the volume's kind, by its object's name (volume name for emptyDir/projected)
-	key                                        string
+	key                                    string
 }
 
 // fileSource finds which volume and key the file at p in container c is.

@@ -143,25 +143,25 @@ type serviceMonitor struct {
 			MatchNames []string `json:"matchNames,omitempty"`
 		} `json:"namespaceSelector,omitempty"`
 		Endpoints []struct {
-			Port          string          `json:"port,omitempty"`
-			Path          string          `json:"path,omitempty"`
-			Scheme        string          `json:"scheme,omitempty"`
-			Interval      string          `json:"interval,omitempty"`
-			ScrapeTimeout string          `json:"scrapeTimeout,omitempty"`
-			TLSConfig     *safeTLSConfig  `json:"tlsConfig,omitempty"`
+			Port          string         `json:"port,omitempty"`
+			Path          string         `json:"path,omitempty"`
+			Scheme        string         `json:"scheme,omitempty"`
+			Interval      string         `json:"interval,omitempty"`
+			ScrapeTimeout string         `json:"scrapeTimeout,omitempty"`
+			TLSConfig     *safeTLSConfig `json:"tlsConfig,omitempty"`
 		} `json:"endpoints"`
 	} `json:"spec"`
 }
 
 // safeTLSConfig is the Prometheus Operator's SafeTLSConfig.
 type safeTLSConfig struct {
-	CA                 *secretOrConfigMap           `json:"ca,omitempty"`
-	Cert               *secretOrConfigMap           `json:"cert,omitempty"`
-	KeySecret          *corev1.SecretKeySelector    `json:"keySecret,omitempty"`
-	ServerName         string                       `json:"serverName,omitempty"`
-	InsecureSkipVerify bool                         `json:"insecureSkipVerify,omitempty"`
-	MinVersion         string                       `json:"minVersion,omitempty"`
-	MaxVersion         string                       `json:"maxVersion,omitempty"`
+	CA                 *secretOrConfigMap        `json:"ca,omitempty"`
+	Cert               *secretOrConfigMap        `json:"cert,omitempty"`
+	KeySecret          *corev1.SecretKeySelector `json:"keySecret,omitempty"`
+	ServerName         string                    `json:"serverName,omitempty"`
+	InsecureSkipVerify bool                      `json:"insecureSkipVerify,omitempty"`
+	MinVersion         string                    `json:"minVersion,omitempty"`
+	MaxVersion         string                    `json:"maxVersion,omitempty"`
 }
 
 type secretOrConfigMap struct {
