@@ -10,6 +10,9 @@ PROTOC_GEN_CONNECT_VERSION := v1.21.1
 STATICCHECK_VERSION       := v0.8.2
 # Ory Hydra, the OIDC provider of the identity tests (test/harness/hydra.go).
 HYDRA_VERSION             := v2.3.0
+# helm renders the chart in deploy/helm for test/deploy (make test); a big
+# build, done once per version.
+HELM_VERSION              := v4.3.2
 
 BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
@@ -19,7 +22,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 TOOLS := $(BIN)/buf-$(BUF_VERSION) $(BIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
 	$(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION) $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: build dev test lint generate docs bench tools hydra clean
+.PHONY: build dev test lint generate docs bench tools hydra helm clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o bin/credbroker ./cmd/credbroker
@@ -27,7 +30,7 @@ build:
 dev: build
 	./bin/credbroker dev
 
-test: lint build
+test: lint build helm
 	$(GO) test $(TEST_FLAGS) ./...
 
 lint: tools
@@ -69,6 +72,11 @@ $(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION):
 	touch $@
 $(BIN)/staticcheck-$(STATICCHECK_VERSION):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	touch $@
+
+helm: $(BIN)/helm-$(HELM_VERSION)
+$(BIN)/helm-$(HELM_VERSION):
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	touch $@
 
 # hydra is built inside its own module, as its go.mod wants: -tags sqlite for
