@@ -132,9 +132,6 @@ type chartWant struct {
 	// secretFiles are the Secrets the config's files come from: path in the
 	// container → "secret/key".
 	secretFiles map[string]string
-	// kekUnknownOK: the config names store.kek, which a broker built before
-	// the KEK work does not know yet; config check may refuse that key alone.
-	kekUnknownOK bool
 }
 
 // chartCases are the values files of ci/, each with what it must render.
@@ -198,7 +195,6 @@ var chartCases = map[string]chartWant{
 			"/etc/credbroker/tls/tls.key": "credbroker-tls/tls.key",
 			"/etc/credbroker/kek/kek":     "credbroker-kek/kek",
 		},
-		kekUnknownOK: true,
 	},
 }
 
@@ -439,7 +435,7 @@ func checkChart(t *testing.T, o *objects, want chartWant) {
 	}
 
 	// The config is one the broker accepts.
-	checkConfig(t, cfgText, want.kekUnknownOK)
+	checkConfig(t, cfgText)
 }
 
 func checkAntiAffinity(t *testing.T, pod *corev1.PodSpec, podLabels labels.Set) {
@@ -615,9 +611,8 @@ func configRefs(cfg any) (env, files []string) {
 }
 
 // checkConfig runs `credbroker config check` on the config the chart
-// renders. With kekUnknownOK, a broker that does not know store.kek yet may
-// refuse that key, and nothing else.
-func checkConfig(t *testing.T, cfg string, kekUnknownOK bool) {
+// renders.
+func checkConfig(t *testing.T, cfg string) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "credbroker.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
@@ -625,11 +620,6 @@ func checkConfig(t *testing.T, cfg string, kekUnknownOK bool) {
 	}
 	stdout, stderr, code := harness.RunCLI(t, nil, "config", "check", file)
 	if code == 0 {
-		return
-	}
-	if kekUnknownOK && strings.Contains(stderr, "invalid config (1 problem") &&
-		regexp.MustCompile(`(?m)^\s*store\.kek: unknown key`).MatchString(stderr) {
-		t.Logf("this broker does not know store.kek yet; the rest of the config is valid:\n%s", stderr)
 		return
 	}
 	t.Errorf("credbroker config check on the chart's config: exit %d\n%s%s\nconfig:\n%s", code, stdout, stderr, cfg)
