@@ -28,6 +28,8 @@ issuers:
 ` + iss.YAML() + `backends:
   - name: app-pg
     plugin: postgres
+    environment: test
+    owner: team-test
     connection: {dsn: env:CB_UNSET_BACKEND_DSN}
 `
 	good := write("good.yaml", base+`roles:
@@ -81,9 +83,13 @@ issuers:
 backends:
   - name: app-pg
     plugin: postgres
+    environment: test
+    owner: team-test
     connection: {dsn: "postgres://admin:`+inlineSecret+`@db/app"}
   - name: other
     plugin: mongodb
+    environment: test
+    owner: team-test
     connection: {dsn: env:Y}
 roles:
   - name: readonly
