@@ -46,7 +46,7 @@ lint: tools
 	@echo "gitleaks"; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 		git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do \
 			if [ -f "$$f" ]; then printf '%s\0' "$$f"; fi; done | xargs -0 -r cp --parents -t $$tmp; \
-		(cd $$tmp && gitleaks dir --no-banner --verbose --redact -c $(CURDIR)/.gitleaks.toml .) || \
+		(cd $$tmp && gitleaks dir --no-banner --no-color --verbose --redact -c $(CURDIR)/.gitleaks.toml .) || \
 			{ echo "gitleaks found a secret (shown redacted above, with its file and line): remove it and rotate it; if it provably is none, allow that one value in .gitleaks.toml, saying why"; exit 1; }
 	@echo "example configs pass config check --strict"; $(GO) test ./test/e2e -run '^TestExampleConfigs$$' -count=1
 
