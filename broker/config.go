@@ -237,7 +237,7 @@ func LoadConfig(path string, drivers []plugins.Driver) (*Config, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errorList(errs)
+		return nil, &ConfigError{Errs: errs, Warnings: cfg.Warnings}
 	}
 	return cfg, nil
 }
@@ -262,7 +262,7 @@ func ParseConfig(data []byte, drivers []plugins.Driver) (*Config, error) {
 	errs = append(errs, cfg.validate(errs)...)
 	cfg.stopValidators()
 	if len(errs) > 0 {
-		return nil, errorList(errs)
+		return nil, &ConfigError{Errs: errs, Warnings: cfg.Warnings}
 	}
 	return cfg, nil
 }
