@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/credbroker/credbroker/plugins"
+	"github.com/credbroker/credbroker/plugins/mqtt"
 	"github.com/credbroker/credbroker/plugins/postgres"
 	"github.com/credbroker/credbroker/plugins/rabbitmq"
 	"github.com/credbroker/credbroker/plugins/redis"
 )
 
-var envDrivers = []plugins.Driver{postgres.New(), redis.New(), rabbitmq.New()}
+var envDrivers = []plugins.Driver{postgres.New(), redis.New(), rabbitmq.New(), mqtt.New()}
 
 // envConfig has two environments kept apart as they should be: no errors,
 // no warnings. The cases of TestEnvironmentRules each break one rule.
@@ -118,6 +119,25 @@ func TestEnvironmentRulesErrors(t *testing.T) {
 				return replace(t, s, `username: admin, password: env:CACHE_ADMIN_PASSWORD`, `password: env:CACHE_ADMIN_PASSWORD`)
 			},
 			want: []string{`backends[3].connection: logs in to redis.prod.example:6379 as admin user "default", as backends[2] (cache, environment prod) does`},
+		},
+		"RabbitMQAdminShared": {
+			// The same server, once with its default port written out.
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "roles:\n", `  - {name: mq, plugin: rabbitmq, environment: prod, owner: team-mq, connection: {management_url: "http://mq.example", username: admin, password: env:MQ_PASSWORD, amqp_url: "amqp://mq.example"}}
+  - {name: mq-dev, plugin: rabbitmq, environment: dev, owner: team-mq, connection: {management_url: "http://MQ.example:80/", username: admin, password: env:MQ_DEV_PASSWORD, amqp_url: "amqp://mq.example"}}
+roles:
+`)
+			},
+			want: []string{`backends[5].connection: logs in to mq.example:80 as admin user "admin", as backends[4] (mq, environment prod) does`},
+		},
+		"MQTTAdminShared": {
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "roles:\n", `  - {name: telemetry, plugin: mqtt, environment: prod, owner: team-iot, connection: {url: "tcp://mqtt.example", username: dynsec-admin, password: env:MQTT_PASSWORD}}
+  - {name: telemetry-dev, plugin: mqtt, environment: dev, owner: team-iot, connection: {url: "mqtt://mqtt.example:1883", username: dynsec-admin, password: env:MQTT_DEV_PASSWORD}}
+roles:
+`)
+			},
+			want: []string{`backends[5].connection: logs in to mqtt.example:1883 as admin user "dynsec-admin", as backends[4] (telemetry, environment prod) does`},
 		},
 		"IssuerGrantedAnotherEnvironment": {
 			edit: func(t *testing.T, s string) string {
