@@ -8,6 +8,8 @@ BUF_VERSION               := v1.75.0
 PROTOC_GEN_GO_VERSION     := v1.36.12
 PROTOC_GEN_CONNECT_VERSION := v1.21.1
 STATICCHECK_VERSION       := v0.8.2
+# gitleaks scans the tree for secrets in make lint (.gitleaks.toml).
+GITLEAKS_VERSION          := v8.30.1
 # Ory Hydra, the OIDC provider of the identity tests (test/harness/hydra.go).
 HYDRA_VERSION             := v2.3.0
 # helm renders the chart in deploy/helm for test/deploy (make test); a big
@@ -20,7 +22,8 @@ GO ?= go
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 
 TOOLS := $(BIN)/buf-$(BUF_VERSION) $(BIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
-	$(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION) $(BIN)/staticcheck-$(STATICCHECK_VERSION)
+	$(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION) $(BIN)/staticcheck-$(STATICCHECK_VERSION) \
+	$(BIN)/gitleaks-$(GITLEAKS_VERSION)
 
 .PHONY: build dev test lint generate docs bench tools hydra helm clean
 
@@ -43,6 +46,12 @@ lint: tools
 		buf generate --output $$tmp; \
 		stale=0; for f in $$(cd $$tmp && find proto -type f); do diff $$tmp/$$f $$f || stale=1; done; \
 		if [ $$stale = 1 ]; then echo "generated code is stale: run make generate and commit the result"; exit 1; fi
+	@echo "gitleaks"; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+		git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do \
+			if [ -f "$$f" ]; then printf '%s\0' "$$f"; fi; done | xargs -0 -r cp --parents -t $$tmp; \
+		(cd $$tmp && gitleaks dir --no-banner --no-color --verbose --redact -c $(CURDIR)/.gitleaks.toml .) || \
+			{ echo "gitleaks found a secret (shown redacted above, with its file and line): remove it and rotate it; if it provably is none, allow that one value in .gitleaks.toml, saying why"; exit 1; }
+	@echo "example configs pass config check --strict"; $(GO) test ./test/e2e -run '^TestExampleConfigs$$' -count=1
 
 generate: tools
 	buf generate
@@ -72,6 +81,9 @@ $(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION):
 	touch $@
 $(BIN)/staticcheck-$(STATICCHECK_VERSION):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	touch $@
+$(BIN)/gitleaks-$(GITLEAKS_VERSION):
+	GOBIN=$(BIN) $(GO) install github.com/zricethezav/gitleaks/v8@$(GITLEAKS_VERSION)
 	touch $@
 
 helm: $(BIN)/helm-$(HELM_VERSION)

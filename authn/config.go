@@ -90,6 +90,12 @@ type IssuerConfig struct {
 	Kubernetes *KubernetesConfig `yaml:"kubernetes"`
 	// Login, when set, offers this issuer to people: `credbroker login`.
 	Login *LoginConfig `yaml:"login"`
+	// Environments, when set, are the only environments (a backend's
+	// environment: dev, staging, prod …) whose roles a policy naming this
+	// issuer may grant; granting a role of another environment is a
+	// configuration error. Default: none listed, no restriction. It keeps
+	// e.g. a development identity provider from ever reaching prod.
+	Environments []string `yaml:"environments"`
 }
 
 // Validate checks the issuer config without touching the network or the file
@@ -170,6 +176,14 @@ func (c IssuerConfig) Validate() []error {
 	}
 	if c.MaxTokenLifetime < 0 {
 		add("max_token_lifetime", "%s is negative: write a positive duration such as 1h, or leave it out for no limit", c.MaxTokenLifetime)
+	}
+	for i, env := range c.Environments {
+		switch {
+		case strings.TrimSpace(env) == "":
+			add(fmt.Sprintf("environments[%d]", i), "is empty: write the environment: of the backends this issuer's identities may reach, e.g. dev")
+		case slices.Index(c.Environments, env) < i:
+			add(fmt.Sprintf("environments[%d]", i), "%q is listed twice", env)
+		}
 	}
 	errs = append(errs, c.Login.validate(c)...)
 	return errs

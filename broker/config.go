@@ -45,6 +45,8 @@ type Config struct {
 	Roles []RoleConfig `yaml:"roles"`
 	// Policies say which identities may request which roles.
 	Policies []PolicyConfig `yaml:"policies"`
+	// Checks tunes the checks that keep environments apart (validate_env.go).
+	Checks ChecksConfig `yaml:"checks"`
 
 	// Warnings are what validation found that works but will hurt; filled in
 	// by [ParseConfig].
@@ -128,12 +130,30 @@ type LimitsConfig struct {
 	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
 }
 
+// ChecksConfig holds the thresholds of the checks that keep environments
+// apart; the rules themselves always apply (see validate_env.go).
+type ChecksConfig struct {
+	// MaxBackendsPerSecret is how many backends one admin secret reference
+	// may serve before validation warns of a "master secret": one secret
+	// whose leak opens many backends. Default 3.
+	MaxBackendsPerSecret int `yaml:"max_backends_per_secret"`
+	// MaxTTL caps, by environment name, the max_ttl of the roles of that
+	// environment's backends, e.g. {prod: 1h, staging: 8h}; a role above its
+	// ceiling is an error. Default: no ceiling for any environment.
+	MaxTTL map[string]time.Duration `yaml:"max_ttl"`
+}
+
 // BackendConfig is one database or queue.
 type BackendConfig struct {
-	Name        string `yaml:"name"`
-	Plugin      string `yaml:"plugin"`
+	Name   string `yaml:"name"`
+	Plugin string `yaml:"plugin"`
+	// Environment is the environment the backend belongs to (dev, staging,
+	// prod …); required. Backends of different environments may not share
+	// an admin secret or admin user, and an issuer's environments: restrict
+	// the roles its policies may grant by it.
 	Environment string `yaml:"environment"`
-	Owner       string `yaml:"owner"`
+	// Owner is the team that answers for the backend; required.
+	Owner string `yaml:"owner"`
 	// Sweep is whether the reaper sweeps this backend for users no lease
 	// accounts for; default true. Turn it off where another credbroker
 	// deployment, with its own store, issues users on the same server.
@@ -226,7 +246,7 @@ func LoadConfig(path string, drivers []plugins.Driver) (*Config, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errorList(errs)
+		return nil, &ConfigError{Errs: errs, Warnings: cfg.Warnings}
 	}
 	return cfg, nil
 }
@@ -251,7 +271,7 @@ func ParseConfig(data []byte, drivers []plugins.Driver) (*Config, error) {
 	errs = append(errs, cfg.validate(errs)...)
 	cfg.stopValidators()
 	if len(errs) > 0 {
-		return nil, errorList(errs)
+		return nil, &ConfigError{Errs: errs, Warnings: cfg.Warnings}
 	}
 	return cfg, nil
 }
@@ -271,6 +291,7 @@ func (c *Config) setDefaults() {
 	c.Limits.ReadTimeout = cmp.Or(c.Limits.ReadTimeout, 30*time.Second)
 	c.Limits.IdleTimeout = cmp.Or(c.Limits.IdleTimeout, 2*time.Minute)
 	c.Limits.MaxConcurrentStreams = cmp.Or(c.Limits.MaxConcurrentStreams, 100)
+	c.Checks.MaxBackendsPerSecret = cmp.Or(c.Checks.MaxBackendsPerSecret, DefaultMaxBackendsPerSecret)
 	for i := range c.Roles {
 		if c.Roles[i].Renewable == nil {
 			c.Roles[i].Renewable = new(true)

@@ -34,7 +34,7 @@ func probeProgram(t *testing.T) (path, sum string) {
 // plugin: external, indented as a backend's) and a role on it (its keys
 // after backend:, indented as a role's) to validConfig.
 func withExternal(backend, role string) string {
-	s := strings.Replace(validConfig, "backends:\n", "backends:\n  - name: probe-be\n    plugin: external\n"+backend, 1)
+	s := strings.Replace(validConfig, "backends:\n", "backends:\n  - name: probe-be\n    plugin: external\n    environment: prod\n    owner: team-orders\n"+backend, 1)
 	return strings.Replace(s, "roles:\n", "roles:\n  - name: probe-role\n    backend: probe-be\n    default_ttl: 15m\n    max_ttl: 1h\n"+role, 1)
 }
 

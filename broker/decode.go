@@ -246,6 +246,10 @@ func errorList(errs []error) error {
 // ConfigError holds every problem found in a config file.
 type ConfigError struct {
 	Errs []error
+	// Warnings are what validation found besides, as [Config.Warnings]
+	// would hold them, so that `config check` reports everything at once.
+	// Error does not include them.
+	Warnings []string
 }
 
 func (e *ConfigError) Error() string {

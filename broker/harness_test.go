@@ -108,7 +108,7 @@ store: {dsn: "file:%[1]s"}
 issuers:
   - %[3]s
 backends:
-  - {name: pg, plugin: postgres, connection: {dsn: "file:%[2]s"}}
+  - {name: pg, plugin: postgres, environment: test, owner: team-test, connection: {dsn: "file:%[2]s"}}
 roles:
   - {name: reader, backend: pg, default_ttl: 1m, max_ttl: 5m, postgres: {member_of: [pg_read_all_data]}}
   - {name: fixed, backend: pg, default_ttl: 1m, max_ttl: 5m, renewable: false, postgres: {member_of: [pg_read_all_data]}}

@@ -36,7 +36,7 @@ func TestIssueToADownProgram(t *testing.T) {
 		}
 	}
 	config := strings.Replace(harnessConfig, "roles:\n", fmt.Sprintf(
-		"  - {name: probe-be, plugin: external, command: [%s], sha256: %s, env: {PROBE_ADMIN: env:PROBE_ADMIN_PASSWORD}, connection: {password: env:PROBE_ADMIN}}\n"+
+		"  - {name: probe-be, plugin: external, environment: test, owner: team-test, command: [%s], sha256: %s, env: {PROBE_ADMIN: env:PROBE_ADMIN_PASSWORD}, connection: {password: env:PROBE_ADMIN}}\n"+
 			"roles:\n  - {name: probe-role, backend: probe-be, default_ttl: 1m, max_ttl: 5m, probe: {grant: read}}\n", path, sum), 1)
 	config = strings.Replace(config, "roles: [reader, fixed]", "roles: [reader, fixed, probe-role]", 1)
 	cfg, err := ParseConfig(fmt.Appendf(nil, config, storeFile, backendFile, b.issuer.yaml()), testDrivers)

@@ -259,7 +259,7 @@ store: {dsn: env:CREDBROKER_DATABASE_URL}
 issuers:
   - {name: github, issuer: https://token.actions.githubusercontent.com, audiences: [credbroker], jwks_file: /etc/jwks.json}
 backends:
-  - {name: pg, plugin: postgres, connection: {dsn: env:PG}}
+  - {name: pg, plugin: postgres, environment: test, owner: team-test, connection: {dsn: env:PG}}
 roles:
   - {name: read, backend: pg, default_ttl: 30m, max_ttl: 2h, postgres: {member_of: [r]}}
   - {name: write, backend: pg, default_ttl: 10m, max_ttl: 1h, break_glass_max_ttl: 5m, postgres: {member_of: [w]}}

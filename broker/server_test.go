@@ -48,7 +48,7 @@ store: {dsn: env:CB_TLS_TEST_STORE}
 issuers:
   - %s
 backends:
-  - {name: pg, plugin: postgres, connection: {dsn: env:CB_TLS_TEST_BACKEND}}
+  - {name: pg, plugin: postgres, environment: test, owner: team-test, connection: {dsn: env:CB_TLS_TEST_BACKEND}}
 roles:
   - {name: reader, backend: pg, default_ttl: 1m, max_ttl: 5m, postgres: {member_of: [pg_read_all_data]}}
 policies:

@@ -68,6 +68,7 @@ func (c *Config) validate(found []error) []error {
 	v.backends()
 	v.roles()
 	v.policies()
+	v.environments()
 	if len(v.errs) == 0 {
 		c.catalog = compileCatalog(c)
 		c.policy = compilePolicy(c.catalog)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -15,13 +16,22 @@ func newConfigCmd() *cobra.Command {
 		Use:   "check FILE",
 		Short: "Validate a config file as the server would, without starting it (for CI)",
 		Long: `Validate a config file as the server would, without starting it: every key,
-type, reference and TTL, and each plugin's role sections. All problems are
-reported at once with their paths. Secret references are checked for shape,
+type, reference and TTL, each plugin's role sections, and the rules that keep
+environments apart (owner and environment on every backend, no admin secret or
+admin user shared across environments, checks: thresholds; see the README's
+Configuration section). All problems, and warnings, are reported at once with
+their paths. Secret references are checked for shape,
 not resolved, so CI needs no secrets. Exit status 1 when the file is invalid
 (or, with --strict, when it has warnings).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := broker.LoadConfig(args[0], drivers)
+			if ce, ok := errors.AsType[*broker.ConfigError](err); ok {
+				// Everything at once: the warnings of an invalid file too.
+				for _, w := range ce.Warnings {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+				}
+			}
 			if err != nil {
 				return err
 			}

@@ -341,3 +341,15 @@ func isControl(filter string) bool {
 	first, _, _ := strings.Cut(filter, "/")
 	return strings.EqualFold(first, controlLevel)
 }
+
+var _ plugins.AdminIdentifier = (*Connection)(nil)
+
+// AdminIdentity returns the broker's host:port (default ports filled in) and
+// the dynsec admin's username.
+func (c *Connection) AdminIdentity() plugins.AdminIdentity {
+	id := plugins.AdminIdentity{User: c.Username}
+	if e, err := parseURL(c.URL); err == nil {
+		id.Addrs = []string{plugins.HostPort(e.host, e.port)}
+	}
+	return id
+}

@@ -3,6 +3,7 @@ package rabbitmq
 import (
 	"errors"
 	"fmt"
+	"github.com/credbroker/credbroker/plugins"
 	"maps"
 	"net"
 	"net/url"
@@ -406,4 +407,20 @@ func (r *Role) userTags() []string {
 // one issued credentials point at.
 func (r *Role) sortedVhosts() []string {
 	return slices.Sorted(maps.Keys(r.Vhosts))
+}
+
+var _ plugins.AdminIdentifier = (*Connection)(nil)
+
+// AdminIdentity returns the management API's host:port (80 or 443 when the
+// URL names no port) and the admin user.
+func (c *Connection) AdminIdentity() plugins.AdminIdentity {
+	id := plugins.AdminIdentity{User: c.Username}
+	if u, err := url.Parse(c.ManagementURL); err == nil && u.Hostname() != "" {
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		id.Addrs = []string{plugins.HostPort(u.Hostname(), port)}
+	}
+	return id
 }

@@ -1,8 +1,10 @@
 package redis
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"github.com/credbroker/credbroker/plugins"
 	"net"
 	"slices"
 	"strconv"
@@ -315,4 +317,18 @@ func checkSelector(rule string) (norm string, err error) {
 		return "", err
 	}
 	return "(" + strings.Join(inner, " ") + ")", nil
+}
+
+var _ plugins.AdminIdentifier = (*Connection)(nil)
+
+// AdminIdentity returns the servers the admin dials (addr, or the cluster's
+// seeds) and its ACL user, "default" when username is not set.
+func (c *Connection) AdminIdentity() plugins.AdminIdentity {
+	var addrs []string
+	for _, a := range c.seeds() {
+		if host, port, err := net.SplitHostPort(a); err == nil {
+			addrs = append(addrs, plugins.HostPort(host, port))
+		}
+	}
+	return plugins.AdminIdentity{Addrs: addrs, User: cmp.Or(c.Username, "default")}
 }

@@ -25,6 +25,8 @@ issuers:
 ` + iss.YAML() + `backends:
   - name: orders-mysql
     plugin: mysql
+    environment: test
+    owner: team-test
     connection: {dsn: env:CB_UNSET_MYSQL_DSN}
 roles:
   - name: app

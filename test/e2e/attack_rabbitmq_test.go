@@ -177,6 +177,8 @@ func TestAttackRabbitMQPlainTextManagement(t *testing.T) {
 	store := harness.NewStore(t)
 	backend := fmt.Sprintf(`  - name: %s
     plugin: rabbitmq
+    environment: test
+    owner: team-test
     connection:
       management_url: %q
       username: %q

@@ -135,6 +135,8 @@ func TestAttackRedisPlainTextAdmin(t *testing.T) {
 	store := harness.NewStore(t)
 	backend := fmt.Sprintf(`  - name: %s
     plugin: redis
+    environment: test
+    owner: team-test
     connection: {addr: %q, password: env:CB_ATTACK_REDIS_PASSWORD}
 `, redisBackend, addr)
 	b := harness.StartBroker(t, harness.ServicesConfig(iss, backend, redisAttackRoles(`["~a:*", "+@read"]`)),

@@ -549,15 +549,23 @@ issuers:
 ` + iss.YAML() + `backends:
   - name: app-pg
     plugin: postgres
+    environment: test
+    owner: team-test
     connection: {dsn: env:CB_UNSET_PG_DSN}
   - name: cache
     plugin: redis
+    environment: test
+    owner: team-test
     connection: {addr: 127.0.0.1:6379, password: env:CB_UNSET_REDIS_PASSWORD}
   - name: orders-mysql
     plugin: mysql
+    environment: test
+    owner: team-test
     connection: {dsn: env:CB_UNSET_MYSQL_DSN}
   - name: events
     plugin: rabbitmq
+    environment: test
+    owner: team-test
     connection:
       management_url: http://127.0.0.1:15672
       username: admin

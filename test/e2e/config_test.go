@@ -28,6 +28,8 @@ issuers:
 ` + iss.YAML() + `backends:
   - name: app-pg
     plugin: postgres
+    environment: test
+    owner: team-test
     connection: {dsn: env:CB_UNSET_BACKEND_DSN}
 `
 	good := write("good.yaml", base+`roles:
@@ -81,9 +83,13 @@ issuers:
 backends:
   - name: app-pg
     plugin: postgres
+    environment: test
+    owner: team-test
     connection: {dsn: "postgres://admin:`+inlineSecret+`@db/app"}
   - name: other
     plugin: mongodb
+    environment: test
+    owner: team-test
     connection: {dsn: env:Y}
 roles:
   - name: readonly
@@ -189,4 +195,95 @@ policies:
 			t.Errorf("config check of a missing file: exit %d\n%s", code, stderr)
 		}
 	})
+}
+
+// TestConfigCheckEnvironments runs config check --strict on a file that
+// breaks every rule that keeps environments apart: it exits 1 and names
+// each problem with its path, all at once.
+func TestConfigCheckEnvironments(t *testing.T) {
+	t.Parallel()
+	prod := harness.NewIssuer(t, "k8s-prod")
+	ci := harness.NewIssuer(t, "ci-dev")
+	ciYAML := strings.Replace(ci.YAML(), "    algorithms:", "    environments: [dev]\n    algorithms:", 1)
+	dir := t.TempDir()
+	write := func(name, yaml string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	config := func(devDSN, devRedis, ciRoles, writeTTL string) string {
+		return `store: {dsn: env:CB_UNSET_STORE_DSN}
+issuers:
+` + prod.YAML() + ciYAML + `backends:
+  - {name: orders-pg, plugin: postgres, environment: prod, owner: team-orders, connection: {dsn: env:CB_UNSET_ORDERS_DSN}}
+  - {name: orders-pg-dev, plugin: postgres, environment: dev, connection: {dsn: ` + devDSN + `}}
+  - {name: cache, plugin: redis, environment: prod, owner: team-cache, connection: {addr: "redis.prod.example:6379", password: env:CB_UNSET_CACHE_PASSWORD}}
+  - {name: cache-dev, plugin: redis, owner: team-cache, environment: dev, connection: {addr: "` + devRedis + `", password: env:CB_UNSET_CACHE_DEV_PASSWORD}}
+  - {name: shared-a, plugin: postgres, environment: dev, owner: team-dev, connection: {dsn: env:CB_UNSET_DEV_DSN}}
+  - {name: shared-b, plugin: postgres, environment: dev, owner: team-dev, connection: {dsn: env:CB_UNSET_DEV_DSN}}
+  - {name: shared-c, plugin: postgres, environment: dev, owner: team-dev, connection: {dsn: env:CB_UNSET_DEV_DSN}}
+roles:
+  - {name: orders-read, backend: orders-pg, default_ttl: 15m, max_ttl: 1h, postgres: {member_of: [orders_read]}}
+  - {name: orders-write, backend: orders-pg, default_ttl: 15m, max_ttl: ` + writeTTL + `, postgres: {member_of: [orders_write]}}
+  - {name: orders-read-dev, backend: orders-pg-dev, default_ttl: 1h, max_ttl: 8h, postgres: {member_of: [orders_read]}}
+policies:
+  - {name: orders-api, issuer: k8s-prod, subject: "system:serviceaccount:orders:api", roles: [orders-read, orders-read-dev]}
+  - {name: ci, issuer: ci-dev, subject: "repo:org/orders:*", roles: [` + ciRoles + `]}
+checks: {max_backends_per_secret: 2, max_ttl: {prod: 1h}}
+`
+	}
+	bad := write("bad.yaml", config("env:CB_UNSET_ORDERS_DSN", "redis.prod.example:6379", "orders-read-dev, orders-write", "4h"))
+	stdout, stderr, code := harness.RunCLI(t, nil, "config", "check", "--strict", bad)
+	if code != 1 {
+		t.Errorf("config check --strict of a file that mixes environments: exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		"invalid config (5 problems)",
+		"backends[1].owner: required",
+		"backends[1].connection.dsn: env:CB_UNSET_ORDERS_DSN is also the admin secret of backends[0] (orders-pg, environment prod)",
+		`backends[3].connection: logs in to redis.prod.example:6379 as admin user "default", as backends[2] (cache, environment prod) does`,
+		"policies[1].roles[1]: role orders-write is in environment prod, but issuer ci-dev may only be granted roles of dev",
+		"roles[1].max_ttl: 4h0m0s is longer than 1h0m0s, the ceiling of environment prod",
+		// The warnings of an invalid file are printed with its errors.
+		"warning: backends[4].connection.dsn: env:CB_UNSET_DEV_DSN is the admin secret of 3 backends",
+		"warning: policies[0]: grants roles of more than one environment",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("config check does not say %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	}
+
+	// The same file with its errors fixed still has the warnings: a
+	// master secret and a policy across environments. --strict fails on
+	// them; without it the file passes and they are printed.
+	warn := write("warn.yaml", strings.Replace(config("env:CB_UNSET_ORDERS_DEV_DSN", "redis.dev.example:6379", "orders-read-dev", "1h"),
+		"orders-pg-dev, plugin: postgres, environment: dev,", "orders-pg-dev, plugin: postgres, environment: dev, owner: team-orders,", 1))
+	wantWarnings := []string{
+		"warning: backends[4].connection.dsn: env:CB_UNSET_DEV_DSN is the admin secret of 3 backends (shared-a, shared-b, shared-c), more than checks.max_backends_per_secret (2)",
+		"warning: policies[0]: grants roles of more than one environment (dev: orders-read-dev; prod: orders-read)",
+	}
+	stdout, stderr, code = harness.RunCLI(t, nil, "config", "check", "--strict", warn)
+	if code != 1 || !strings.Contains(stderr, "2 warnings (--strict)") {
+		t.Errorf("config check --strict with warnings: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range wantWarnings {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("config check --strict does not warn %q:\n%s", want, stderr)
+		}
+	}
+	stdout, stderr, code = harness.RunCLI(t, nil, "config", "check", warn)
+	if code != 0 || !strings.Contains(stdout, "ok") {
+		t.Errorf("config check without --strict of a file with warnings only: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range wantWarnings {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("config check does not warn %q:\n%s", want, stderr)
+		}
+	}
 }

@@ -292,6 +292,8 @@ issuers:
 ` + issuers + `backends:
   - name: app-pg
     plugin: postgres
+    environment: test
+    owner: team-test
     connection: {dsn: env:CB_UNSET_BACKEND_DSN}
 roles:
   - name: readonly

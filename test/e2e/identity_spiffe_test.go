@@ -321,6 +321,8 @@ issuers:
 `+issuer+`backends:
   - name: app-pg
     plugin: postgres
+    environment: test
+    owner: team-test
     connection: {dsn: env:CB_PG}
 roles:
   - name: readonly
