@@ -35,7 +35,7 @@ store: {dsn: "file:%[1]s", kek: "file:%[4]s"}
 issuers:
   - %[3]s
 backends:
-  - {name: pg, plugin: postgres, connection: {dsn: "file:%[2]s"%[5]s}}
+  - {name: pg, plugin: postgres, owner: test, environment: test, connection: {dsn: "file:%[2]s"%[5]s}}
 roles:
   - {name: reader, backend: pg, default_ttl: 1m, max_ttl: 5m, postgres: {member_of: [pg_read_all_data]}}
 policies:
@@ -427,7 +427,7 @@ store: {dsn: "env:DB"%s}
 issuers:
   - {name: t, issuer: "https://issuer.test", audiences: [credbroker], jwks_url: "https://issuer.test/jwks", algorithms: [RS256]}
 backends:
-  - {name: pg, plugin: postgres, connection: {dsn: "env:PG"%s}}
+  - {name: pg, plugin: postgres, owner: test, environment: test, connection: {dsn: "env:PG"%s}}
 `
 	for name, tc := range map[string]struct {
 		store, conn string
