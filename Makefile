@@ -10,6 +10,9 @@ PROTOC_GEN_CONNECT_VERSION := v1.21.1
 STATICCHECK_VERSION       := v0.8.2
 # Ory Hydra, the OIDC provider of the identity tests (test/harness/hydra.go).
 HYDRA_VERSION             := v2.3.0
+# promtool of Prometheus 3.16 (its Go module is tagged v0.316.0), for the alert
+# rules' unit tests. Big: built once, by `make alerts`, not by `make tools`.
+PROMTOOL_VERSION          := v0.316.0
 
 BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
@@ -19,7 +22,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 TOOLS := $(BIN)/buf-$(BUF_VERSION) $(BIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
 	$(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION) $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: build dev test lint generate docs bench tools hydra clean
+.PHONY: build dev test lint generate docs bench tools hydra alerts clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o bin/credbroker ./cmd/credbroker
@@ -27,8 +30,13 @@ build:
 dev: build
 	./bin/credbroker dev
 
-test: lint build
+test: lint build alerts
 	$(GO) test $(TEST_FLAGS) ./...
+
+# The Prometheus rules are valid and pass their unit tests (deploy/prometheus).
+alerts: $(BIN)/promtool-$(PROMTOOL_VERSION)
+	$(BIN)/promtool check rules deploy/prometheus/alerts.yaml
+	$(BIN)/promtool test rules deploy/prometheus/alerts_test.yaml
 
 lint: tools
 	@echo "gofmt"; out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
@@ -69,6 +77,9 @@ $(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION):
 	touch $@
 $(BIN)/staticcheck-$(STATICCHECK_VERSION):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	touch $@
+$(BIN)/promtool-$(PROMTOOL_VERSION):
+	GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 	touch $@
 
 # hydra is built inside its own module, as its go.mod wants: -tags sqlite for
