@@ -285,9 +285,9 @@ func alertExprs(t *testing.T) map[string]string {
 
 // exercisedBroker starts a broker with tls, a break-glass policy and a
 // request rate limit on a Redis server of its own (whose orphans the sweep
-// may revoke), uses every path that counts something, and returns the metric
-// families its /metrics then has (name → type), once done reports true for
-// them or after a deadline.
+// may revoke), uses every path that counts something, then scrapes /metrics
+// until done accepts its metric families (name → type), for up to 30 s, and
+// returns the last scrape's.
 func exercisedBroker(t *testing.T, done func(map[string]string) bool) map[string]string {
 	t.Helper()
 	dir := t.TempDir()
