@@ -15,6 +15,9 @@ HYDRA_VERSION             := v2.3.0
 # helm renders the chart in deploy/helm for test/deploy (make test); a big
 # build, done once per version.
 HELM_VERSION              := v4.3.2
+# promtool of Prometheus 3.16 (its Go module is tagged v0.316.0), for the alert
+# rules' unit tests. Big: built once, by `make alerts`, not by `make tools`.
+PROMTOOL_VERSION          := v0.316.0
 
 BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
@@ -25,7 +28,7 @@ TOOLS := $(BIN)/buf-$(BUF_VERSION) $(BIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 	$(BIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_VERSION) $(BIN)/staticcheck-$(STATICCHECK_VERSION) \
 	$(BIN)/gitleaks-$(GITLEAKS_VERSION)
 
-.PHONY: build dev test lint generate docs bench tools hydra helm clean
+.PHONY: build dev test lint generate docs bench tools hydra helm alerts clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o bin/credbroker ./cmd/credbroker
@@ -33,8 +36,13 @@ build:
 dev: build
 	./bin/credbroker dev
 
-test: lint build helm
+test: lint build helm alerts
 	$(GO) test $(TEST_FLAGS) ./...
+
+# The Prometheus rules are valid and pass their unit tests (deploy/prometheus).
+alerts: $(BIN)/promtool-$(PROMTOOL_VERSION)
+	$(BIN)/promtool check rules deploy/prometheus/alerts.yaml
+	$(BIN)/promtool test rules deploy/prometheus/alerts_test.yaml
 
 lint: tools
 	@echo "gofmt"; out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
@@ -89,6 +97,10 @@ $(BIN)/gitleaks-$(GITLEAKS_VERSION):
 helm: $(BIN)/helm-$(HELM_VERSION)
 $(BIN)/helm-$(HELM_VERSION):
 	GOBIN=$(BIN) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	touch $@
+
+$(BIN)/promtool-$(PROMTOOL_VERSION):
+	GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 	touch $@
 
 # hydra is built inside its own module, as its go.mod wants: -tags sqlite for

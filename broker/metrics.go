@@ -13,6 +13,11 @@ type metrics struct {
 	backendUp    *prometheus.GaugeVec
 	limited      *prometheus.CounterVec
 	rootRotated  *prometheus.GaugeVec
+	breakGlass   *prometheus.CounterVec
+	storeUp      prometheus.Gauge
+	// tlsNotAfter has no labels; it is a vector so that it has no series
+	// until a certificate is loaded (a broker without tls exports none).
+	tlsNotAfter *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,9 +47,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "credbroker_root_rotation_timestamp_seconds",
 			Help: "When the broker last rotated the backend's admin password (Unix seconds); absent for a backend it never rotated. Alarm on its age past connection.rotate.period.",
 		}, []string{"backend"}),
+		breakGlass: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_break_glass_total",
+			Help: "Break-glass credentials issued, by role. Each one is emergency access someone should review; the reason is in the lease's break_glass event.",
+		}, []string{"role"}),
+		storeUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "credbroker_store_up",
+			Help: "1 when the lease store (PostgreSQL) answered the last periodic ping, 0 when it did not: while it is 0 nothing is issued, renewed or revoked.",
+		}),
+		tlsNotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credbroker_tls_certificate_expiry_timestamp_seconds",
+			Help: "NotAfter of the serving TLS certificate (tls.cert_file), in Unix seconds, as loaded at start or by the last reload (SIGHUP). No series without tls.",
+		}, nil),
 	}
+	// New has just reached the store: it is up until a check says otherwise.
+	m.storeUp.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp, m.limited, m.rootRotated)
+		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp, m.limited, m.rootRotated, m.breakGlass, m.storeUp, m.tlsNotAfter)
 	}
 	return m
 }

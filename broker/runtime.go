@@ -155,7 +155,7 @@ func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 	}
 	s.rt.Store(rt)
 	if certs != nil {
-		s.certs.cur.Store(certs)
+		s.useCerts(certs)
 	}
 	s.retired.Go(func() {
 		// Let requests on the old backends finish, unless the server stops.

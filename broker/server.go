@@ -285,7 +285,7 @@ func (s *Server) ServeWithMetrics(ctx context.Context, ln, metricsLn net.Listene
 				return err
 			}
 			s.certs = &certReloader{}
-			s.certs.cur.Store(m)
+			s.useCerts(m)
 		}
 		s.reloadMu.Unlock()
 		srv.TLSConfig = s.certs.config([]string{"h2", "http/1.1"})
@@ -402,12 +402,46 @@ func metricsMux(metrics http.Handler) http.Handler {
 	return mux
 }
 
-// checkBackends checks every backend's admin connection periodically and
-// exports the result as credbroker_backend_up.
+// useCerts makes m the TLS material of new connections and exports its
+// certificate's expiry. The caller holds reloadMu.
+func (s *Server) useCerts(m *tlsMaterial) {
+	s.certs.cur.Store(m)
+	notAfter, err := m.notAfter()
+	if err != nil { // loadTLS parsed it already
+		s.log.Warn("cannot read the TLS certificate's expiry", slog.String("error", err.Error()))
+		return
+	}
+	s.svc.metrics.tlsNotAfter.WithLabelValues().Set(float64(notAfter.Unix()))
+}
+
+// checkStore pings the lease store and exports the answer as
+// credbroker_store_up. It reports whether ctx is still live.
+func (s *Server) checkStore(ctx context.Context) bool {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := s.store.Ping(cctx)
+	cancel()
+	if ctx.Err() != nil {
+		return false
+	}
+	up := 1.0
+	if err != nil {
+		up = 0
+		s.log.Warn("lease store check failed", slog.String("error", plugins.SanitizeString(err.Error())))
+	}
+	s.svc.metrics.storeUp.Set(up)
+	return true
+}
+
+// checkBackends checks the lease store and every backend's admin connection
+// periodically and exports the results as credbroker_store_up and
+// credbroker_backend_up.
 func (s *Server) checkBackends(ctx context.Context) {
 	t := time.NewTicker(s.checkInt)
 	defer t.Stop()
 	for {
+		if !s.checkStore(ctx) {
+			return
+		}
 		rt := s.rt.Load()
 		for _, b := range rt.cfg.Backends {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)

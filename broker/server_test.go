@@ -120,6 +120,12 @@ policies:
 // their paths and a pool that trusts the certificate.
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
+	return selfSignedUntil(t, dir, time.Now().Add(time.Hour))
+}
+
+// selfSignedUntil is selfSigned with a certificate valid until notAfter.
+func selfSignedUntil(t *testing.T, dir string, notAfter time.Time) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +135,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 		Subject:      pkix.Name{CommonName: "credbroker test"},
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

@@ -164,6 +164,7 @@ func (s *credentialService) issue(ctx context.Context, msg *credbrokerv1.IssueCr
 		return nil, err
 	}
 	if lease.BreakGlass {
+		s.metrics.breakGlass.WithLabelValues(role.Name).Inc()
 		s.log.WarnContext(ctx, "break-glass credential issued", slog.String("lease_id", lease.ID), slog.String("role", role.Name), slog.String("subject", id.Subject), slog.String("reason", reason), slog.Time("max_expires_at", lease.MaxExpiresAt))
 		if err := s.store.RecordEvent(work, leases.Event{LeaseID: lease.ID, Kind: "break_glass", Actor: actor(id), Details: details}); err != nil {
 			s.log.ErrorContext(ctx, "record break-glass event", slog.String("error", plugins.SanitizeString(err.Error())))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 )
 
 // Client certificate policies of tls.client_auth.
@@ -45,6 +46,18 @@ func loadTLS(cfg *TLSConfig) (*tlsMaterial, error) {
 		m.clientAuth = tls.VerifyClientCertIfGiven
 	}
 	return m, nil
+}
+
+// notAfter is when the serving certificate expires.
+func (m *tlsMaterial) notAfter() (time.Time, error) {
+	leaf := m.cert.Leaf // tls.LoadX509KeyPair fills it
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(m.cert.Certificate[0]); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return leaf.NotAfter, nil
 }
 
 // certReloader serves the current TLS material to every new connection, so

@@ -16,7 +16,8 @@ import (
 // claim (Activate or Fail putting the lease back, a user's revoke, a replica
 // re-claiming after ClaimTimeout) changes next_attempt_at, and the old
 // holder's outcome is dropped; revoking twice is harmless, recording a stale
-// outcome is not.
+// outcome is not. revoking_since is set when a lease becomes REVOKING and
+// kept by retries and re-claims: how long the oldest has waited is a gauge.
 
 // claimDue claims up to limit due leases in one statement: ACTIVE leases
 // expired at now, PENDING leases created at or before pendingBefore and
@@ -40,6 +41,7 @@ func (s *Store) claimDue(ctx context.Context, now, pendingBefore, until time.Tim
 		UPDATE leases
 		SET state = 'REVOKING',
 			next_attempt_at = $3,
+			revoking_since = CASE WHEN due.prev_state = 'REVOKING' THEN COALESCE(leases.revoking_since, $1) ELSE $1 END,
 			revoke_reason = CASE due.prev_state
 				WHEN 'ACTIVE' THEN 'expired'
 				WHEN 'PENDING' THEN 'abandoned issue'
@@ -68,10 +70,11 @@ func (s *Store) claimOne(ctx context.Context, id, reason string, until time.Time
 		UPDATE leases
 		SET state = 'REVOKING',
 			next_attempt_at = $3,
+			revoking_since = CASE WHEN state = 'REVOKING' THEN COALESCE(revoking_since, $7) ELSE $7 END,
 			revoke_reason = CASE WHEN state = 'REVOKING' AND revoke_reason <> '' THEN revoke_reason ELSE $2 END
 		WHERE id = $1 AND state <> 'REVOKED' AND ($4 OR (issuer = $5 AND subject = $6))
 		RETURNING `+leaseColumns,
-		id, reason, until, anyone, holder.Issuer, holder.Subject))
+		id, reason, until, anyone, holder.Issuer, holder.Subject, s.now()))
 	if err == nil {
 		return l, true, nil
 	}
@@ -161,15 +164,20 @@ type leaseStats struct {
 	// unsealedAge is how long the oldest queued event has waited for the
 	// sealer; 0 when none waits.
 	unsealedAge time.Duration
+	// revokingAge is how long the oldest REVOKING lease has been REVOKING;
+	// 0 when none is.
+	revokingAge time.Duration
 }
 
 // stats counts due leases and live leases by state, and finds how long the
-// oldest event not yet sealed has waited. Each count is one of the reaper's
-// partial indexes, and the oldest queued event is the queue's first by id;
-// REVOKED leases, which pile up, are not counted.
+// oldest event not yet sealed and the oldest REVOKING lease have waited.
+// Each count is one of the reaper's partial indexes, and the oldest queued
+// event is the queue's first by id; REVOKED leases, which pile up, are not
+// counted. The REVOKING leases are read through their partial index, like
+// their count: they are the backlog, not the history.
 func (s *Store) stats(ctx context.Context, now, pendingBefore time.Time) (leaseStats, error) {
 	var dueActive, duePending, dueRevoking, pending, active, revoking int64
-	var oldestUnsealed *time.Time
+	var oldestUnsealed, oldestRevoking *time.Time
 	err := s.pool.QueryRow(ctx, `
 		SELECT
 			(SELECT count(*) FROM leases WHERE state = 'ACTIVE' AND expires_at <= $1),
@@ -178,8 +186,9 @@ func (s *Store) stats(ctx context.Context, now, pendingBefore time.Time) (leaseS
 			(SELECT count(*) FROM leases WHERE state = 'PENDING'),
 			(SELECT count(*) FROM leases WHERE state = 'ACTIVE'),
 			(SELECT count(*) FROM leases WHERE state = 'REVOKING'),
-			(SELECT at FROM lease_event_queue ORDER BY id LIMIT 1)`,
-		now, pendingBefore).Scan(&dueActive, &duePending, &dueRevoking, &pending, &active, &revoking, &oldestUnsealed)
+			(SELECT at FROM lease_event_queue ORDER BY id LIMIT 1),
+			(SELECT min(revoking_since) FROM leases WHERE state = 'REVOKING')`,
+		now, pendingBefore).Scan(&dueActive, &duePending, &dueRevoking, &pending, &active, &revoking, &oldestUnsealed, &oldestRevoking)
 	if err != nil {
 		return leaseStats{}, fmt.Errorf("count leases: %w", err)
 	}
@@ -187,9 +196,14 @@ func (s *Store) stats(ctx context.Context, now, pendingBefore time.Time) (leaseS
 	if oldestUnsealed != nil {
 		unsealedAge = max(now.Sub(*oldestUnsealed), 0)
 	}
+	var revokingAge time.Duration
+	if oldestRevoking != nil {
+		revokingAge = max(now.Sub(*oldestRevoking), 0)
+	}
 	return leaseStats{
 		due:         dueActive + duePending + dueRevoking,
 		unsealedAge: unsealedAge,
+		revokingAge: revokingAge,
 		byState: map[State]int64{
 			StatePending:  pending,
 			StateActive:   active,

@@ -303,6 +303,7 @@ func requeue(ctx context.Context, tx pgx.Tx, l Lease, now time.Time, kind, actor
 	lastErr = plugins.SanitizeString(lastErr)
 	out, err := scanLease(tx.QueryRow(ctx, `
 		UPDATE leases SET state = 'REVOKING', revoked_at = NULL, next_attempt_at = $2,
+			revoking_since = CASE WHEN state = 'REVOKING' THEN COALESCE(revoking_since, $2) ELSE $2 END,
 			revoke_reason = $3, last_error = $4, plugin_state = COALESCE($5, plugin_state)
 		WHERE id = $1
 		RETURNING `+leaseColumns,

@@ -15,6 +15,8 @@ type reaperMetrics struct {
 	orphans *prometheus.CounterVec
 	// unsealed is how old the oldest event not yet chained is.
 	unsealed prometheus.Gauge
+	// revoking is how long the oldest REVOKING lease has been REVOKING.
+	revoking prometheus.Gauge
 }
 
 func newReaperMetrics(reg prometheus.Registerer) (*reaperMetrics, error) {
@@ -53,7 +55,14 @@ func newReaperMetrics(reg prometheus.Registerer) (*reaperMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &reaperMetrics{revokes: revokes, backlog: backlog, leases: leases, orphans: orphans, unsealed: unsealed}, nil
+	revoking, err := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "credbroker_leases_revoking_oldest_age_seconds",
+		Help: "How long the oldest REVOKING lease has been REVOKING, at the reaper's last pass; 0 when none is. A revoke takes seconds: a value above minutes means a backend keeps refusing to delete a user, whose credential still works.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return &reaperMetrics{revokes: revokes, backlog: backlog, leases: leases, orphans: orphans, unsealed: unsealed, revoking: revoking}, nil
 }
 
 // register registers c, or returns the identical collector already
@@ -95,6 +104,7 @@ func (m *reaperMetrics) observe(st leaseStats) {
 	}
 	m.backlog.Set(float64(st.due))
 	m.unsealed.Set(st.unsealedAge.Seconds())
+	m.revoking.Set(st.revokingAge.Seconds())
 	for state, n := range st.byState {
 		m.leases.WithLabelValues(string(state)).Set(float64(n))
 	}

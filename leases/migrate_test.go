@@ -44,8 +44,8 @@ func TestMigrateConcurrently(t *testing.T) {
 	if err := stores[0].pool.QueryRow(t.Context(), `SELECT version, dirty FROM schema_migrations`).Scan(&version, &dirty); err != nil {
 		t.Fatal(err)
 	}
-	if version != 6 || dirty {
-		t.Fatalf("schema version %d dirty=%v, want 6 clean", version, dirty)
+	if version != 8 || dirty {
+		t.Fatalf("schema version %d dirty=%v, want 8 clean", version, dirty)
 	}
 	// Every replica works against the one schema.
 	for i, s := range stores {
