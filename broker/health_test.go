@@ -3,6 +3,9 @@ package broker
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,5 +76,28 @@ func TestHealthCachesPing(t *testing.T) {
 	advance(-time.Hour)
 	if s := check(); s != grpchealth.StatusServing {
 		t.Errorf("after the clock stepped back: %v, want a fresh SERVING", s)
+	}
+}
+
+// TestReadyz: GET /readyz answers 200 while the store answers and 503 once
+// it does not, as the health check does, for probes that can only GET.
+func TestReadyz(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	p := &countingPinger{}
+	h := newHealthChecker(p, func() time.Time { return now })
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		h.serveReady(rec, httptest.NewRequest(http.MethodGet, ReadyPath, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(); code != http.StatusOK || body != "ready\n" {
+		t.Errorf("store up: %d %q, want 200 ready", code, body)
+	}
+	down := errors.New("store down")
+	p.err.Store(&down)
+	now = now.Add(healthCacheFor)
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "lease store") {
+		t.Errorf("store down: %d %q, want 503 naming the lease store", code, body)
 	}
 }

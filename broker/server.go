@@ -175,7 +175,9 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	}
 	mux.Handle(credbrokerv1connect.NewCredentialServiceHandler(s.svc, opts...))
 	mux.Handle(credbrokerv1connect.NewAdminServiceHandler(adminService{s.svc, s}, opts...))
-	mux.Handle(grpchealth.NewHandler(newHealthChecker(s.store, time.Now)))
+	health := newHealthChecker(s.store, time.Now)
+	mux.Handle(grpchealth.NewHandler(health))
+	mux.HandleFunc("GET "+ReadyPath, health.serveReady)
 	mux.HandleFunc("GET "+LoginConfigPath, s.serveLoginConfig)
 	reflector := grpcreflect.NewStaticReflector(credbrokerv1connect.CredentialServiceName,
 		credbrokerv1connect.AdminServiceName, grpchealth.HealthV1ServiceName)
@@ -515,6 +517,24 @@ func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest)
 		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 	}
 	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+}
+
+// ReadyPath answers a plain GET with 200 while the broker can issue (its
+// lease store answers) and 503 while it cannot: the gRPC health check's
+// answer, for probes that can only GET, such as a Kubernetes httpGet
+// readiness probe over TLS (the kubelet's grpc probes speak no TLS). No
+// token; cached like the health check.
+const ReadyPath = "/readyz"
+
+func (h *healthChecker) serveReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if h.storeUp(r.Context()) {
+		fmt.Fprintln(w, "ready")
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintln(w, "not ready: the lease store does not answer")
 }
 
 func (h *healthChecker) storeUp(ctx context.Context) bool {

@@ -118,7 +118,7 @@ type chartWant struct {
 	automountToken bool
 	tlsSecret      string
 	clientCASecret string // "": no mTLS
-	// readinessHTTPS: the readiness probe GETs /v1/login-config over TLS;
+	// readinessHTTPS: the readiness probe GETs /readyz over TLS;
 	// otherwise (mTLS required of every caller) it is a TCP check.
 	readinessHTTPS     bool
 	metrics            bool
@@ -504,8 +504,8 @@ func checkProbes(t *testing.T, c *corev1.Container, https bool) {
 	case r == nil:
 		t.Fatal("no readiness probe")
 	case https:
-		if g := r.HTTPGet; g == nil || g.Scheme != corev1.URISchemeHTTPS || g.Path != "/v1/login-config" || g.Port.String() != "api" {
-			t.Errorf("readiness probe = %+v, want an HTTPS GET of /v1/login-config on port api", r.ProbeHandler)
+		if g := r.HTTPGet; g == nil || g.Scheme != corev1.URISchemeHTTPS || g.Path != "/readyz" || g.Port.String() != "api" {
+			t.Errorf("readiness probe = %+v, want an HTTPS GET of /readyz on port api", r.ProbeHandler)
 		}
 	default:
 		if r.TCPSocket == nil || r.TCPSocket.Port.String() != "api" {

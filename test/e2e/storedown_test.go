@@ -48,6 +48,18 @@ func TestStoreDownFailsClosed(t *testing.T) {
 	eventually(t, 10*time.Second, "health is not NOT_SERVING with the store down", func() bool {
 		return status() == grpchealth.StatusNotServing
 	})
+	// And the plain GET a Kubernetes readiness probe sends says 503.
+	readyz := func() int {
+		res, err := http.Get(b.Addr + "/readyz")
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	eventually(t, 10*time.Second, "GET /readyz is not 503 with the store down", func() bool {
+		return readyz() == http.StatusServiceUnavailable
+	})
 	if users := d.Backend.ManagedUsers(t); !slices.Equal(users, usersBefore) {
 		t.Errorf("with the store down the backend's users went from %v to %v: something was issued", usersBefore, users)
 	}
@@ -55,6 +67,9 @@ func TestStoreDownFailsClosed(t *testing.T) {
 	d.Store.SetDown(t, false)
 	eventually(t, 30*time.Second, "health is not SERVING again after the store came back", func() bool {
 		return status() == grpchealth.StatusServing
+	})
+	eventually(t, 10*time.Second, "GET /readyz is not 200 after the store came back", func() bool {
+		return readyz() == http.StatusOK
 	})
 	again := issue(t, b, token, map[string]any{"role": "readonly"})
 	checkReadOnlyWithPGX(t, again.URI)
