@@ -39,6 +39,10 @@ type Connection struct {
 	Port int    `yaml:"port"`
 	// MaxConns is the size of the admin connection pool. Default 4.
 	MaxConns int `yaml:"max_conns"`
+
+	// adminPassword, when set, replaces the DSN's password: the admin
+	// password the broker rotated (see [Driver.WithAdminPassword]).
+	adminPassword secret.Value
 }
 
 func (c *Connection) validate() error {

@@ -47,6 +47,9 @@ type Plugin struct {
 	// setting, for Warnings.
 	adminNet, adminAddr, adminTLS string
 	secrets                       []secret.Value
+	// cfg is the admin's driver configuration, for RotateRoot's login
+	// with the new password.
+	cfg *mysql.Config
 }
 
 var (
@@ -77,7 +80,7 @@ func open(ctx context.Context, c *Connection, configure func(*mysql.Config)) (*P
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
-	secrets := []secret.Value{dsn, secret.New(dsnPassword(dsn.Reveal()))}
+	secrets := []secret.Value{dsn, secret.New(dsnPassword(dsn.Reveal())), c.adminPassword}
 	p, err := connect(ctx, c, dsn, configure)
 	if err != nil {
 		return nil, plugins.Sanitize(fmt.Errorf("open: %w", err), secrets...)
@@ -95,6 +98,10 @@ func connect(ctx context.Context, c *Connection, dsn secret.Value, configure fun
 	if cfg.Passwd != "" {
 		p.secrets = append(p.secrets, secret.New(cfg.Passwd))
 	}
+	if !c.adminPassword.IsZero() {
+		cfg.Passwd = c.adminPassword.Reveal()
+		p.secrets = append(p.secrets, c.adminPassword)
+	}
 	if p.target, err = credentialTarget(c, cfg); err != nil {
 		return nil, err
 	}
@@ -107,6 +114,7 @@ func connect(ctx context.Context, c *Connection, dsn secret.Value, configure fun
 	if configure != nil {
 		configure(cfg)
 	}
+	p.cfg = cfg.Clone()
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("the DSN in %s: %w", c.DSN, err)

@@ -40,6 +40,10 @@ type Connection struct {
 	// AMQP connection, so with amqps:// it changes only what is validated:
 	// TLS may be set when either URL uses TLS.
 	TLS *TLS `yaml:"tls"`
+
+	// adminPassword, when set, replaces the password the reference names:
+	// the admin password the broker rotated (see [Driver.WithAdminPassword]).
+	adminPassword secret.Value
 }
 
 // TLS is the `tls:` part of a connection section.

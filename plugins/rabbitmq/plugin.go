@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
@@ -22,11 +23,20 @@ import (
 // management HTTP API. It is safe for concurrent use; make one with
 // [Driver.Open].
 type Plugin struct {
-	base      rabbithole.Client // copied for each call, with a transport bound to its context
+	// admin is the management API client, copied for each call with a
+	// transport bound to its context, and the admin's passwords: the one it
+	// logs in with, and those it had before RotateRoot changed it, for
+	// Secrets. RotateRoot replaces it.
+	admin     atomic.Pointer[admin]
 	transport *http.Transport
-	password  secret.Value // the admin's, for Secrets
 	target    target
 	mgmtURL   string // Connection.ManagementURL, without credentials
+}
+
+// admin is what Plugin.admin points at.
+type admin struct {
+	base    rabbithole.Client
+	secrets []secret.Value
 }
 
 var (
@@ -57,6 +67,9 @@ const (
 
 // open resolves c's password and opens the plugin with it.
 func open(ctx context.Context, c *Connection) (*Plugin, error) {
+	if !c.adminPassword.IsZero() {
+		return openWith(ctx, c, c.adminPassword)
+	}
 	password, err := c.Password.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
@@ -80,7 +93,8 @@ func openWith(ctx context.Context, c *Connection, password secret.Value) (*Plugi
 	if err != nil {
 		return nil, plugins.Sanitize(fmt.Errorf("open: management_url: %w", urlError(err)), password)
 	}
-	p := &Plugin{base: *base, transport: transport, password: password, target: tgt, mgmtURL: c.ManagementURL}
+	p := &Plugin{transport: transport, target: tgt, mgmtURL: c.ManagementURL}
+	p.admin.Store(&admin{base: *base, secrets: []secret.Value{password}})
 	if err := p.Check(ctx); err != nil {
 		transport.CloseIdleConnections()
 		return nil, plugins.Sanitize(fmt.Errorf("open: %w", err), password)
@@ -115,14 +129,14 @@ func newTransport(cfg *TLS) (*http.Transport, error) {
 // rabbit-hole's methods take no context, hence a client per call.
 func (p *Plugin) client(ctx context.Context) (*rabbithole.Client, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	c := p.base
+	c := p.admin.Load().base
 	c.SetTransport(ctxTransport{ctx: ctx, base: p.transport})
 	return &c, cancel
 }
 
 // Secrets returns the admin's password, which the decorator of
 // [plugins.Open] redacts from every error and warning.
-func (p *Plugin) Secrets() []secret.Value { return []secret.Value{p.password} }
+func (p *Plugin) Secrets() []secret.Value { return slices.Clone(p.admin.Load().secrets) }
 
 // Create makes the user through the management API: PUT /api/users with a
 // salted SHA-256 hash of the password (rabbit_password_hashing_sha256), so

@@ -111,12 +111,13 @@ var errNoUserConnections = errors.New("no listing of connections by user")
 // seconds by default). A server
 // without the endpoint answers 404: errNoUserConnections.
 func (p *Plugin) trackedConnections(ctx context.Context, username string) ([]string, error) {
+	base := p.admin.Load().base
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		p.base.Endpoint+"/api/connections/username/"+url.PathEscape(username)+"?columns=name,user", nil)
+		base.Endpoint+"/api/connections/username/"+url.PathEscape(username)+"?columns=name,user", nil)
 	if err != nil {
 		return nil, err
 	}
-	req.SetBasicAuth(p.base.Username, p.base.Password)
+	req.SetBasicAuth(base.Username, base.Password)
 	res, err := (&http.Client{Transport: p.transport}).Do(req)
 	if err != nil {
 		return nil, classify(err)

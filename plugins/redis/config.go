@@ -29,6 +29,10 @@ type Connection struct {
 	Password secret.Ref `yaml:"password"`
 	// TLS says how to reach the server over TLS. Default: plaintext.
 	TLS TLS `yaml:"tls"`
+
+	// adminPassword, when set, replaces the password the reference names:
+	// the admin password the broker rotated (see [Driver.WithAdminPassword]).
+	adminPassword secret.Value
 }
 
 // TLS is the `tls:` part of a connection section.

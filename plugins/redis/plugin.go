@@ -67,7 +67,10 @@ func open(ctx context.Context, c *Connection, configure func(*goredis.Options)) 
 		configure: configure,
 		clients:   make(map[string]*goredis.Client),
 	}
-	if !c.Password.IsZero() {
+	if !c.adminPassword.IsZero() {
+		p.password = c.adminPassword
+		p.secrets = append(p.secrets, c.adminPassword)
+	} else if !c.Password.IsZero() {
 		pw, err := c.Password.Resolve()
 		if err != nil {
 			return nil, fmt.Errorf("open: password: %w", err)
