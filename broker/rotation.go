@@ -31,8 +31,11 @@ import (
 // A candidate found while its lock is free was abandoned by a broker that
 // died between 2 and 4: the broker logs in with the candidate (the backend
 // took it: finish, step 4) or else with the current password (it did not:
-// roll back); when neither logs in, both are kept and it tries again later,
-// so no rotation ever leaves the broker without a working password.
+// set the current password again, so that a change of the dead broker's
+// still on its way is ordered before it, and roll back); when neither logs
+// in, or the current one cannot be set again, both are kept and it tries
+// again later, so no rotation ever leaves the broker without a working
+// password.
 //
 // Every replica polls the stored versions (Options.SecretsPoll) and reopens
 // a backend whose current password changed, finishes abandoned rotations,
@@ -158,6 +161,20 @@ func (s *Server) recoverRotation(ctx context.Context, b *BackendConfig, lock *le
 	if curErr != nil {
 		return fmt.Errorf("neither the new admin password of an abandoned rotation (%v) nor the current one (%v) logs in; "+
 			"both are kept and tried again", candErr, curErr)
+	}
+	// The dead broker's change may still be on its way: PostgreSQL goes on
+	// with a statement whose client died, e.g. an ALTER ROLE waiting on a
+	// lock, and commits it. Setting the current password again first puts
+	// this change after that one (or makes that one fail): when it cannot
+	// be set, both are kept and tried again. (A current password that is
+	// the config's reference, not stored, cannot be set again here.)
+	if rr, ok := p.(plugins.RootRotator); ok && !current.value.IsZero() {
+		if _, err := rr.RotateRoot(tctx, plugins.RotateRootRequest{NewPassword: current.value}); err != nil {
+			_ = p.Close()
+			return fmt.Errorf("the new admin password of an abandoned rotation does not log in, but setting the current one again "+
+				"(so that a change still on its way cannot land after the roll-back) failed: %w; both are kept and tried again",
+				plugins.Sanitize(err, current.value, cand.Value))
+		}
 	}
 	_ = p.Close()
 	if err := s.store.AbortRotation(ctx, b.Name, cand.ID, "broker", "abandoned before the backend took the new password"); err != nil {
