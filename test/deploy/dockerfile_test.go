@@ -73,7 +73,9 @@ func parseDockerfile(t *testing.T, data []byte) []stage {
 // makeBuildCommand is the command `make build` runs, from make's dry run.
 func makeBuildCommand(t *testing.T) string {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "make", "-n", "build")
+	// --no-print-directory: run from `make test`, the inherited MAKELEVEL
+	// would make it print "Entering directory" lines around the command.
+	cmd := exec.CommandContext(t.Context(), "make", "--no-print-directory", "-n", "build")
 	cmd.Dir = repoRoot(t)
 	out, err := cmd.Output()
 	if err != nil {
