@@ -246,12 +246,14 @@ func (s *Store) FinishRotation(ctx context.Context, candidate AdminSecret, actor
 			UPDATE admin_secrets SET slot = 'current', rotated_at = $2, version = nextval('admin_secrets_version_seq')
 			WHERE id = $1 AND slot = 'candidate' RETURNING version`, candidate.ID, now).Scan(&cur.Version)
 		if errors.Is(err, pgx.ErrNoRows) {
-			// Rolled back meanwhile: the backend has this password all
-			// the same, so it is what the broker must log in with.
-			if _, err := tx.Exec(ctx, `DELETE FROM admin_secrets WHERE backend = $1`, candidate.Backend); err != nil {
-				return err
-			}
-			cur, err = s.insertSecret(ctx, tx, candidate.Backend, SlotCurrent, candidate.Value, actor, &now)
+			// Rolled back meanwhile by a replica that took this rotation
+			// for abandoned, and may have set the current password on the
+			// backend again after this one's change landed: which of the
+			// two the backend holds is not known here. Both are kept (the
+			// DELETE above is undone with the transaction), this one as
+			// the candidate again, and the next recovery logs in to find
+			// out; neither password is ever dropped unproven.
+			return errRolledBackMeanwhile
 		}
 		if err != nil {
 			return err
@@ -263,11 +265,36 @@ func (s *Store) FinishRotation(ctx context.Context, candidate AdminSecret, actor
 			"kek_id":     cur.KEKID,
 		}}))
 	})
+	if errors.Is(err, errRolledBackMeanwhile) {
+		kept, kerr := s.keepCandidate(ctx, candidate, actor)
+		if kerr != nil {
+			return AdminSecret{}, fmt.Errorf("finish the rotation of %s: %w; keeping its password as the candidate failed too: %w",
+				candidate.Backend, err, kerr)
+		}
+		return kept, fmt.Errorf("finish the rotation of %s: %w", candidate.Backend, err)
+	}
 	if err != nil {
 		return AdminSecret{}, fmt.Errorf("finish the rotation of %s: %w", candidate.Backend, err)
 	}
 	s.sealer.queued()
 	return cur, nil
+}
+
+// errRolledBackMeanwhile: FinishRotation found its candidate rolled back by
+// another replica; the password is kept as the candidate again.
+var errRolledBackMeanwhile = errors.New("another replica rolled the rotation back meanwhile, taking it for abandoned: " +
+	"its password is kept as the candidate beside the current one, and the next check logs in with each to find out which the backend holds")
+
+// keepCandidate stores candidate's password as the backend's candidate
+// again, beside its current one.
+func (s *Store) keepCandidate(ctx context.Context, candidate AdminSecret, actor string) (AdminSecret, error) {
+	var kept AdminSecret
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		kept, err = s.insertSecret(ctx, tx, candidate.Backend, SlotCandidate, candidate.Value, actor, nil)
+		return err
+	})
+	return kept, err
 }
 
 // AbortRotation removes the candidate with id of backend, which the backend

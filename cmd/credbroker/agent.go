@@ -284,10 +284,12 @@ func (f *agentFiles) render(o agentOutput, resp *credbrokerv1.IssueCredentialRes
 	return b.Bytes(), nil
 }
 
-// remove removes every file the agent wrote.
+// remove removes every file the agent wrote, and no other: an --out the
+// agent never got to write (it stopped before its first credential) may be
+// the user's own file.
 func (f *agentFiles) remove() {
-	for _, o := range f.opts.outputs {
-		_ = os.Remove(o.path)
+	for path := range f.written {
+		_ = os.Remove(path)
 	}
 }
 

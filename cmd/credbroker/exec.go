@@ -70,11 +70,12 @@ is left), or a renewal fails, exec issues a new credential and, by
   signal   rewrite --env-file with the new credential and send COMMAND
            SIGHUP, for a program that reloads; the old lease is revoked
            --restart-grace later, once the program had time to move over.
+           Needs --env-file: a running program's environment cannot change.
   exit     stop COMMAND as restart does, revoke the lease and exit 75
            (EX_TEMPFAIL), for a supervisor (systemd, Kubernetes) that runs
            exec again.
 
---env-file FILE (any mode) keeps the current credential in FILE as
+--env-file FILE (any mode; signal needs it) keeps the current credential in FILE as
 KEY='value' lines, as 'credbroker creds -o env' prints them (mode 0600,
 replaced atomically, removed on exit); COMMAND finds its path in
 CREDBROKER_ENV_FILE.
@@ -102,6 +103,10 @@ leads a process group of its own and signals go to the whole group.`,
 				return usageError{fmt.Errorf("--restart-signal: %w", err)}
 			}
 			opts.restartSignal = sig
+			if opts.onRotate == rotateSignal && opts.envFile == "" {
+				return usageError{errors.New("--on-rotate signal needs --env-file: a running command's environment cannot change, " +
+					"so SIGHUP would make it reload the old credential, which is then revoked")}
+			}
 			if opts.restartGrace < 0 {
 				return usageError{fmt.Errorf("--restart-grace must not be negative, not %s", opts.restartGrace)}
 			}

@@ -299,13 +299,21 @@ func eventFromCSV(rec []string) (*credbrokerv1.LeaseEvent, error) {
 	if err := json.Unmarshal([]byte(r[colDetails]), &details); err != nil || details == nil {
 		return nil, fmt.Errorf("seq %d: details are not a JSON object of strings", seq)
 	}
+	// encoding/csv reads a quoted \r\n as \n: the copy columns are
+	// compared with details read the same way, or a caller's CRLF in a
+	// break-glass reason would look like an edit. The event keeps details
+	// as they are: they are what the hash covers.
+	asRead := make(map[string]string, len(details))
+	for k, v := range details {
+		asRead[k] = strings.ReplaceAll(v, "\r\n", "\n")
+	}
 	for _, c := range detailColumns {
-		if r[c.col] != details[c.key] {
-			return nil, fmt.Errorf("seq %d: column %s is %q, but details say %q (the line was edited)", seq, csvColumns[c.col], r[c.col], details[c.key])
+		if r[c.col] != asRead[c.key] {
+			return nil, fmt.Errorf("seq %d: column %s is %q, but details say %q (the line was edited)", seq, csvColumns[c.col], r[c.col], asRead[c.key])
 		}
 	}
-	if r[colReason] != reasonOf(details) {
-		return nil, fmt.Errorf("seq %d: column reason is %q, but details say %q (the line was edited)", seq, r[colReason], reasonOf(details))
+	if r[colReason] != reasonOf(asRead) {
+		return nil, fmt.Errorf("seq %d: column reason is %q, but details say %q (the line was edited)", seq, r[colReason], reasonOf(asRead))
 	}
 	hash, err1 := hex.DecodeString(r[colHash])
 	prev, err2 := hex.DecodeString(r[colPrevHash])

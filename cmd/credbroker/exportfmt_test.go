@@ -18,7 +18,7 @@ import (
 
 // exportSample holds events with every shape the history has: a lease's, a
 // denial without a lease, a checkpoint, and details a spreadsheet would run
-// as formulas, with quotes, commas and line breaks.
+// as formulas, with quotes, commas and line breaks (\n and \r\n).
 func exportSample() []*credbrokerv1.LeaseEvent {
 	at := time.Date(2026, 11, 28, 10, 0, 0, 123456000, time.UTC)
 	return []*credbrokerv1.LeaseEvent{
@@ -28,7 +28,7 @@ func exportSample() []*credbrokerv1.LeaseEvent {
 		{Seq: 2, Chain: 7, Kind: "denied", Actor: "=cmd|' /C calc'!A0", At: timestamppb.New(at.Add(time.Second)),
 			Details: map[string]string{"role": "reports", "count": "1"}, Hash: []byte{4}},
 		{Seq: 3, Chain: 3, LeaseId: "lease-1", Kind: "break_glass", Actor: "test:app", At: timestamppb.New(at.Add(2 * time.Second)),
-			Details:  map[string]string{"role": "readonly", "break_glass_reason": "@SUM(1+1)\nincident, \"42\""},
+			Details:  map[string]string{"role": "readonly", "break_glass_reason": "@SUM(1+1)\nincident, \"42\"\r\ntyped on Windows"},
 			PrevHash: []byte{1, 2, 3}, Hash: []byte{5}},
 		{Seq: 4, Chain: 0, Kind: "checkpoint", Actor: "checkpoint", At: timestamppb.New(at.Add(3 * time.Second)),
 			Details: map[string]string{"chain.3": "3:05", "chain.7": "2:04"}, Hash: []byte{6}},
@@ -125,7 +125,7 @@ func TestCSVExportCells(t *testing.T) {
 		{1, "details", `{"backend":"pg","break_glass":"false","issuer":"test","role":"readonly","subject":"app","username":"cb_readonly_x"}`},
 		{2, "actor", "'=cmd|' /C calc'!A0"}, // not a formula in a spreadsheet
 		{2, "lease_id", ""},
-		{3, "reason", "'@SUM(1+1)\nincident, \"42\""},
+		{3, "reason", "'@SUM(1+1)\nincident, \"42\"\ntyped on Windows"}, // a quoted \r\n reads back as \n
 		{4, "details", `{"chain.3":"3:05","chain.7":"2:04"}`},
 		{5, "actor", "''quoted"},
 		{5, "reason", "'-1 expired"},
@@ -143,7 +143,7 @@ func TestCSVExportEditedCell(t *testing.T) {
 		"CopiedColumn": {",readonly,pg,", ",admin,pg,", "line 2: seq 1: column role is \"admin\", but details say \"readonly\""},
 		"Header":       {"seq,time", "seq,when", "line 1: not a credbroker CSV export"},
 		"Hash":         {",010203,,3", ",01020x,,3", "line 2: seq 1: hash is not hexadecimal"},
-		"Details":      {`{""chain.3""`, `{""chain.3"":1,""x""`, "line 6: seq 4: details are not a JSON object of strings"}, // row 3 takes two lines
+		"Details":      {`{""chain.3""`, `{""chain.3"":1,""x""`, "line 7: seq 4: details are not a JSON object of strings"}, // row 3 takes three lines
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

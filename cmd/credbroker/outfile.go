@@ -21,6 +21,9 @@ func createOutputFile(path string) (*outputFile, error) {
 	if base == "" {
 		return nil, fmt.Errorf("--output-file %s: names a directory, not a file", path)
 	}
+	if dir == "" {
+		dir = "." // beside the file, not in $TMPDIR: the rename must not cross filesystems
+	}
 	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("--output-file: %w", err)

@@ -73,7 +73,11 @@ func (p *Plugin) rotateRoot(ctx context.Context, newPassword secret.Value) error
 	case p.password.IsZero():
 		return fmt.Errorf("the admin user %q logs in without a password: there is none to rotate", p.username)
 	case newPassword.Reveal() == p.password.Reveal():
-		return errors.New("the new password is the current one")
+		// The broker's recovery sets the current password again before it
+		// rolls an abandoned rotation back. Here that is nothing to do: this
+		// plugin logged in with it, and adding and then dropping the same
+		// password would leave the user with none.
+		return nil
 	}
 	nodes, err := p.nodes(ctx)
 	if err != nil {

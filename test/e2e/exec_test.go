@@ -280,6 +280,7 @@ func TestExecOnRotateExit(t *testing.T) {
 		{"--restart-signal", "SIGBOGUS"},
 		{"--restart-signal", "0"},
 		{"--restart-grace", "-1s"},
+		{"--on-rotate", "signal"}, // without --env-file the command could not see the new credential
 	} {
 		args := append(append([]string{"exec", "readonly"}, bad...), "--", "true")
 		if _, stderr, code := b.CLI(t, token, args...); code != 2 || !strings.Contains(stderr, bad[0]) {

@@ -405,10 +405,8 @@ func TestExportVerifyOffline(t *testing.T) {
 			edit("deleted", []string{fmt.Sprintf("line %d (seq ", revoked), "prev_hash does not match"}, func(l []string) []string {
 				return slices.Delete(l, renewed, renewed+1)
 			})
-			// Two events of different chains swapped.
-			if issuedSecond != issuedFirst+1 {
-				t.Fatalf("the two issued events are not next to each other:\n%s", data)
-			}
+			// Two events of different chains swapped (a checkpoint the
+			// reaper wrote may stand between them: seqs then still go down).
 			edit("swapped", []string{"out of order"}, func(l []string) []string {
 				l[issuedFirst], l[issuedSecond] = l[issuedSecond], l[issuedFirst]
 				return l

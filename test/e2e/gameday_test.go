@@ -473,6 +473,17 @@ reaper: {interval: 500ms, pending_grace: 3s}
 	load.mu.Unlock()
 	t.Logf("load: %d credentials issued, %d revoked under load; failures during the rotations: %v; after them: %d", total, revokedByLoad, inWindow, outside)
 
+	// An issue the load gave up on as it stopped may still have finished
+	// on the broker (an issue that reached the store is completed even if
+	// its caller goes away): its lease is ACTIVE without the load knowing.
+	// It is revoked like the others.
+	load.mu.Lock()
+	for _, l := range store.Leases(t) {
+		if _, known := load.issued[l.ID]; !known && l.State == "ACTIVE" {
+			issued[l.ID] = l.Username
+		}
+	}
+	load.mu.Unlock()
 	// Every lease issued is revocable, from either broker, and its user is gone.
 	i := 0
 	for id := range issued {
