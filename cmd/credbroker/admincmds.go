@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
+	"github.com/credbroker/credbroker/client"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
@@ -20,25 +23,14 @@ func newAdminCmd() *cobra.Command {
 		Short: "Revoke every active lease matching the filter now",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			stdout := cmd.OutOrStdout()
-			format, err := revokeOut.resolve(cmd, stdout)
-			if err != nil {
-				return err
-			}
 			if role == "" && backend == "" && subject == "" {
 				return usageError{errors.New("give at least one of --role, --backend, --subject")}
 			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			resp, err := c.Admin.RevokeLeases(cmd.Context(), connect.NewRequest(&credbrokerv1.RevokeLeasesRequest{
-				Role: role, Backend: backend, Subject: subject, Reason: reason,
-			}))
-			if err != nil {
-				return err
-			}
-			return printMessage(stdout, format, resp.Msg, func() error { return revokedSummary(stdout, resp.Msg) })
+			return callAndPrint(cmd, revokeOut, func(ctx context.Context, c *client.Client) (*credbrokerv1.RevokeLeasesResponse, error) {
+				return answer(c.Admin.RevokeLeases(ctx, connect.NewRequest(&credbrokerv1.RevokeLeasesRequest{
+					Role: role, Backend: backend, Subject: subject, Reason: reason,
+				})))
+			}, func(w io.Writer, _ string, m *credbrokerv1.RevokeLeasesResponse) error { return revokedSummary(w, m) })
 		},
 	}
 	revokeOut = addOutputFlag(revoke, tableFormats...)
@@ -52,21 +44,10 @@ func newAdminCmd() *cobra.Command {
 		Short: "Every backend and role: owner, environment, TTLs, policies, live leases",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			stdout := cmd.OutOrStdout()
-			format, err := inventoryOut.resolve(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			resp, err := c.Admin.GetInventory(cmd.Context(), connect.NewRequest(&credbrokerv1.GetInventoryRequest{}))
-			if err != nil {
-				return err
-			}
-			return printMessage(stdout, format, resp.Msg, func() error {
-				return writeInventory(stdout, resp.Msg, format == outWide, colorFor(stdout))
+			return callAndPrint(cmd, inventoryOut, func(ctx context.Context, c *client.Client) (*credbrokerv1.GetInventoryResponse, error) {
+				return answer(c.Admin.GetInventory(ctx, connect.NewRequest(&credbrokerv1.GetInventoryRequest{})))
+			}, func(w io.Writer, format string, m *credbrokerv1.GetInventoryResponse) error {
+				return writeInventory(w, m, format == outWide, colorFor(w))
 			})
 		},
 	}
@@ -88,22 +69,11 @@ every replica picks it up within seconds. Recorded as a root_rotated event.
 Needs store.kek on the broker.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			stdout := cmd.OutOrStdout()
-			format, err := out.resolve(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			resp, err := c.Admin.RotateRoot(cmd.Context(), connect.NewRequest(&credbrokerv1.RotateRootRequest{Backend: args[0]}))
-			if err != nil {
-				return err
-			}
-			return printMessage(stdout, format, resp.Msg, func() error {
-				_, err := fmt.Fprintf(stdout, "rotated the admin password of %s at %s (version %d)\n", resp.Msg.GetBackend(),
-					resp.Msg.GetRotatedAt().AsTime().Local().Format(time.RFC3339), resp.Msg.GetVersion())
+			return callAndPrint(cmd, out, func(ctx context.Context, c *client.Client) (*credbrokerv1.RotateRootResponse, error) {
+				return answer(c.Admin.RotateRoot(ctx, connect.NewRequest(&credbrokerv1.RotateRootRequest{Backend: args[0]})))
+			}, func(w io.Writer, _ string, m *credbrokerv1.RotateRootResponse) error {
+				_, err := fmt.Fprintf(w, "rotated the admin password of %s at %s (version %d)\n", m.GetBackend(),
+					m.GetRotatedAt().AsTime().Local().Format(time.RFC3339), m.GetVersion())
 				return err
 			})
 		},
@@ -124,22 +94,11 @@ this, then remove the old key. Safe to run again: it rewraps only what an older
 key wraps.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			stdout := cmd.OutOrStdout()
-			format, err := out.resolve(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			resp, err := c.Admin.RewrapSecrets(cmd.Context(), connect.NewRequest(&credbrokerv1.RewrapSecretsRequest{}))
-			if err != nil {
-				return err
-			}
-			return printMessage(stdout, format, resp.Msg, func() error {
-				_, err := fmt.Fprintf(stdout, "rewrapped %d data keys under key %s (%d were already)\n",
-					resp.Msg.GetRewrapped(), resp.Msg.GetKekId(), resp.Msg.GetUnchanged())
+			return callAndPrint(cmd, out, func(ctx context.Context, c *client.Client) (*credbrokerv1.RewrapSecretsResponse, error) {
+				return answer(c.Admin.RewrapSecrets(ctx, connect.NewRequest(&credbrokerv1.RewrapSecretsRequest{})))
+			}, func(w io.Writer, _ string, m *credbrokerv1.RewrapSecretsResponse) error {
+				_, err := fmt.Fprintf(w, "rewrapped %d data keys under key %s (%d were already)\n",
+					m.GetRewrapped(), m.GetKekId(), m.GetUnchanged())
 				return err
 			})
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -156,25 +157,14 @@ func newRolesCmd() *cobra.Command {
 		Short: "List the roles you may request",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			stdout := cmd.OutOrStdout()
-			format, err := out.resolve(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			resp, err := c.ListRoles(cmd.Context(), connect.NewRequest(&credbrokerv1.ListRolesRequest{}))
-			if err != nil {
-				return err
-			}
-			return printMessage(stdout, format, resp.Msg, func() error {
-				if len(resp.Msg.GetRoles()) == 0 {
+			return callAndPrint(cmd, out, func(ctx context.Context, c *client.Client) (*credbrokerv1.ListRolesResponse, error) {
+				return answer(c.ListRoles(ctx, connect.NewRequest(&credbrokerv1.ListRolesRequest{})))
+			}, func(w io.Writer, format string, m *credbrokerv1.ListRolesResponse) error {
+				if len(m.GetRoles()) == 0 {
 					fmt.Fprintln(cmd.ErrOrStderr(), "No role is granted to your identity: credbroker whoami shows how the broker sees it.")
 					return nil
 				}
-				return writeRoles(stdout, resp.Msg.GetRoles(), format == outWide, colorFor(stdout))
+				return writeRoles(w, m.GetRoles(), format == outWide, colorFor(w))
 			})
 		},
 	}
@@ -191,21 +181,12 @@ func leaseCmd(use, short string, call func(cmd *cobra.Command, c *client.Client,
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			stdout := cmd.OutOrStdout()
-			format, err := out.resolve(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			msg, lease, err := call(cmd, c, args[0])
-			if err != nil {
-				return err
-			}
-			return printMessage(stdout, format, msg, func() error {
-				return writeLease(stdout, lease, format == outWide, time.Now(), colorFor(stdout))
+			var lease *credbrokerv1.Lease
+			return callAndPrint(cmd, out, func(_ context.Context, c *client.Client) (msg proto.Message, err error) {
+				msg, lease, err = call(cmd, c, args[0])
+				return msg, err
+			}, func(w io.Writer, format string, _ proto.Message) error {
+				return writeLease(w, lease, format == outWide, time.Now(), colorFor(w))
 			})
 		},
 	}

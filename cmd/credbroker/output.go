@@ -2,17 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/credbroker/credbroker/client"
 )
 
 // The output formats of the client commands (-o/--output).
@@ -184,4 +188,35 @@ func printMessage(w io.Writer, format string, m proto.Message, table func() erro
 	default:
 		return table()
 	}
+}
+
+// callAndPrint is the body of a client command that makes one call: it
+// resolves the command's -o, makes the call with the CLI's client and
+// prints the answer, json and yaml as the API's document and table and wide
+// with table (given stdout and the format).
+func callAndPrint[M proto.Message](cmd *cobra.Command, out *output, call func(ctx context.Context, c *client.Client) (M, error),
+	table func(w io.Writer, format string, m M) error) error {
+	stdout := cmd.OutOrStdout()
+	format, err := out.resolve(cmd, stdout)
+	if err != nil {
+		return err
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	m, err := call(cmd.Context(), c)
+	if err != nil {
+		return err
+	}
+	return printMessage(stdout, format, m, func() error { return table(stdout, format, m) })
+}
+
+// answer is a call's response message, or its error (a failed call has no
+// response).
+func answer[M any](resp *connect.Response[M], err error) (*M, error) {
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
 }

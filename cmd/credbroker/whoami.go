@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
+	"github.com/credbroker/credbroker/client"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
@@ -32,21 +34,10 @@ The token itself is never printed.
 --format text|json still works and is deprecated (text is -o table).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			stdout := cmd.OutOrStdout()
-			format, err := out.resolve(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			resp, err := c.WhoAmI(cmd.Context(), connect.NewRequest(&credbrokerv1.WhoAmIRequest{}))
-			if err != nil {
-				return err
-			}
-			return printMessage(stdout, format, resp.Msg, func() error {
-				writeWhoAmI(stdout, resp.Msg, format == outWide, time.Now())
+			return callAndPrint(cmd, out, func(ctx context.Context, c *client.Client) (*credbrokerv1.WhoAmIResponse, error) {
+				return answer(c.WhoAmI(ctx, connect.NewRequest(&credbrokerv1.WhoAmIRequest{})))
+			}, func(w io.Writer, format string, m *credbrokerv1.WhoAmIResponse) error {
+				writeWhoAmI(w, m, format == outWide, time.Now())
 				return nil
 			})
 		},
