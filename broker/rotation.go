@@ -329,13 +329,7 @@ func (s *Server) reopenBackend(ctx context.Context, name string, pw adminPasswor
 	next.passwords[name] = pw
 	s.rt.Store(&next)
 	retired := old.plugins[name]
-	s.retired.Go(func() {
-		t := time.NewTimer(pluginTimeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.closing:
-		}
+	s.retire(func() {
 		if err := retired.Close(); err != nil {
 			s.log.Warn("close backend", slog.String("backend", name), slog.String("error", err.Error()))
 		}

@@ -157,16 +157,7 @@ func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 	if certs != nil {
 		s.useCerts(certs)
 	}
-	s.retired.Go(func() {
-		// Let requests on the old backends finish, unless the server stops.
-		t := time.NewTimer(pluginTimeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.closing:
-		}
-		old.close(s.log)
-	})
+	s.retire(func() { old.close(s.log) })
 	if len(restart) > 0 {
 		s.log.Warn("config reloaded, but these sections only take effect after a restart", slog.Any("sections", restart))
 	} else {
@@ -174,4 +165,19 @@ func (s *Server) Reload(ctx context.Context, cfg *Config) error {
 			slog.Bool("tls_reloaded", certs != nil))
 	}
 	return nil
+}
+
+// retire runs close once the requests still using what it closes (backends
+// a reload or a rotation replaced) have had pluginTimeout to finish, or at
+// once when the server stops.
+func (s *Server) retire(close func()) {
+	s.retired.Go(func() {
+		t := time.NewTimer(pluginTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.closing:
+		}
+		close()
+	})
 }
