@@ -13,6 +13,7 @@ type metrics struct {
 	backendUp    *prometheus.GaugeVec
 	limited      *prometheus.CounterVec
 	rootRotated  *prometheus.GaugeVec
+	rotatePeriod *prometheus.GaugeVec
 	breakGlass   *prometheus.CounterVec
 	storeUp      prometheus.Gauge
 	// tlsNotAfter has no labels; it is a vector so that it has no series
@@ -47,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "credbroker_root_rotation_timestamp_seconds",
 			Help: "When the broker last rotated the backend's admin password (Unix seconds); absent for a backend it never rotated. Alarm on its age past connection.rotate.period.",
 		}, []string{"backend"}),
+		rotatePeriod: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credbroker_root_rotation_period_seconds",
+			Help: "The backend's connection.rotate.period in seconds: how often the broker rotates its admin password. No series for a backend rotated only by hand.",
+		}, []string{"backend"}),
 		breakGlass: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credbroker_break_glass_total",
 			Help: "Break-glass credentials issued, by role. Each one is emergency access someone should review; the reason is in the lease's break_glass event.",
@@ -63,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// New has just reached the store: it is up until a check says otherwise.
 	m.storeUp.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp, m.limited, m.rootRotated, m.breakGlass, m.storeUp, m.tlsNotAfter)
+		reg.MustRegister(m.issued, m.issueSeconds, m.renewed, m.backendUp, m.limited, m.rootRotated, m.rotatePeriod, m.breakGlass, m.storeUp, m.tlsNotAfter)
 	}
 	return m
 }

@@ -29,13 +29,17 @@ import (
 //     transaction; reopen the backend with the new password.
 //
 // A candidate found while its lock is free was abandoned by a broker that
-// died between 2 and 4: the broker logs in with the candidate (the backend
-// took it: finish, step 4) or else with the current password (it did not:
-// set the current password again, so that a change of the dead broker's
-// still on its way is ordered before it, and roll back); when neither logs
-// in, or the current one cannot be set again, both are kept and it tries
-// again later, so no rotation ever leaves the broker without a working
-// password.
+// died between 2 and 4. The broker logs in with the candidate: when the
+// backend took it, it sets it again (retiring the password of before where
+// the backend may keep it beside the new one) and finishes, step 4. Else it
+// logs in with the current password (the config's included) and rolls the
+// rotation forward: it sets the candidate itself and finishes, so that a
+// change of the dead broker's still on its way sets the same password
+// whenever it lands. Only when the backend refuses the candidate is the
+// current password set again, ordering such a change before it, and the
+// rotation rolled back. When nothing logs in, or the password settled on
+// cannot be set, both are kept and it tries again later, so no rotation
+// ever leaves the broker without a working password.
 //
 // Every replica polls the stored versions (Options.SecretsPoll) and reopens
 // a backend whose current password changed, finishes abandoned rotations,
@@ -139,49 +143,102 @@ func (s *Server) recoverRotation(ctx context.Context, b *BackendConfig, lock *le
 	}
 	tctx, cancel := context.WithTimeout(ctx, pluginTimeout)
 	defer cancel()
-	// The candidate first: a backend that holds both (Redis adds the new
-	// password before it removes the old) has taken it.
-	p, candErr := openBackend(tctx, b, adminPassword{value: cand.Value})
-	if candErr == nil {
-		_ = p.Close()
+	current := adminPassword{}
+	if cur != nil {
+		current = adminPassword{version: cur.Version, value: cur.Value}
+	}
+	finish := func(how string) error {
 		done, err := s.store.FinishRotation(ctx, *cand, "broker")
 		if err != nil {
 			return err
 		}
-		s.log.Warn("finished a root rotation a broker abandoned: the backend had taken the new password",
-			slog.String("backend", b.Name), slog.Int64("version", done.Version))
+		s.log.Warn("finished a root rotation a broker abandoned: "+how, slog.String("backend", b.Name), slog.Int64("version", done.Version))
 		s.noteRotated(b.Name, done.RotatedAt)
 		return nil
 	}
-	current := adminPassword{}
-	if cur != nil {
-		current = adminPassword{version: cur.Version, value: cur.Value}
+	// The candidate first: a backend that holds both (Redis adds the new
+	// password before it removes the old) has taken it.
+	p, candErr := openBackend(tctx, b, adminPassword{value: cand.Value})
+	if candErr == nil {
+		// The dead broker may have stopped half-way: Redis with both
+		// passwords and neither saved. Setting the candidate again, with
+		// the password of before retired, leaves what a finished rotation
+		// leaves; until that works, both are kept.
+		retire := current.value
+		if retire.IsZero() {
+			// Before the first rotation the password of before is the
+			// config's: where it still logs in (beside the new one), the
+			// plugin opened with it tells it.
+			if q, err := openBackend(tctx, b, adminPassword{}); err == nil {
+				retire, _ = plugins.AdminPasswordOf(q)
+				_ = q.Close()
+			}
+		}
+		err := s.setRoot(tctx, b, p, cand.Value, retire)
+		_ = p.Close()
+		if err != nil {
+			return fmt.Errorf("the new admin password of an abandoned rotation logs in, but setting it again "+
+				"(so that no earlier password stays valid and the backend keeps it) failed: %w; both are kept and tried again", err)
+		}
+		return finish("the backend had taken the new password")
 	}
 	p, curErr := openBackend(tctx, b, current)
 	if curErr != nil {
 		return fmt.Errorf("neither the new admin password of an abandoned rotation (%v) nor the current one (%v) logs in; "+
 			"both are kept and tried again", candErr, curErr)
 	}
-	// The dead broker's change may still be on its way: PostgreSQL goes on
-	// with a statement whose client died, e.g. an ALTER ROLE waiting on a
-	// lock, and commits it. Setting the current password again first puts
-	// this change after that one (or makes that one fail): when it cannot
-	// be set, both are kept and tried again. (A current password that is
-	// the config's reference, not stored, cannot be set again here.)
-	if rr, ok := p.(plugins.RootRotator); ok && !current.value.IsZero() {
-		if _, err := rr.RotateRoot(tctx, plugins.RotateRootRequest{NewPassword: current.value}); err != nil {
-			_ = p.Close()
-			return fmt.Errorf("the new admin password of an abandoned rotation does not log in, but setting the current one again "+
-				"(so that a change still on its way cannot land after the roll-back) failed: %w; both are kept and tried again",
-				plugins.Sanitize(err, current.value, cand.Value))
-		}
+	defer p.Close()
+	// The backend has the current password, but the dead broker's change
+	// may still be on its way: PostgreSQL goes on with a statement whose
+	// client died (an ALTER ROLE waiting on a lock, say) and commits it,
+	// and bytes a dead process sent are still delivered. So the rotation is
+	// rolled forward: the candidate is set from here, and a change still on
+	// its way sets the same password, whichever of the two lands last.
+	fwdErr := s.setRoot(tctx, b, p, cand.Value, secret.Value{})
+	if fwdErr == nil {
+		return finish("the new password is set")
 	}
-	_ = p.Close()
-	if err := s.store.AbortRotation(ctx, b.Name, cand.ID, "broker", "abandoned before the backend took the new password"); err != nil {
+	// The backend refuses the new password. The current one is set again,
+	// so that a change still on its way is ordered before it (PostgreSQL
+	// queues them on the role's row, or fails one), and the rotation rolled
+	// back; when that fails too, both are kept and tried again. A current
+	// password that is the config's reference, which the broker does not
+	// hold, is the one the plugin opened with tells.
+	pw := current.value
+	if pw.IsZero() {
+		pw, _ = plugins.AdminPasswordOf(p)
+	}
+	if err := s.setRoot(tctx, b, p, pw, cand.Value); err != nil {
+		return fmt.Errorf("the new admin password of an abandoned rotation does not log in, setting it failed (%w), "+
+			"and setting the current one again (so that a change still on its way cannot land after a roll-back) failed: %w; "+
+			"both are kept and tried again", fwdErr, plugins.Sanitize(err, pw, cand.Value))
+	}
+	if err := s.store.AbortRotation(ctx, b.Name, cand.ID, "broker", "the backend refused the new password: "+
+		plugins.SanitizeString(fwdErr.Error(), cand.Value)); err != nil {
 		return err
 	}
-	s.log.Warn("rolled back a root rotation a broker abandoned: the backend still has the current password", slog.String("backend", b.Name))
+	s.log.Warn("rolled back a root rotation a broker abandoned: the backend refuses the new password and keeps the current one",
+		slog.String("backend", b.Name), slog.String("error", plugins.SanitizeString(fwdErr.Error(), cand.Value)))
 	return nil
+}
+
+// setRoot sets pw as the admin password of b's backend through p, taking
+// retire away where the backend keeps several passwords and has it: what
+// the recovery of an abandoned rotation does before it settles on pw. pw
+// may be the password p logged in with. A zero pw (a plugin that cannot
+// say which password it logged in with) or a plugin that cannot rotate is
+// an error: the recovery then keeps both passwords rather than settle on
+// one that a change still on its way may undo.
+func (s *Server) setRoot(ctx context.Context, b *BackendConfig, p plugins.Plugin, pw, retire secret.Value) error {
+	rr, ok := p.(plugins.RootRotator)
+	if !ok || !plugins.CanRotateRoot(p) {
+		return fmt.Errorf("backend %s: %w", b.Name, plugins.ErrRotateUnsupported)
+	}
+	if pw.IsZero() {
+		return fmt.Errorf("backend %s: the plugin cannot tell the admin password it logged in with", b.Name)
+	}
+	_, err := rr.RotateRoot(ctx, plugins.RotateRootRequest{NewPassword: pw, Retire: retire})
+	return plugins.Sanitize(err, pw, retire)
 }
 
 // errRotationBusy: another replica is rotating the backend.
@@ -250,12 +307,18 @@ func (s *Server) rotateRoot(ctx context.Context, backend, actor string, force bo
 	_, rerr := rr.RotateRoot(tctx, plugins.RotateRootRequest{NewPassword: newPassword})
 	cancel()
 	if rerr != nil {
-		// Whether the backend acted is found out by logging in.
+		// Whether the backend acted is found out by logging in; the
+		// recovery rolls forward where it can.
 		if err := s.recoverRotation(ctx, b, lock); err != nil {
 			s.log.Error("a failed root rotation could not be resolved; it is tried again", slog.String("backend", backend),
 				slog.String("error", plugins.SanitizeString(err.Error(), newPassword)))
 		}
 		_ = s.syncBackend(ctx, b)
+		if cur, _, err := s.store.AdminSecrets(ctx, backend); err == nil && cur != nil && cur.ID == cand.ID {
+			s.log.Warn("root rotated on a second attempt", slog.String("backend", backend),
+				slog.String("first attempt", plugins.SanitizeString(rerr.Error(), newPassword)))
+			return *cur, true, nil
+		}
 		return leases.AdminSecret{}, false, fmt.Errorf("backend %s: rotate the admin password: %w", backend, plugins.Sanitize(rerr, newPassword))
 	}
 	if err := rotationHook("rotated", backend); err != nil {
@@ -338,6 +401,72 @@ func (s *Server) reopenBackend(ctx context.Context, name string, pw adminPasswor
 	return nil
 }
 
+// notePeriods exports each backend's connection.rotate.period, for the
+// rotation-overdue alert, and drops the series of a backend that no
+// longer has one (a reload took it away).
+func (s *Server) notePeriods(cfg *Config) {
+	if s.svc == nil {
+		return
+	}
+	s.periodsMu.Lock()
+	defer s.periodsMu.Unlock()
+	now := map[string]bool{}
+	for _, b := range cfg.Backends {
+		if b.Rotate != nil {
+			now[b.Name] = true
+			s.svc.metrics.rotatePeriod.WithLabelValues(b.Name).Set(b.Rotate.Period.Seconds())
+		}
+	}
+	for name := range s.periods {
+		if !now[name] {
+			s.svc.metrics.rotatePeriod.DeleteLabelValues(name)
+		}
+	}
+	s.periods = now
+}
+
+// reopenedSince returns backend's plugin reopened with the store's admin
+// password, and true, when that is no longer the password used was opened
+// with: another replica rotated it and this one's poll has not caught up,
+// so the sessions used's pool opens now are refused. A backend call that
+// failed is made once more with it. False when nothing changed (or
+// without store.kek): the failure stands.
+func (s *Server) reopenedSince(ctx context.Context, backend string, used plugins.Plugin) (plugins.Plugin, bool) {
+	if !s.store.HasKeyring() || ctx.Err() != nil {
+		return nil, false
+	}
+	b, ok := s.rt.Load().cfg.Backend(backend)
+	if !ok {
+		return nil, false
+	}
+	if err := s.syncBackend(ctx, b); err != nil {
+		s.log.Warn("a backend call failed; cannot check the stored admin password", slog.String("backend", backend),
+			slog.String("error", plugins.SanitizeString(err.Error())))
+		return nil, false
+	}
+	p, ok := s.rt.Load().plugins[backend]
+	return p, ok && p != used
+}
+
+// retryRotated is a plugin the reaper revokes with: a Revoke that fails
+// is made once more when another replica has rotated the backend's admin
+// password since (see reopenedSince).
+type retryRotated struct {
+	plugins.Plugin
+	backend string
+	s       *Server
+}
+
+func (r retryRotated) Revoke(ctx context.Context, req plugins.RevokeRequest) (plugins.RevokeResponse, error) {
+	resp, err := r.Plugin.Revoke(ctx, req)
+	if err != nil {
+		if p, ok := r.s.reopenedSince(ctx, r.backend, r.Plugin); ok {
+			return p.Revoke(ctx, req)
+		}
+	}
+	return resp, err
+}
+
 // noteRotated exports when backend was last rotated.
 func (s *Server) noteRotated(backend string, at time.Time) {
 	if s.svc != nil && !at.IsZero() {
@@ -356,6 +485,7 @@ func (s *Server) SyncAdminSecrets(ctx context.Context) error {
 		return err
 	}
 	rt := s.rt.Load()
+	s.notePeriods(rt.cfg)
 	var errs []error
 	for i := range rt.cfg.Backends {
 		b := &rt.cfg.Backends[i]

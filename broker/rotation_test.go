@@ -283,7 +283,7 @@ func TestRotateRoot(t *testing.T) {
 		}
 	})
 
-	t.Run("CrashAfterRecordRollsBack", func(t *testing.T) {
+	t.Run("CrashAfterRecordRollsForward", func(t *testing.T) {
 		e := newRotationEnv(t, "")
 		b1 := e.start(t)
 		errDied := errors.New("the broker died")
@@ -298,21 +298,28 @@ func TestRotateRoot(t *testing.T) {
 		if err == nil {
 			t.Fatal("RotateRoot succeeded through the hook")
 		}
-		if _, cand := b1.stored(t); cand == nil {
+		_, cand := b1.stored(t)
+		if cand == nil {
 			t.Fatal("no candidate recorded")
 		}
 		b1.Close()
-		// The restart finds the candidate, which does not log in: rolled
-		// back, and the config's password still works.
+		// The restart finds the candidate, which does not log in, and the
+		// config's password, which does: it sets the candidate itself and
+		// finishes, so that a change of the dead broker's still on its way
+		// would set the same password.
 		b2 := e.start(t)
-		if cur, cand := b2.stored(t); cur != nil || cand != nil {
-			t.Fatalf("after restart: current %v candidate %v; want the rotation rolled back", cur, cand)
+		cur, left := b2.stored(t)
+		if left != nil || cur == nil || cur.Value.Reveal() != cand.Value.Reveal() {
+			t.Fatalf("after restart: current %v candidate %v; want the candidate current", cur, left)
 		}
-		if err := e.adminLogin(t.Context(), e.password); err != nil {
-			t.Fatalf("the admin password no longer logs in: %v", err)
+		if err := e.adminLogin(t.Context(), cand.Value.Reveal()); err != nil {
+			t.Fatalf("the new admin password does not log in: %v", err)
+		}
+		if err := e.adminLogin(t.Context(), e.password); err == nil {
+			t.Fatal("the config's admin password still logs in")
 		}
 		b2.issue(t, e)
-		if k := eventKinds(t, b2); !strings.Contains(k, leases.EventRootRotationRolledBack) {
+		if k := eventKinds(t, b2); !strings.Contains(k, leases.EventRootRotated) {
 			t.Fatalf("events %s", k)
 		}
 		// And a rotation now works.
@@ -358,6 +365,154 @@ func TestRotateRoot(t *testing.T) {
 		// A restart opens with the stored password.
 		b2 := e.start(t)
 		b2.issue(t, e)
+	})
+
+	t.Run("FirstRotationChangeOnItsWayLocksNobodyOut", func(t *testing.T) {
+		// A broker recorded the first rotation's candidate, sent the
+		// backend its ALTER ROLE, and died while the statement waited on a
+		// lock: PostgreSQL goes on with it. The recovery must not settle on
+		// the config's password (which the store does not hold) and let
+		// that change land after it: the broker would be locked out.
+		e := newRotationEnv(t, "")
+		b1 := e.start(t)
+		rotationHook = func(stage, _ string) error {
+			if stage == "recorded" {
+				return errors.New("the broker died")
+			}
+			return nil
+		}
+		_, err := b1.rotate(t, e)
+		rotationHook = func(string, string) error { return nil }
+		if err == nil {
+			t.Fatal("RotateRoot succeeded through the hook")
+		}
+		_, cand := b1.stored(t)
+		if cand == nil {
+			t.Fatal("no candidate recorded")
+		}
+		ctx := context.WithoutCancel(t.Context())
+		// The lock: an open transaction that altered the admin role.
+		holder, err := pgx.Connect(ctx, e.superURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer holder.Close(ctx)
+		tx, err := holder.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "ALTER ROLE "+e.adminRole+" CONNECTION LIMIT -1"); err != nil {
+			t.Fatal(err)
+		}
+		// The dead broker's statement, on its way.
+		u := *e.adminURL
+		u.User = url.UserPassword(e.adminRole, e.password)
+		dead, err := pgx.Connect(ctx, u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dead.Close(ctx)
+		deadDone := make(chan error, 1)
+		go func() {
+			_, err := dead.Exec(ctx, "ALTER ROLE SESSION_USER PASSWORD '"+postgres.SCRAMVerifier(cand.Value.Reveal())+"'")
+			deadDone <- err
+		}()
+		waiting := func() int {
+			conn, err := pgx.Connect(ctx, e.superURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE usename = $1 AND wait_event_type = 'Lock' AND starts_with(query, 'ALTER ROLE')`, e.adminRole).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		waitFor := func(what string, ok func() bool) {
+			t.Helper()
+			for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("timed out waiting until %s", what)
+				}
+			}
+		}
+		waitFor("the dead broker's ALTER ROLE waits", func() bool { return waiting() == 1 })
+		synced := make(chan error, 1)
+		go func() { synced <- b1.srv.SyncAdminSecrets(ctx) }()
+		// The recovery sets the config's password again, behind the dead
+		// broker's change; before the fix it rolled back at once.
+		waitFor("the recovery's ALTER ROLE waits or the recovery returns", func() bool { return waiting() == 2 || len(synced) == 1 })
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-deadDone; err != nil {
+			t.Fatalf("the dead broker's ALTER ROLE: %v", err)
+		}
+		// PostgreSQL makes the second ALTER ROLE of the row fail ("tuple
+		// concurrently updated"): the recovery keeps both and tries again,
+		// and the next poll finds the backend took the candidate.
+		if err := <-synced; err != nil {
+			t.Logf("SyncAdminSecrets while the change was on its way: %v", err)
+			if err := b1.srv.SyncAdminSecrets(ctx); err != nil {
+				t.Fatalf("SyncAdminSecrets again: %v", err)
+			}
+		}
+		cur, left := b1.stored(t)
+		if left != nil {
+			t.Fatalf("after the recovery a candidate is left: %v", left)
+		}
+		t.Logf("the recovery %s", map[bool]string{true: "finished the rotation", false: "rolled it back"}[cur != nil])
+		want, other := e.password, cand.Value.Reveal()
+		if cur != nil {
+			if cur.Value.Reveal() != cand.Value.Reveal() {
+				t.Fatalf("the store's current password is neither the config's nor the candidate")
+			}
+			want, other = other, want
+		}
+		if err := e.adminLogin(t.Context(), want); err != nil {
+			t.Fatalf("lockout: the password the store settled on (finished: %v) does not log in: %v", cur != nil, err)
+		}
+		if err := e.adminLogin(t.Context(), other); err == nil {
+			t.Fatalf("the password the store did not settle on (finished: %v) logs in", cur != nil)
+		}
+		b1.issue(t, e)
+	})
+
+	t.Run("RotatedByAnotherReplica", func(t *testing.T) {
+		// b1 rotates; b2 has not polled, and its pool's sessions, which
+		// logged in with the old password, end. b2's issue, renewal and
+		// revoke go on: a failed backend call finds the new password in
+		// the store and is made again.
+		e := newRotationEnv(t, "")
+		b1, b2 := e.start(t), e.start(t)
+		lease := b2.issue(t, e)
+		endAdminSessions := func() {
+			execSQL(t, e.superURL, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '"+e.adminRole+"'")
+		}
+		if _, err := b1.rotate(t, e); err != nil {
+			t.Fatal(err)
+		}
+		endAdminSessions()
+		b2.issue(t, e)
+		if _, err := b1.rotate(t, e); err != nil {
+			t.Fatal(err)
+		}
+		endAdminSessions()
+		renewed, err := b2.cred.RenewLease(t.Context(), authed(e.issuer.token(t, "app", time.Hour), &credbrokerv1.RenewLeaseRequest{LeaseId: lease.GetLease().GetId()}))
+		if err != nil {
+			t.Fatalf("renew on b2 after b1 rotated: %v", err)
+		}
+		if _, err := b1.rotate(t, e); err != nil {
+			t.Fatal(err)
+		}
+		endAdminSessions()
+		b2.revoke(t, e, renewed.Msg.GetLease().GetId())
+		cur, _ := b2.stored(t)
+		if got := b2.srv.rt.Load().passwords["pg"].version; got != cur.Version {
+			t.Fatalf("b2 uses admin password version %d, the store's is %d", got, cur.Version)
+		}
 	})
 
 	t.Run("RotateWhileLockedIsAborted", func(t *testing.T) {

@@ -74,6 +74,10 @@ type Server struct {
 	checkInt time.Duration
 	// secretsPoll is Options.SecretsPoll.
 	secretsPoll time.Duration
+	// periods are the backends credbroker_root_rotation_period_seconds
+	// has a series of.
+	periodsMu sync.Mutex
+	periods   map[string]bool
 
 	reloadMu  sync.Mutex
 	retired   sync.WaitGroup // closing runtimes replaced by Reload
@@ -123,7 +127,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	s.reaper, err = leases.NewReaper(leases.ReaperConfig{
 		Store: s.store,
 		Plugin: func(backend, role string) (plugins.Plugin, any, bool) {
-			return s.rt.Load().target(backend, role)
+			p, spec, ok := s.rt.Load().target(backend, role)
+			if !ok {
+				return nil, nil, false
+			}
+			return retryRotated{Plugin: p, backend: backend, s: s}, spec, true
 		},
 		Backends:      func() []string { return s.rt.Load().swept() },
 		Interval:      cfg.Reaper.Interval,
@@ -158,6 +166,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 		metrics:     newMetrics(reg),
 		log:         log,
 		now:         now,
+		reopened:    s.reopenedSince,
 	}
 	if opts.TrackIssued {
 		s.svc.issued = &issuedLeases{}

@@ -37,6 +37,24 @@ type credentialService struct {
 	log         *slog.Logger
 	now         func() time.Time
 	issued      *issuedLeases // nil unless Options.TrackIssued
+	// reopened is Server.reopenedSince: the backend's plugin anew when
+	// another replica rotated its admin password since used was opened.
+	reopened func(ctx context.Context, backend string, used plugins.Plugin) (plugins.Plugin, bool)
+}
+
+// call runs f with p, backend's plugin, and runs it once more with the
+// plugin reopened when it fails and another replica has rotated the
+// backend's admin password since p was opened: until this replica's poll
+// sees the rotation, the sessions p's pool opens are refused.
+func (s *credentialService) call(ctx context.Context, backend string, p plugins.Plugin, f func(plugins.Plugin) error) error {
+	err := f(p)
+	if err == nil || s.reopened == nil {
+		return err
+	}
+	if q, ok := s.reopened(ctx, backend, p); ok {
+		return f(q)
+	}
+	return err
 }
 
 var _ credbrokerv1connect.CredentialServiceHandler = (*credentialService)(nil)
@@ -134,12 +152,17 @@ func (s *credentialService) issue(ctx context.Context, msg *credbrokerv1.IssueCr
 	// it ends ACTIVE or handed to the reaper, never in between.
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), pluginTimeout)
 	defer cancel()
-	created, err := plugin.Create(work, plugins.CreateRequest{
+	req := plugins.CreateRequest{
 		Username:  lease.Username,
 		Password:  plugins.NewPasswordFor(plugin),
 		ExpiresAt: lease.ExpiresAt,
 		Role:      role.Name,
 		Spec:      role.spec,
+	}
+	var created plugins.CreateResponse
+	err = s.call(work, backend.Name, plugin, func(p plugins.Plugin) (err error) {
+		created, err = p.Create(work, req)
+		return err
 	})
 	if err != nil {
 		// The plugin's decorator (plugins.Open) has redacted the password.
@@ -261,12 +284,17 @@ func (s *credentialService) renew(ctx context.Context, msg *credbrokerv1.RenewLe
 		}
 		pctx, cancel := context.WithTimeout(ctx, pluginTimeout)
 		defer cancel()
-		resp, err := plugin.Renew(pctx, plugins.RenewRequest{
+		req := plugins.RenewRequest{
 			Username:  cur.Username,
 			Role:      cur.Role,
 			Spec:      spec,
 			State:     cur.StateForPlugin(),
 			ExpiresAt: next,
+		}
+		var resp plugins.RenewResponse
+		err := s.call(pctx, cur.Backend, plugin, func(p plugins.Plugin) (err error) {
+			resp, err = p.Renew(pctx, req)
+			return err
 		})
 		if err != nil {
 			return leases.Renewal{}, errBackendRenew(cur.Backend, err)

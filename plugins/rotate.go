@@ -26,8 +26,52 @@ type RootRotator interface {
 
 // RotateRootRequest is what [RootRotator.RotateRoot] sets.
 type RotateRootRequest struct {
-	// NewPassword is the admin's new password, from [NewPassword].
+	// NewPassword is the admin's new password, from [NewPassword]. It may
+	// be the password the plugin logged in with ([AdminPasswordOf]): the
+	// broker's recovery of an abandoned rotation sets the password it
+	// settles on again, so that a change of a dead broker's still on its
+	// way to the backend is ordered before it. The plugin then makes the
+	// backend's state what a finished rotation to it leaves (the password
+	// set, and kept across a restart where the backend needs saving).
 	NewPassword secret.Value
+	// Retire is a password the admin may still have beside NewPassword on
+	// a backend that keeps several per user (Redis): an earlier one, which
+	// a rotation abandoned after it added the new one left behind. The
+	// plugin takes it away where the user has it. Zero when there is none;
+	// backends with one password per user ignore it.
+	Retire secret.Value
+}
+
+// AdminPassworded is implemented by a Plugin that can tell which admin
+// password it logged in with: the config's reference's, or the one
+// [OpenAs] gave it. The broker sets it again when it rolls an abandoned
+// rotation back to the config's password, which it does not hold itself.
+type AdminPassworded interface {
+	AdminPassword() secret.Value
+}
+
+// AdminPasswordOf returns the admin password p (as [Open] or [OpenAs]
+// returned it) logged in with; false when its plugin cannot tell.
+func AdminPasswordOf(p Plugin) (secret.Value, bool) {
+	switch v := p.(type) {
+	case *sanitizing:
+		return AdminPasswordOf(v.p)
+	case interface{ adminPassword() (secret.Value, bool) }:
+		return v.adminPassword()
+	case AdminPassworded:
+		pw := v.AdminPassword()
+		return pw, !pw.IsZero()
+	}
+	return secret.Value{}, false
+}
+
+func (t *typedPlugin[R]) adminPassword() (secret.Value, bool) {
+	a, ok := t.p.(AdminPassworded)
+	if !ok {
+		return secret.Value{}, false
+	}
+	pw := a.AdminPassword()
+	return pw, !pw.IsZero()
 }
 
 // RotateRootResponse is what RotateRoot returns; empty today.
@@ -79,7 +123,7 @@ func (s *sanitizing) RotateRoot(ctx context.Context, req RotateRootRequest) (Rot
 		return RotateRootResponse{}, ErrRotateUnsupported
 	}
 	resp, err := r.RotateRoot(ctx, req)
-	return resp, s.clean(err, req.NewPassword)
+	return resp, s.clean(err, req.NewPassword, req.Retire)
 }
 
 func (t *typedPlugin[R]) RotateRoot(ctx context.Context, req RotateRootRequest) (RotateRootResponse, error) {

@@ -16,6 +16,7 @@ import (
 var (
 	_ plugins.TypedAdminPassworder[*Connection] = Driver{}
 	_ plugins.RootRotator                       = (*Plugin)(nil)
+	_ plugins.AdminPassworded                   = (*Plugin)(nil)
 )
 
 // WithAdminPassword returns a copy of c that [Driver.Open] opens with
@@ -91,3 +92,7 @@ func (p *Plugin) loginWith(ctx context.Context, password secret.Value) error {
 	defer db.Close()
 	return db.PingContext(ctx)
 }
+
+// AdminPassword returns the admin password the plugin logs in with: the
+// connection's reference's, or the one the broker rotated.
+func (p *Plugin) AdminPassword() secret.Value { return secret.New(p.cfg.Passwd) }

@@ -15,6 +15,7 @@ import (
 var (
 	_ plugins.TypedAdminPassworder[*Connection] = Driver{}
 	_ plugins.RootRotator                       = (*Plugin)(nil)
+	_ plugins.AdminPassworded                   = (*Plugin)(nil)
 )
 
 // WithAdminPassword returns a copy of c that [Driver.Open] opens with
@@ -85,3 +86,7 @@ func (p *Plugin) rotateRoot(ctx context.Context, newPassword secret.Value) error
 	}
 	return nil
 }
+
+// AdminPassword returns the admin password the plugin logs in with: the
+// connection's reference's, or the one the broker rotated.
+func (p *Plugin) AdminPassword() secret.Value { return secret.New(p.admin.Load().base.Password) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -14,6 +15,7 @@ import (
 var (
 	_ plugins.TypedAdminPassworder[*Connection] = Driver{}
 	_ plugins.RootRotator                       = (*Plugin)(nil)
+	_ plugins.AdminPassworded                   = (*Plugin)(nil)
 )
 
 // WithAdminPassword returns a copy of c that [Driver.Open] opens with
@@ -41,8 +43,17 @@ func (Driver) WithAdminPassword(c *Connection, password secret.Value) (*Connecti
 //     ACL SAVE.
 //
 // When step 1 or 2 fails, the new password is taken away again where it was
-// added, and the old one keeps working. Other passwords the user has are
-// left alone. Connections already open stay logged in.
+// added, and the old one keeps working. req.Retire, when the user has it, is
+// taken away with the old one; other passwords the user has are left
+// alone. Connections already open stay logged in.
+//
+// req.NewPassword may be the password the plugin logged in with: the
+// broker's recovery asks for that after a rotation was abandoned. Then the
+// password is added where a node lacks it, req.Retire (the password of
+// before that rotation, which a broker that died after step 1 left beside
+// the new one) is taken away, and ACL SAVE keeps it so, so that neither a
+// restart of a node brings the old password back nor an old password stays
+// valid.
 //
 // It refuses, changing nothing:
 //   - the default user (connection.username unset or "default"): its
@@ -54,15 +65,18 @@ func (Driver) WithAdminPassword(c *Connection, password secret.Value) (*Connecti
 //     memory only, and a restart would bring back the one in redis.conf,
 //     which the broker no longer knows.
 func (p *Plugin) RotateRoot(ctx context.Context, req plugins.RotateRootRequest) (plugins.RotateRootResponse, error) {
-	if err := p.rotateRoot(ctx, req.NewPassword); err != nil {
+	if err := p.rotateRoot(ctx, req.NewPassword, req.Retire); err != nil {
 		// Redis quotes a rule it refuses, so the hashes are redacted too.
-		return plugins.RotateRootResponse{}, plugins.Sanitize(fmt.Errorf("rotate root: %w", err), req.NewPassword,
-			secret.New(passwordHash(req.NewPassword)[1:]), secret.New(passwordHash(p.password)[1:]))
+		redact := []secret.Value{req.NewPassword, secret.New(passwordHash(req.NewPassword)[1:]), secret.New(passwordHash(p.password)[1:])}
+		if !req.Retire.IsZero() {
+			redact = append(redact, req.Retire, secret.New(passwordHash(req.Retire)[1:]))
+		}
+		return plugins.RotateRootResponse{}, plugins.Sanitize(fmt.Errorf("rotate root: %w", err), redact...)
 	}
 	return plugins.RotateRootResponse{}, nil
 }
 
-func (p *Plugin) rotateRoot(ctx context.Context, newPassword secret.Value) error {
+func (p *Plugin) rotateRoot(ctx context.Context, newPassword, retire secret.Value) error {
 	switch {
 	case newPassword.IsZero():
 		return errors.New("the new password is empty")
@@ -72,12 +86,6 @@ func (p *Plugin) rotateRoot(ctx context.Context, newPassword secret.Value) error
 			"the broker and set connection.username")
 	case p.password.IsZero():
 		return fmt.Errorf("the admin user %q logs in without a password: there is none to rotate", p.username)
-	case newPassword.Reveal() == p.password.Reveal():
-		// The broker's recovery sets the current password again before it
-		// rolls an abandoned rotation back. Here that is nothing to do: this
-		// plugin logged in with it, and adding and then dropping the same
-		// password would leave the user with none.
-		return nil
 	}
 	nodes, err := p.nodes(ctx)
 	if err != nil {
@@ -96,6 +104,11 @@ func (p *Plugin) rotateRoot(ctx context.Context, newPassword secret.Value) error
 	})
 	if err != nil {
 		return err
+	}
+	if newPassword.Reveal() == p.password.Reveal() {
+		// Never add and then drop the same password: that would leave the
+		// user with none.
+		return p.reassertRoot(ctx, nodes, retire)
 	}
 
 	add, drop := passwordHash(newPassword), "!"+passwordHash(p.password)[1:]
@@ -123,11 +136,76 @@ func (p *Plugin) rotateRoot(ctx context.Context, newPassword secret.Value) error
 		return err
 	}
 	return p.each(ctx, nodes, func(ctx context.Context, _ int, n node) error {
-		if err := n.client.ACLSetUser(ctx, p.username, drop).Err(); err != nil {
+		rules, err := p.retireRule(ctx, n, retire, newPassword)
+		if err != nil {
+			return err
+		}
+		if err := n.client.ACLSetUser(ctx, p.username, append(rules, drop)...).Err(); err != nil {
 			return fmt.Errorf("ACL SETUSER %s (remove the old password; the new one works): %w", p.username, err)
 		}
 		return saveACL(ctx, n.client)
 	})
+}
+
+// reassertRoot makes every node what a finished rotation to the password
+// the plugin logged in with leaves: the admin has it, retire is gone, and
+// the ACL file says so.
+func (p *Plugin) reassertRoot(ctx context.Context, nodes []node, retire secret.Value) error {
+	return p.each(ctx, nodes, func(ctx context.Context, _ int, n node) error {
+		rules, err := p.retireRule(ctx, n, retire, p.password)
+		if err != nil {
+			return err
+		}
+		// Adding a password the user has already changes nothing.
+		if err := n.client.ACLSetUser(ctx, p.username, append([]string{passwordHash(p.password)}, rules...)...).Err(); err != nil {
+			return fmt.Errorf("ACL SETUSER %s (keep the current password, drop an earlier one): %w", p.username, err)
+		}
+		return saveACL(ctx, n.client)
+	})
+}
+
+// retireRule returns the rule that takes retire away from the admin on n,
+// when the admin has it there and it is not keep; Redis refuses to remove
+// a password the user does not have.
+func (p *Plugin) retireRule(ctx context.Context, n node, retire, keep secret.Value) ([]string, error) {
+	if retire.IsZero() || retire.Reveal() == keep.Reveal() {
+		return nil, nil
+	}
+	v, err := n.client.Do(ctx, "acl", "getuser", p.username).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ACL GETUSER %s: %w", p.username, err)
+	}
+	hash := passwordHash(retire)[1:]
+	if !slices.Contains(aclField(v, "passwords"), hash) {
+		return nil, nil
+	}
+	return []string{"!" + hash}, nil
+}
+
+// aclField returns the strings of field in an ACL GETUSER reply: a map in
+// RESP3, a flat list of names and values in RESP2.
+func aclField(reply any, field string) []string {
+	var v any
+	switch r := reply.(type) {
+	case map[any]any:
+		v = r[field]
+	case map[string]any:
+		v = r[field]
+	case []any:
+		for i := 0; i+1 < len(r); i += 2 {
+			if name, _ := r[i].(string); name == field {
+				v = r[i+1]
+			}
+		}
+	}
+	list, _ := v.([]any)
+	out := make([]string, 0, len(list))
+	for _, x := range list {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // login proves password logs the admin in at addr, on a connection of its
@@ -143,3 +221,7 @@ func (p *Plugin) login(ctx context.Context, addr string, password secret.Value) 
 	}
 	return nil
 }
+
+// AdminPassword returns the admin password the plugin logs in with: the
+// connection's reference's, or the one the broker rotated.
+func (p *Plugin) AdminPassword() secret.Value { return p.password }

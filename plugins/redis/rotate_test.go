@@ -135,6 +135,52 @@ func TestRotateRootKeepsOtherPasswords(t *testing.T) {
 	}
 }
 
+// TestRotateRootReassertRetires is the broker's recovery of a rotation a
+// broker abandoned after it added the new password (step 1) and died: the
+// admin has both, and the ACL file neither the new one nor the old one
+// gone. Setting the new password again with Retire the old one leaves the
+// admin with the new one alone, also after a restart of the server; the
+// plugin tells the password it logged in with.
+func TestRotateRootReassertRetires(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "users.acl")
+	oldPassword := secret.New("rotate-old-redis-admin-pw")
+	name := makeAdmin(t, s.admin(), oldPassword.Reveal())
+	if err := s.admin().Do(t.Context(), "acl", "save").Err(); err != nil {
+		t.Fatal(err)
+	}
+	newPassword := plugins.NewPassword()
+	// What the dead broker did: the new password added, nothing saved.
+	if err := s.admin().Do(t.Context(), "acl", "setuser", name, ">"+newPassword.Reveal()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p := open(t, connection(t, "addr: "+s.addr()+"\nusername: "+name+"\npassword: "+secretFile(t, newPassword.Reveal())))
+	if pw, ok := plugins.AdminPasswordOf(p); !ok || pw.Reveal() != newPassword.Reveal() {
+		t.Errorf("AdminPasswordOf = %v, want the password it logged in with", ok)
+	}
+	_, err := p.(plugins.RootRotator).RotateRoot(t.Context(), plugins.RotateRootRequest{NewPassword: newPassword, Retire: oldPassword})
+	if err != nil {
+		t.Fatalf("RotateRoot to the current password, retiring the old one: %v", err)
+	}
+	for _, restart := range []bool{false, true} {
+		if restart {
+			s.stop()
+			s.restart()
+		}
+		if err := authAs(t, s.addr(), name, oldPassword); !goredis.IsAuthError(err) {
+			t.Errorf("login with the retired password (restarted: %v) = %v, want an auth error", restart, err)
+		}
+		if err := authAs(t, s.addr(), name, newPassword); err != nil {
+			t.Errorf("login with the current password (restarted: %v): %v", restart, err)
+		}
+	}
+	// Retiring a password the admin no longer has is no error.
+	q := open(t, connection(t, "addr: "+s.addr()+"\nusername: "+name+"\npassword: "+secretFile(t, newPassword.Reveal())))
+	if _, err := q.(plugins.RootRotator).RotateRoot(t.Context(), plugins.RotateRootRequest{NewPassword: newPassword, Retire: oldPassword}); err != nil {
+		t.Errorf("RotateRoot retiring a password the admin does not have: %v", err)
+	}
+}
+
 // TestRotateRootRefused: the shared server keeps no ACL file, so rotating a
 // dedicated ACL admin there is refused (a restart would bring back the old
 // password) and changes nothing; the default user (requirepass) is refused

@@ -30,12 +30,14 @@ const (
 )
 
 // afterRotation lists the metrics alerts.yaml may name that have no series
-// until a backend's admin password was rotated, which this test's broker
-// (no store.kek) never does; broker's TestRotateRoot checks their values.
-// The dashboard may name none.
+// until a backend's admin password was rotated or without connection.rotate,
+// which this test's broker (no store.kek) never has; broker's TestRotateRoot
+// checks their values. The dashboard may name none.
 var afterRotation = map[string]string{
 	// Unix time of a backend's last successful root rotation.
 	"credbroker_root_rotation_timestamp_seconds": "root rotation",
+	// A backend's connection.rotate.period.
+	"credbroker_root_rotation_period_seconds": "connection.rotate",
 }
 
 var metricName = regexp.MustCompile(`credbroker_[a-z0-9_]+`)
