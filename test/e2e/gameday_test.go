@@ -63,10 +63,11 @@ type gameDayTarget struct {
 	adminLogin func(ctx context.Context, password string) error
 }
 
-// gameDayBackends are the backend kinds that can rotate root. Add MySQL,
-// Redis and RabbitMQ here when their rotation lands.
+// gameDayBackends are the backend kinds that can rotate root. Add Redis
+// and RabbitMQ here when their rotation lands.
 var gameDayBackends = []gameDayBackend{
 	{name: "postgres", new: newGameDayPostgres},
+	{name: "mysql", new: newGameDayMySQL}, // through a StallProxy: gameday_mysql_test.go
 }
 
 const (
