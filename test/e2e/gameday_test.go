@@ -67,7 +67,8 @@ type gameDayTarget struct {
 // and RabbitMQ here when their rotation lands.
 var gameDayBackends = []gameDayBackend{
 	{name: "postgres", new: newGameDayPostgres},
-	{name: "mysql", new: newGameDayMySQL}, // through a StallProxy: gameday_mysql_test.go
+	{name: "mysql", new: newGameDayMySQL},       // through a StallProxy: gameday_mysql_test.go
+	{name: "rabbitmq", new: newGameDayRabbitMQ}, // through a StallProxy: gameday_rabbitmq_test.go
 }
 
 const (
