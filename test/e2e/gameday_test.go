@@ -67,6 +67,7 @@ type gameDayTarget struct {
 // Redis and RabbitMQ here when their rotation lands.
 var gameDayBackends = []gameDayBackend{
 	{name: "postgres", new: newGameDayPostgres},
+	{name: "redis", new: newGameDayRedis},
 }
 
 const (
