@@ -69,6 +69,7 @@ var gameDayBackends = []gameDayBackend{
 	{name: "postgres", new: newGameDayPostgres},
 	{name: "mysql", new: newGameDayMySQL},       // through a StallProxy: gameday_mysql_test.go
 	{name: "rabbitmq", new: newGameDayRabbitMQ}, // through a StallProxy: gameday_rabbitmq_test.go
+	{name: "redis", new: newGameDayRedis},       // its own redis-server with an aclfile: gameday_redis_test.go
 }
 
 const (

@@ -4,16 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,75 +86,6 @@ func NewRedis(t testing.TB) *Redis {
 	r.admin = r.newAdmin()
 	t.Cleanup(func() { _ = r.admin.Close() })
 	return r
-}
-
-// StartRedisServer runs a redis-server of the test's own on a free loopback
-// port (no persistence), killed when the test ends, for tests that must not
-// share a server: a broker's sweep revokes every cb_ user on its server that
-// its own store has no lease for, other tests' users included. The test is
-// skipped (or fails under CREDBROKER_REQUIRE_SERVICES=1) when redis-server
-// is not installed.
-func StartRedisServer(t testing.TB) *Redis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv(plugintest.RequireServicesEnv) == "1" {
-			t.Fatalf("harness: redis-server is not installed: %v", err)
-		}
-		t.Skipf("harness: redis-server is not installed: %v", err)
-	}
-	for attempt := 1; ; attempt++ {
-		dir := t.TempDir()
-		port := strconv.Itoa(freePort(t))
-		addr := net.JoinHostPort("127.0.0.1", port)
-		cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-			"--appendonly", "no", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"))
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("harness: start redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		r := &Redis{URL: "redis://" + addr, Addr: addr, opt: &goredis.Options{Addr: addr}}
-		r.admin = r.newAdmin()
-		err := waitRedis(r.admin, exited)
-		if err == nil {
-			t.Cleanup(stop)
-			t.Cleanup(func() { _ = r.admin.Close() }) // runs first
-			return r
-		}
-		_ = r.admin.Close()
-		stop()
-		if attempt == startAttempts {
-			logged, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			t.Fatalf("harness: redis-server on %s: %v\n%s", addr, err, logged)
-		}
-	}
-}
-
-// waitRedis polls PING until it answers, the process exits (its port was
-// taken, say) or readyTimeout passes.
-func waitRedis(c *goredis.Client, exited <-chan struct{}) error {
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no PING answer after %s: %w", readyTimeout, err)
-		}
-		select {
-		case <-exited:
-			return errors.New("redis-server exited during start-up")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // BackendYAML returns a `backends:` entry called name for this server.
