@@ -61,10 +61,14 @@ type gameDayTarget struct {
 	stall func(t *testing.T) (waiting func() int, release func())
 	// adminLogin logs in to the backend as the admin with password.
 	adminLogin func(ctx context.Context, password string) error
+	// restart, for a backend server the test runs itself, kills it and
+	// starts it again: what it keeps across a crash must be what the
+	// store says. nil for the shared servers.
+	restart func(t *testing.T)
 }
 
-// gameDayBackends are the backend kinds that can rotate root. Add Redis
-// and RabbitMQ here when their rotation lands.
+// gameDayBackends are the backend kinds that can rotate root: each joins
+// with one line.
 var gameDayBackends = []gameDayBackend{
 	{name: "postgres", new: newGameDayPostgres},
 	{name: "mysql", new: newGameDayMySQL},       // through a StallProxy: gameday_mysql_test.go
@@ -176,7 +180,7 @@ func TestGameDayRootRotation(t *testing.T) {
 
 // gdFailure is a failed call of the load.
 type gdFailure struct {
-	at     time.Time
+	at     time.Time // when the call started
 	broker string
 	op     string
 	err    error
@@ -187,6 +191,7 @@ type gdFailure struct {
 // only while it is up: a broker the test killed refusing connections is
 // no failure of the rotation.
 type gdLoad struct {
+	inflight atomic.Int64 // calls under way
 	mu       sync.Mutex
 	failures []gdFailure
 	issued   map[string]string // lease id → username
@@ -196,10 +201,11 @@ type gdLoad struct {
 	wg       sync.WaitGroup
 }
 
-func (l *gdLoad) fail(broker, op string, err error) {
+// fail records a call that started at and failed.
+func (l *gdLoad) fail(at time.Time, broker, op string, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.failures = append(l.failures, gdFailure{time.Now(), broker, op, err})
+	l.failures = append(l.failures, gdFailure{at, broker, op, err})
 }
 
 func (l *gdLoad) run(name string, b *harness.Broker, up *atomic.Bool, app, admin string) {
@@ -216,12 +222,15 @@ func (l *gdLoad) run(name string, b *harness.Broker, up *atomic.Bool, app, admin
 					time.Sleep(50 * time.Millisecond)
 					continue
 				}
+				l.inflight.Add(1)
+				start := time.Now()
 				ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 				resp, err := c.IssueCredential(ctx, connect.NewRequest(&credbrokerv1.IssueCredentialRequest{Role: "gd-app"}))
 				cancel()
+				l.inflight.Add(-1)
 				if err != nil {
 					if up.Load() {
-						l.fail(name, "issue", err)
+						l.fail(start, name, "issue", err)
 					}
 					continue
 				}
@@ -234,16 +243,19 @@ func (l *gdLoad) run(name string, b *harness.Broker, up *atomic.Bool, app, admin
 					time.Sleep(20 * time.Millisecond) // a steady load, not a flood
 					continue                          // kept for the end
 				}
+				l.inflight.Add(1)
+				start = time.Now()
 				ctx, cancel = context.WithTimeout(context.Background(), 45*time.Second)
 				_, err = adm.RevokeLease(ctx, connect.NewRequest(&credbrokerv1.RevokeLeaseRequest{LeaseId: id}))
 				cancel()
+				l.inflight.Add(-1)
 				switch {
 				case err == nil:
 					l.mu.Lock()
 					l.revoked[id] = true
 					l.mu.Unlock()
 				case up.Load():
-					l.fail(name, "revoke", err)
+					l.fail(start, name, "revoke", err)
 				}
 			}
 		})
@@ -292,6 +304,17 @@ reaper: {interval: 500ms, pending_grace: 3s}
 	b := harness.StartBroker(t, cfg, env...)
 	for _, br := range []*harness.Broker{a, b} {
 		br.Track(be.password)
+	}
+	// Every admin password the test saw: at the end only the store's
+	// current one may log in.
+	seen := map[string]bool{be.password: true}
+	track := func() string {
+		t.Helper()
+		cur, all := trackStoredPasswords(t, store.URL, kek, a, b)
+		for _, pw := range all {
+			seen[pw] = true
+		}
+		return cur
 	}
 	app := iss.Token(t, appSubject, nil, 2*time.Hour)
 	admin := iss.Token(t, gameDayAdmin, nil, 2*time.Hour)
@@ -343,14 +366,16 @@ reaper: {interval: 500ms, pending_grace: 3s}
 	if code != 0 {
 		t.Fatalf("rotate-root on A: exit %d: %s%s", code, out, stderr)
 	}
+	// From here B's calls must not fail: one that meets a refused
+	// password finds the new one in the store at once, before B's poll.
+	windows = append(windows, window{"rotate-root on A", start, time.Now()})
 	rotated := lastRotation(a)
 	if !rotated.After(before) {
 		t.Fatalf("after rotate-root the inventory's last_root_rotation is %v (before: %v)", rotated, before)
 	}
-	trackStoredPasswords(t, store.URL, kek, a, b)
+	track()
 	// B picks the new password up by polling the store.
 	eventually(t, time.Minute, "B's inventory does not show A's rotation", func() bool { return lastRotation(b).Equal(rotated) })
-	windows = append(windows, window{"rotate-root on A", start, time.Now()})
 	loaded(10)
 
 	// 2. rotate-root on B, and kill -9 B while the backend has not yet
@@ -393,7 +418,16 @@ reaper: {interval: 500ms, pending_grace: 3s}
 			}
 			return waiting() > 0
 		})
-		trackStoredPasswords(t, store.URL, kek, a, b) // B's candidate, recorded before it touched the backend
+		track() // B's candidate, recorded before it touched the backend
+		// A backend the test can restart is restarted once A resolved the
+		// rotation, with no issue or revoke in between (theirs would save
+		// what the resolution left unsaved): it must keep what the store
+		// says.
+		crash := releaseFirst && be.restart != nil
+		if crash {
+			aUp.Store(false)
+			eventually(t, time.Minute, "the load's calls do not end", func() bool { return load.inflight.Load() == 0 })
+		}
 		bUp.Store(false)
 		b.Kill()
 		if err := <-cliDone; err == nil {
@@ -416,11 +450,16 @@ reaper: {interval: 500ms, pending_grace: 3s}
 		eventually(t, time.Minute, "a password change is still waiting", func() bool { return waiting() == 0 })
 		finished := lastRotation(a).After(rotated)
 		t.Logf("kill -9 of B in the middle of rotate-root, %s: A %s the rotation", what, map[bool]string{true: "finished", false: "rolled back"}[finished])
-		if err := be.adminLogin(t.Context(), trackStoredPasswords(t, store.URL, kek, a, b)); err != nil {
-			t.Errorf("lockout: after A %s the rotation B abandoned, the store's admin password does not log in "+
-				"(kill -9 of B in the middle of rotate-root, %s): %v",
-				map[bool]string{true: "finished", false: "rolled back"}[finished], what, plugins.SanitizeString(err.Error()))
+		if crash {
+			be.restart(t)
+			t.Logf("restarted the backend server after A resolved the rotation")
 		}
+		if err := be.adminLogin(t.Context(), track()); err != nil {
+			t.Errorf("lockout: after A %s the rotation B abandoned, the store's admin password does not log in "+
+				"(kill -9 of B in the middle of rotate-root, %s; backend restarted: %v): %v",
+				map[bool]string{true: "finished", false: "rolled back"}[finished], what, crash, plugins.SanitizeString(err.Error()))
+		}
+		aUp.Store(true)
 		loaded(10)
 		// 3. B comes back: no lockout.
 		b.Restart(t)
@@ -437,7 +476,7 @@ reaper: {interval: 500ms, pending_grace: 3s}
 		t.Errorf("rotate-root on restarted B: exit %d: %s%s", code, out, stderr)
 	}
 	windows = append(windows, window{"rotate-root on restarted B", start, time.Now()})
-	trackStoredPasswords(t, store.URL, kek, a, b)
+	final := track()
 	loaded(10)
 	// A's pool sessions logged in long ago; a restart makes it log in anew
 	// with what the store now holds.
@@ -461,10 +500,11 @@ reaper: {interval: 500ms, pending_grace: 3s}
 		}
 		if w == "" {
 			outside++
-			t.Errorf("%s %s failed at %s, after the rotations completed: %v", f.op, f.broker, f.at.Format(time.RFC3339Nano), f.err)
+			t.Errorf("%s %s started at %s, after the rotations completed, and failed: %v", f.op, f.broker, f.at.Format(time.RFC3339Nano), f.err)
 			continue
 		}
 		inWindow[w]++
+		t.Logf("allowed: %s %s started during %q and failed: %v", f.op, f.broker, w, f.err)
 	}
 	issued := make(map[string]string, len(load.issued))
 	for id, u := range load.issued {
@@ -519,6 +559,17 @@ reaper: {interval: 500ms, pending_grace: 3s}
 	for _, br := range []*harness.Broker{a, b} {
 		br.AssertNoSecrets(t)
 	}
+	// Only the broker knows a working admin password: the config's and
+	// every earlier one, finished or rolled back, are refused.
+	for pw := range seen {
+		err := be.adminLogin(t.Context(), pw)
+		switch {
+		case pw == final && err != nil:
+			t.Errorf("lockout: the store's current admin password does not log in: %v", plugins.SanitizeString(err.Error()))
+		case pw != final && err == nil:
+			t.Errorf("an admin password other than the store's current one still logs in (the config's: %v)", pw == be.password)
+		}
+	}
 }
 
 // pgQuery runs one query returning one row into dest.
@@ -538,8 +589,8 @@ func pgQuery(t *testing.T, dsn, sql string, args []any, dest ...any) {
 
 // trackStoredPasswords adds every admin password the store holds for the
 // backend (decrypted with the test's KEK) to the secrets the brokers' logs
-// must not contain, and returns the current one.
-func trackStoredPasswords(t *testing.T, storeURL string, kek []byte, brokers ...*harness.Broker) string {
+// must not contain, and returns the current one and all of them.
+func trackStoredPasswords(t *testing.T, storeURL string, kek []byte, brokers ...*harness.Broker) (current string, all []string) {
 	t.Helper()
 	kr, err := leases.NewKeyring(kek)
 	if err != nil {
@@ -558,6 +609,7 @@ func trackStoredPasswords(t *testing.T, storeURL string, kek []byte, brokers ...
 		if a == nil {
 			continue
 		}
+		all = append(all, a.Value.Reveal())
 		for _, b := range brokers {
 			b.Track(a.Value.Reveal())
 		}
@@ -565,5 +617,5 @@ func trackStoredPasswords(t *testing.T, storeURL string, kek []byte, brokers ...
 	if cur == nil {
 		t.Fatalf("the store holds no current admin password of %s", gameDayBackendName)
 	}
-	return cur.Value.Reveal()
+	return cur.Value.Reveal(), all
 }

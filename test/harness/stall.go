@@ -123,6 +123,12 @@ func (p *StallProxy) serve(c, up net.Conn) {
 		// What the service answers a client that is gone is read and
 		// dropped, so the service finishes as it would with a live one.
 		_, _ = io.Copy(onlyWrite{c}, up)
+		// The service closed the connection (or crashed): the client
+		// sees it at once, as it would without the proxy, and not a
+		// connection that stays silent until its read timeout.
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
 	}()
 	buf := make([]byte, 32<<10)
 	var window []byte
