@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -30,16 +31,17 @@ import (
 //
 // A candidate found while its lock is free was abandoned by a broker that
 // died between 2 and 4. The broker logs in with the candidate: when the
-// backend took it, it sets it again (retiring the password of before where
-// the backend may keep it beside the new one) and finishes, step 4. Else it
-// logs in with the current password (the config's included) and rolls the
-// rotation forward: it sets the candidate itself and finishes, so that a
-// change of the dead broker's still on its way sets the same password
-// whenever it lands. Only when the backend refuses the candidate is the
-// current password set again, ordering such a change before it, and the
-// rotation rolled back. When nothing logs in, or the password settled on
-// cannot be set, both are kept and it tries again later, so no rotation
-// ever leaves the broker without a working password.
+// backend took it, it finishes (step 4), setting it again first with the
+// password of before retired where the backend may keep it beside the new
+// one. Else it logs in with the current password (the config's included)
+// and rolls the rotation forward: it sets the candidate itself and
+// finishes, so that a change of the dead broker's still on its way sets
+// the same password whenever it lands. When nothing logs in, or the
+// candidate cannot be set, both are kept and it tries again later: no
+// rotation ever leaves the broker without a working password, and none is
+// rolled back once its candidate may have reached the backend. Only a
+// rotation the plugin refuses before changing anything
+// (plugins.ErrRotateRefused) is rolled back, at once.
 //
 // Every replica polls the stored versions (Options.SecretsPoll) and reopens
 // a backend whose current password changed, finishes abandoned rotations,
@@ -160,26 +162,22 @@ func (s *Server) recoverRotation(ctx context.Context, b *BackendConfig, lock *le
 	// password before it removes the old) has taken it.
 	p, candErr := openBackend(tctx, b, adminPassword{value: cand.Value})
 	if candErr == nil {
-		// The dead broker may have stopped half-way: Redis with both
-		// passwords and neither saved. Setting the candidate again, with
-		// the password of before retired, leaves what a finished rotation
-		// leaves; until that works, both are kept.
+		// The backend takes the new password: it is current, whatever
+		// follows. The dead broker may have stopped half-way (Redis with
+		// both passwords and neither saved): setting the candidate again,
+		// with the password of before retired, leaves what a finished
+		// rotation leaves. When that fails it is said, and the next
+		// rotation tidies up.
 		retire := current.value
 		if retire.IsZero() {
-			// Before the first rotation the password of before is the
-			// config's: where it still logs in (beside the new one), the
-			// plugin opened with it tells it.
-			if q, err := openBackend(tctx, b, adminPassword{}); err == nil {
-				retire, _ = plugins.AdminPasswordOf(q)
-				_ = q.Close()
-			}
+			retire = s.configPassword(tctx, b)
 		}
-		err := s.setRoot(tctx, b, p, cand.Value, retire)
+		if err := s.setRoot(tctx, b, p, cand.Value, retire); err != nil {
+			s.log.Error("finishing a root rotation a broker abandoned, but setting its password again failed: an earlier admin "+
+				"password may still be valid beside it, or Redis's ACL file not hold it yet; rotate again once the backend is healthy",
+				slog.String("backend", b.Name), slog.String("error", plugins.SanitizeString(err.Error(), cand.Value, retire)))
+		}
 		_ = p.Close()
-		if err != nil {
-			return fmt.Errorf("the new admin password of an abandoned rotation logs in, but setting it again "+
-				"(so that no earlier password stays valid and the backend keeps it) failed: %w; both are kept and tried again", err)
-		}
 		return finish("the backend had taken the new password")
 	}
 	p, curErr := openBackend(tctx, b, current)
@@ -194,32 +192,37 @@ func (s *Server) recoverRotation(ctx context.Context, b *BackendConfig, lock *le
 	// and bytes a dead process sent are still delivered. So the rotation is
 	// rolled forward: the candidate is set from here, and a change still on
 	// its way sets the same password, whichever of the two lands last.
-	fwdErr := s.setRoot(tctx, b, p, cand.Value, secret.Value{})
-	if fwdErr == nil {
-		return finish("the new password is set")
+	// When that fails, whether the backend took it (or will) is not known:
+	// neither password is dropped, and the next poll logs in with each
+	// again. Never rolled back here: a roll-back dropping the candidate
+	// while a change to it is on its way locks the broker out.
+	if err := s.setRoot(tctx, b, p, cand.Value, secret.Value{}); err != nil {
+		return fmt.Errorf("the new admin password of an abandoned rotation does not log in, and setting it failed: %w; "+
+			"both are kept and tried again", err)
 	}
-	// The backend refuses the new password. The current one is set again,
-	// so that a change still on its way is ordered before it (PostgreSQL
-	// queues them on the role's row, or fails one), and the rotation rolled
-	// back; when that fails too, both are kept and tried again. A current
-	// password that is the config's reference, which the broker does not
-	// hold, is the one the plugin opened with tells.
-	pw := current.value
-	if pw.IsZero() {
-		pw, _ = plugins.AdminPasswordOf(p)
+	return finish("the new password is set")
+}
+
+// configPassword returns the admin password of b's config reference,
+// which the broker does not store: the one its open plugin logged in with
+// while no rotated password is current; at start, before there is a
+// runtime, a plugin opened with the reference tells it (if it logs in).
+// Zero when neither can.
+func (s *Server) configPassword(ctx context.Context, b *BackendConfig) secret.Value {
+	if rt := s.rt.Load(); rt != nil {
+		if rt.passwords[b.Name].version == 0 {
+			pw, _ := plugins.AdminPasswordOf(rt.plugins[b.Name])
+			return pw
+		}
+		return secret.Value{}
 	}
-	if err := s.setRoot(tctx, b, p, pw, cand.Value); err != nil {
-		return fmt.Errorf("the new admin password of an abandoned rotation does not log in, setting it failed (%w), "+
-			"and setting the current one again (so that a change still on its way cannot land after a roll-back) failed: %w; "+
-			"both are kept and tried again", fwdErr, plugins.Sanitize(err, pw, cand.Value))
+	q, err := openBackend(ctx, b, adminPassword{})
+	if err != nil {
+		return secret.Value{}
 	}
-	if err := s.store.AbortRotation(ctx, b.Name, cand.ID, "broker", "the backend refused the new password: "+
-		plugins.SanitizeString(fwdErr.Error(), cand.Value)); err != nil {
-		return err
-	}
-	s.log.Warn("rolled back a root rotation a broker abandoned: the backend refuses the new password and keeps the current one",
-		slog.String("backend", b.Name), slog.String("error", plugins.SanitizeString(fwdErr.Error(), cand.Value)))
-	return nil
+	defer q.Close()
+	pw, _ := plugins.AdminPasswordOf(q)
+	return pw
 }
 
 // setRoot sets pw as the admin password of b's backend through p, taking
@@ -269,9 +272,21 @@ func (s *Server) rotateRoot(ctx context.Context, backend, actor string, force bo
 		return leases.AdminSecret{}, false, errRotationBusy(backend)
 	}
 	defer lock.Unlock(ctx)
-	// What a broker that died left behind is resolved first.
-	if err := s.recoverRotation(ctx, b, lock); err != nil {
-		return leases.AdminSecret{}, false, fmt.Errorf("backend %s: %w", backend, err)
+	// What a broker that died left behind is resolved first. A rotation
+	// it finishes is this call's: starting another at once would let a
+	// dead broker's change still on its way (to the password just
+	// finished) land after it.
+	if _, abandoned, err := s.store.AdminSecrets(ctx, backend); err != nil {
+		return leases.AdminSecret{}, false, err
+	} else if abandoned != nil {
+		if err := s.recoverRotation(ctx, b, lock); err != nil {
+			return leases.AdminSecret{}, false, fmt.Errorf("backend %s: %w", backend, err)
+		}
+		if cur, _, err := s.store.AdminSecrets(ctx, backend); err == nil && cur != nil && cur.ID == abandoned.ID {
+			_ = s.syncBackend(ctx, b)
+			s.log.Info("root rotation: finished the one a broker abandoned instead of starting another", slog.String("backend", backend))
+			return *cur, true, nil
+		}
 	}
 	if !force && b.Rotate != nil {
 		versions, err := s.store.AdminSecretVersions(ctx)
@@ -306,6 +321,16 @@ func (s *Server) rotateRoot(ctx context.Context, backend, actor string, force bo
 	tctx, cancel := context.WithTimeout(ctx, pluginTimeout)
 	_, rerr := rr.RotateRoot(tctx, plugins.RotateRootRequest{NewPassword: newPassword})
 	cancel()
+	if rerr != nil && (errors.Is(rerr, plugins.ErrRotateRefused) || errors.Is(rerr, plugins.ErrRotateUnsupported)) {
+		// The plugin refused before it changed anything, and this
+		// candidate was never sent anywhere: rolled back.
+		if err := s.store.AbortRotation(ctx, backend, cand.ID, actor, plugins.SanitizeString(rerr.Error(), newPassword)); err != nil {
+			s.log.Error("a refused root rotation could not be rolled back; the next poll resolves it", slog.String("backend", backend),
+				slog.String("error", plugins.SanitizeString(err.Error(), newPassword)))
+		}
+		return leases.AdminSecret{}, false, connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("backend %s: rotate the admin password: %w", backend, plugins.Sanitize(rerr, newPassword)))
+	}
 	if rerr != nil {
 		// Whether the backend acted is found out by logging in; the
 		// recovery rolls forward where it can.
@@ -427,9 +452,10 @@ func (s *Server) notePeriods(cfg *Config) {
 
 // reopenedSince returns backend's plugin reopened with the store's admin
 // password, and true, when that is no longer the password used was opened
-// with: another replica rotated it and this one's poll has not caught up,
-// so the sessions used's pool opens now are refused. A backend call that
-// failed is made once more with it. False when nothing changed (or
+// with: another replica rotated it (or a broker died mid-rotation after
+// its change landed, which is resolved here) and this one's poll has not
+// caught up, so the sessions used's pool opens now are refused. A backend
+// call that failed is made once more with it. False when nothing changed (or
 // without store.kek): the failure stands.
 func (s *Server) reopenedSince(ctx context.Context, backend string, used plugins.Plugin) (plugins.Plugin, bool) {
 	if !s.store.HasKeyring() || ctx.Err() != nil {
@@ -439,13 +465,77 @@ func (s *Server) reopenedSince(ctx context.Context, backend string, used plugins
 	if !ok {
 		return nil, false
 	}
-	if err := s.syncBackend(ctx, b); err != nil {
+	check := func() error {
+		versions, err := s.store.AdminSecretVersions(ctx)
+		if err != nil {
+			return err
+		}
+		// A rotation a broker abandoned may be why the backend refuses
+		// this replica now (its change landed): resolved here rather than
+		// at the next poll. A live rotation holds the lock; then this
+		// does nothing.
+		if versions[backend].Candidate != 0 {
+			if err := s.recoverRotation(ctx, b, nil); err != nil {
+				s.log.Warn("cannot resolve an abandoned root rotation now; trying again later",
+					slog.String("backend", backend), slog.String("error", plugins.SanitizeString(err.Error())))
+			}
+		}
+		return s.syncBackend(ctx, b)
+	}
+	if err := s.resyncs.do(ctx, backend, check); err != nil {
 		s.log.Warn("a backend call failed; cannot check the stored admin password", slog.String("backend", backend),
 			slog.String("error", plugins.SanitizeString(err.Error())))
 		return nil, false
 	}
 	p, ok := s.rt.Load().plugins[backend]
 	return p, ok && p != used
+}
+
+// resyncs runs the checks of reopenedSince one at a time per backend, so a
+// flood of failing calls makes one store query (and at most one reopen)
+// at a time, not one each. A call joins the check under way only if that
+// check started after the call failed: one that started before may have
+// read the store before another replica's rotation finished.
+type resyncs struct {
+	mu      sync.Mutex
+	running map[string]*resyncCall
+}
+
+type resyncCall struct {
+	start time.Time
+	done  chan struct{}
+	err   error
+}
+
+func (r *resyncs) do(ctx context.Context, backend string, check func() error) error {
+	failed := time.Now()
+	for {
+		r.mu.Lock()
+		c := r.running[backend]
+		if c == nil {
+			c = &resyncCall{start: time.Now(), done: make(chan struct{})}
+			if r.running == nil {
+				r.running = map[string]*resyncCall{}
+			}
+			r.running[backend] = c
+			r.mu.Unlock()
+			c.err = check()
+			r.mu.Lock()
+			delete(r.running, backend)
+			r.mu.Unlock()
+			close(c.done)
+			return c.err
+		}
+		r.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !c.start.Before(failed) {
+			return c.err
+		}
+	}
 }
 
 // retryRotated is a plugin the reaper revokes with: a Revoke that fails
@@ -456,6 +546,17 @@ type retryRotated struct {
 	backend string
 	s       *Server
 }
+
+// UpgradeState forwards to the plugin's, as the sanitizing decorator every
+// plugin is wrapped in does: the reaper's upgrade of old leases asks it.
+func (r retryRotated) UpgradeState(ctx context.Context, req plugins.UpgradeStateRequest) ([]byte, error) {
+	if u, ok := r.Plugin.(plugins.StateUpgrader); ok {
+		return u.UpgradeState(ctx, req)
+	}
+	return nil, nil
+}
+
+var _ plugins.StateUpgrader = retryRotated{}
 
 func (r retryRotated) Revoke(ctx context.Context, req plugins.RevokeRequest) (plugins.RevokeResponse, error) {
 	resp, err := r.Plugin.Revoke(ctx, req)

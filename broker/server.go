@@ -78,6 +78,9 @@ type Server struct {
 	// has a series of.
 	periodsMu sync.Mutex
 	periods   map[string]bool
+	// resyncs are the store checks of failed backend calls
+	// (reopenedSince), one at a time per backend.
+	resyncs resyncs
 
 	reloadMu  sync.Mutex
 	retired   sync.WaitGroup // closing runtimes replaced by Reload

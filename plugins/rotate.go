@@ -11,6 +11,13 @@ import (
 // admin password: it implements no [RootRotator] (or [AdminPassworder]).
 var ErrRotateUnsupported = errors.New("the plugin cannot rotate its admin password")
 
+// ErrRotateRefused wraps an error of [RootRotator.RotateRoot] that refused
+// the rotation before it changed anything on the backend, for a reason a
+// retry does not cure (the admin is Redis's default user, a node keeps no
+// ACL file): the broker rolls such a rotation back at once instead of
+// trying it again.
+var ErrRotateRefused = errors.New("rotation refused")
+
 // RootRotator is implemented by a Plugin that can change the password of
 // its own admin user on the backend (root rotation). The broker generates
 // the new password, records it encrypted before it calls RotateRoot, and

@@ -62,7 +62,7 @@ func (p *Plugin) rotateRoot(ctx context.Context, newPassword secret.Value) error
 		return fmt.Errorf("look up the admin user %q: %w", name, classify(err))
 	}
 	if !slices.Contains(user.Tags, administratorTag) {
-		return fmt.Errorf("the admin user %q is not tagged %s", name, administratorTag)
+		return fmt.Errorf("%w: the admin user %q is not tagged %s", plugins.ErrRotateRefused, name, administratorTag)
 	}
 	hash := passwordHash(newPassword.Reveal())
 	_, err = done(c.PutUser(name, rabbithole.UserSettings{

@@ -79,13 +79,13 @@ func (p *Plugin) RotateRoot(ctx context.Context, req plugins.RotateRootRequest) 
 func (p *Plugin) rotateRoot(ctx context.Context, newPassword, retire secret.Value) error {
 	switch {
 	case newPassword.IsZero():
-		return errors.New("the new password is empty")
+		return fmt.Errorf("%w: the new password is empty", plugins.ErrRotateRefused)
 	case p.username == "" || p.username == "default":
-		return errors.New("the admin is Redis's default user, whose password (requirepass) every client that " +
-			"authenticates with a password alone shares: rotating it would lock them out. Create an ACL user for " +
-			"the broker and set connection.username")
+		return fmt.Errorf("%w: the admin is Redis's default user, whose password (requirepass) every client that "+
+			"authenticates with a password alone shares: rotating it would lock them out. Create an ACL user for "+
+			"the broker and set connection.username", plugins.ErrRotateRefused)
 	case p.password.IsZero():
-		return fmt.Errorf("the admin user %q logs in without a password: there is none to rotate", p.username)
+		return fmt.Errorf("%w: the admin user %q logs in without a password: there is none to rotate", plugins.ErrRotateRefused, p.username)
 	}
 	nodes, err := p.nodes(ctx)
 	if err != nil {
@@ -97,8 +97,8 @@ func (p *Plugin) rotateRoot(ctx context.Context, newPassword, retire secret.Valu
 			return fmt.Errorf("CONFIG GET aclfile: %w", err)
 		}
 		if file["aclfile"] == "" {
-			return fmt.Errorf("%s keeps its users in no ACL file, so a new password would be lost when it restarts "+
-				"and the broker locked out: configure aclfile (ACL SAVE then keeps users there)", n.addr)
+			return fmt.Errorf("%w: %s keeps its users in no ACL file, so a new password would be lost when it restarts "+
+				"and the broker locked out: configure aclfile (ACL SAVE then keeps users there)", plugins.ErrRotateRefused, n.addr)
 		}
 		return nil
 	})
@@ -175,16 +175,21 @@ func (p *Plugin) retireRule(ctx context.Context, n node, retire, keep secret.Val
 	if err != nil {
 		return nil, fmt.Errorf("ACL GETUSER %s: %w", p.username, err)
 	}
+	passwords, ok := aclField(v, "passwords")
+	if !ok {
+		return nil, fmt.Errorf("ACL GETUSER %s: the reply has no passwords list", p.username)
+	}
 	hash := passwordHash(retire)[1:]
-	if !slices.Contains(aclField(v, "passwords"), hash) {
+	if !slices.Contains(passwords, hash) {
 		return nil, nil
 	}
 	return []string{"!" + hash}, nil
 }
 
-// aclField returns the strings of field in an ACL GETUSER reply: a map in
-// RESP3, a flat list of names and values in RESP2.
-func aclField(reply any, field string) []string {
+// aclField returns the strings of field in an ACL GETUSER reply (a map in
+// RESP3, a flat list of names and values in RESP2), and whether the reply
+// has the field as a list.
+func aclField(reply any, field string) ([]string, bool) {
 	var v any
 	switch r := reply.(type) {
 	case map[any]any:
@@ -198,14 +203,14 @@ func aclField(reply any, field string) []string {
 			}
 		}
 	}
-	list, _ := v.([]any)
+	list, ok := v.([]any)
 	out := make([]string, 0, len(list))
 	for _, x := range list {
 		if s, ok := x.(string); ok {
 			out = append(out, s)
 		}
 	}
-	return out
+	return out, ok
 }
 
 // login proves password logs the admin in at addr, on a connection of its

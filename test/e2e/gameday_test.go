@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -296,7 +297,7 @@ issuers:
 policies:
   - {name: app, issuer: test, subject: %q, roles: [gd-app]}
   - {name: ops, issuer: test, subject: %q, admin: true}
-limits: {issue_rate: 100000, issue_burst: 100000}
+limits: {issue_rate: 100000, issue_burst: 100000, request_rate: 100000, request_burst: 100000}
 reaper: {interval: 500ms, pending_grace: 3s}
 `, harness.ListenPlaceholder, kekFile, iss.YAML(), be.backendYAML, gameDayBackendName, be.roleYAML, appSubject, gameDayAdmin)
 	env := append(store.StoreEnv(), be.env...)
@@ -620,4 +621,51 @@ func trackStoredPasswords(t *testing.T, storeURL string, kek []byte, brokers ...
 		t.Fatalf("the store holds no current admin password of %s", gameDayBackendName)
 	}
 	return cur.Value.Reveal(), all
+}
+
+// TestRotateRootRefusedRollsBack: a rotation the plugin refuses before it
+// changes anything (Redis's default user, whose password every client
+// shares) is rolled back at once: rotate-root says why, no candidate is
+// left for the replicas to retry every poll, a root_rotation_rolled_back
+// event records it, and asking again gets the same answer.
+func TestRotateRootRefusedRollsBack(t *testing.T) {
+	t.Parallel()
+	iss := harness.NewIssuer(t, "test")
+	store := harness.NewStore(t)
+	rd := harness.NewRedis(t)
+	kekFile := filepath.Join(t.TempDir(), "kek")
+	kek := make([]byte, 32)
+	if _, err := rand.Read(kek); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kekFile, kek, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := harness.StartBroker(t, fmt.Sprintf(`listen: %s
+store:
+  dsn: env:CB_TEST_STORE_DSN
+  kek: file:%s
+issuers:
+%sbackends:
+%spolicies:
+  - {name: ops, issuer: test, subject: %q, admin: true}
+`, harness.ListenPlaceholder, kekFile, iss.YAML(), rd.BackendYAML("cache"), gameDayAdmin), store.StoreEnv()...)
+	admin := iss.Token(t, gameDayAdmin, nil, time.Hour)
+	for i := range 2 {
+		out, stderr, code := b.CLI(t, admin, "admin", "rotate-root", "cache")
+		if code == 0 || !strings.Contains(stderr, "default user") {
+			t.Fatalf("rotate-root of Redis's default user: exit %d, stdout %q, stderr %q; want a failure naming the default user", code, out, stderr)
+		}
+		var left int
+		pgQuery(t, store.URL, `SELECT count(*) FROM admin_secrets WHERE backend = 'cache'`, nil, &left)
+		if left != 0 {
+			t.Fatalf("after a refused rotation the store holds %d admin secrets of cache; want none", left)
+		}
+		// Events reach lease_events through the background sealer.
+		eventually(t, 30*time.Second, "no root_rotation_rolled_back event per refusal", func() bool {
+			var n int
+			pgQuery(t, store.URL, `SELECT count(*) FROM lease_events WHERE kind = 'root_rotation_rolled_back'`, nil, &n)
+			return n == i+1
+		})
+	}
 }

@@ -32,6 +32,7 @@ type StallProxy struct {
 	gate    chan struct{}            // closed by the stall's release
 	release func()                   // the stall's release
 	held    int                      // connections holding bytes now
+	closed  bool                     // the test ended
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
 }
@@ -100,9 +101,15 @@ func (p *StallProxy) accept() {
 			continue
 		}
 		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			c.Close()
+			up.Close()
+			return
+		}
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
 		p.wg.Go(func() { p.serve(c, up) })
+		p.mu.Unlock()
 	}
 }
 
@@ -183,6 +190,7 @@ func (p *StallProxy) close() {
 		release()
 	}
 	p.mu.Lock()
+	p.closed = true
 	for c := range p.conns {
 		c.Close()
 	}
