@@ -101,8 +101,9 @@ KEY='value' lines with --format env (the default), the whole response with
 file whose content changes (the expiry in --format json); when the lease
 reaches its max expiry it issues a new credential and rewrites the files
 while the old one still works, leaving the old lease to expire. On SIGTERM or
-Ctrl-C it revokes the current lease, removes the files and exits 0. Logs go
-to stderr, and never hold the password.
+Ctrl-C it revokes its leases (the current one, and those it replaced that
+have not expired yet), removes the files and exits 0. Logs go to stderr,
+and never hold the password.
 
 --template FILE is a Go text/template (missing keys are errors), parsed
 before anything is issued, for config files such as .pgpass, my.cnf or a
@@ -299,13 +300,21 @@ func runAgent(ctx context.Context, c *client.Client, log *slog.Logger, role stri
 	hookCtx, stopHook := context.WithCancel(ctx)
 	hook := startHook(hookCtx, opts.execOnChange, log)
 	var current *credbrokerv1.Lease
+	// replaced are the leases the agent moved off (at their max expiry, or
+	// after a failed renewal) and left to expire rather than revoked under
+	// the workload: still valid until then, and revoked when the agent
+	// stops, as the current one is.
+	var replaced []*credbrokerv1.Lease
 	defer func() {
 		ready.set(false, time.Time{})
 		stopHook()
 		hook.wait()
-		if current != nil {
-			revokeQuietly(context.WithoutCancel(ctx), c, current.GetId(), os.Stderr)
-			log.Info("lease revoked on exit", slog.String("lease_id", current.GetId()))
+		for _, l := range append(unexpired(replaced), current) {
+			if l == nil {
+				continue
+			}
+			revokeQuietly(context.WithoutCancel(ctx), c, l.GetId(), os.Stderr)
+			log.Info("lease revoked on exit", slog.String("lease_id", l.GetId()))
 		}
 		files.remove()
 	}()
@@ -363,6 +372,7 @@ func runAgent(ctx context.Context, c *client.Client, log *slog.Logger, role stri
 		if err != nil {
 			log.Warn("renewal failed; issuing a new credential", slog.String("lease_id", last.GetId()), slog.String("error", err.Error()),
 				slog.Time("expires_at", last.GetExpiresAt().AsTime()))
+			replaced, current = append(unexpired(replaced), last), nil
 			continue
 		}
 		// It can be renewed no further (max expiry, or not renewable): use it
@@ -371,11 +381,16 @@ func runAgent(ctx context.Context, c *client.Client, log *slog.Logger, role stri
 		if !sleep(ctx, time.Until(last.GetExpiresAt().AsTime())/2) {
 			break
 		}
-		current = nil
+		replaced, current = append(unexpired(replaced), last), nil
 		log.Info("replacing the credential before its lease ends", slog.String("lease_id", last.GetId()),
 			slog.Time("expires_at", last.GetExpiresAt().AsTime()))
 	}
 	return nil
+}
+
+// unexpired returns the leases of ls whose expiry has not passed.
+func unexpired(ls []*credbrokerv1.Lease) []*credbrokerv1.Lease {
+	return slices.DeleteFunc(ls, func(l *credbrokerv1.Lease) bool { return !time.Now().Before(l.GetExpiresAt().AsTime()) })
 }
 
 // hook runs --exec-on-change, one run at a time: kicks while it runs bring

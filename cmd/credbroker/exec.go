@@ -71,6 +71,10 @@ is left), or a renewal fails, exec issues a new credential and, by
            SIGHUP, for a program that reloads; the old lease is revoked
            --restart-grace later, once the program had time to move over.
            Needs --env-file: a running program's environment cannot change.
+           When the file cannot be rewritten, COMMAND is not signalled: the
+           new lease is revoked, COMMAND keeps the credential the file
+           still holds, and the rotation is tried again (after 1s,
+           doubling up to 30s).
   exit     stop COMMAND as restart does, revoke the lease and exit 75
            (EX_TEMPFAIL), for a supervisor (systemd, Kubernetes) that runs
            exec again.
@@ -270,6 +274,9 @@ func (s *supervisor) run(ctx context.Context) error {
 		restarting bool             // the command was asked to stop for a rotation
 		issuing    bool
 		pending    *held // the new credential, once the command has stopped
+		// rewriteBackoff is how long to wait before the next rotation
+		// when --env-file could not be rewritten (signal).
+		rewriteBackoff = time.Second
 	)
 	for {
 		select {
@@ -320,8 +327,19 @@ func (s *supervisor) run(ctx context.Context) error {
 					continue // revoked when the command has exited
 				}
 				if err := s.writeEnvFile(h); err != nil {
+					if s.opts.onRotate == rotateSignal {
+						// SIGHUP would make the command reload the old
+						// credential from the file, and lose it when the
+						// old lease is revoked: stay on the old one, which
+						// the file still holds, and try again.
+						s.keepCurrent(h, err, child, rewriteBackoff)
+						rotateC = time.After(rewriteBackoff)
+						rewriteBackoff = nextBackoff(rewriteBackoff)
+						continue
+					}
 					fmt.Fprintf(s.stderr, "credbroker: %v\n", err)
 				}
+				rewriteBackoff = time.Second
 				switch s.opts.onRotate {
 				case rotateSignal:
 					old := s.cur
@@ -392,6 +410,21 @@ func (s *supervisor) due(r renewResult) <-chan time.Time {
 	return time.After(time.Until(at))
 }
 
+// keepCurrent gives up the new credential h, which could not be written to
+// --env-file (err): the command is not signalled and keeps the current
+// credential, whose lease stays held until a later rotation succeeds or it
+// expires; h's lease is revoked at once, as nothing uses it.
+func (s *supervisor) keepCurrent(h *held, err error, child *running, retry time.Duration) {
+	fmt.Fprintf(s.stderr, "credbroker: %v: not sending %s SIGHUP; revoking the new lease %s and keeping lease %s (the login ends at %s); trying again in %s\n",
+		err, child.cmd.Args[0], h.lease.GetId(), s.cur.lease.GetId(),
+		s.cur.lease.GetExpiresAt().AsTime().Local().Format(time.Kitchen), retry)
+	s.revokeAfter(h, 0)
+}
+
+// nextBackoff is the wait after d before the next try of something that
+// keeps failing: doubled, up to 30s.
+func nextBackoff(d time.Duration) time.Duration { return min(2*d, 30*time.Second) }
+
 // issue issues a credential for the role and holds its lease.
 func (s *supervisor) issue(ctx context.Context) (*held, error) {
 	req := &credbrokerv1.IssueCredentialRequest{Role: s.role}
@@ -431,7 +464,7 @@ func (s *supervisor) goIssue() {
 			if !sleep(s.bg, backoff) {
 				return
 			}
-			backoff = min(2*backoff, 30*time.Second)
+			backoff = nextBackoff(backoff)
 		}
 	}()
 }

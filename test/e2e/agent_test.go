@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/credbroker/credbroker/test/harness"
 )
 
 // TestAgentKeepsCredentialFresh: the sidecar agent writes a credential file,
@@ -204,6 +206,107 @@ func TestAgentTemplateAndReadiness(t *testing.T) {
 		t.Errorf("the agent did not log its readiness address:\n%s", logs)
 	}
 	b.AssertNoSecrets(t)
+}
+
+// TestAgentRevokesEveryLeaseOnStop: a stopped agent revokes every lease
+// it still holds, not only the one whose credential is on disk: the lease
+// it is replacing while the new issue is refused, and the lease it has
+// replaced but left to expire for the workload.
+func TestAgentRevokesEveryLeaseOnStop(t *testing.T) {
+	t.Parallel()
+	// Leases that cannot be renewed (default_ttl = max_ttl): the agent
+	// replaces one at half its life, leaving it valid for the other half.
+	const ttl = "16s"
+	t.Run("WhileTheNewIssueIsRefused", func(t *testing.T) {
+		t.Parallel()
+		// One credential, then none for 1000 s: the broker refuses the
+		// replacement (resource_exhausted), and the agent keeps trying.
+		d, b := setup(t, ttl, ttl, "limits: {issue_rate: 0.001, issue_burst: 1}\n")
+		token := d.Issuer.Token(t, appSubject, nil, time.Hour)
+		file := filepath.Join(t.TempDir(), "db.env")
+		var stderr safeBuffer
+		agent := startBackground(t, asHolder(b, token), &stderr, "agent", "readonly", "--out", file)
+		first := waitForCredential(t, b, file, "")
+		eventually(t, 30*time.Second, "the agent did not try to replace its credential", func() bool {
+			return strings.Contains(stderr.String(), "issue failed; retrying")
+		})
+		if !strings.Contains(stderr.String(), "resource_exhausted") {
+			t.Fatalf("the agent's issue failed, but not for the issue rate:\n%s", stderr.String())
+		}
+		// The lease it moves off is valid for half its life yet.
+		if l := leaseRow(t, d, first["CREDBROKER_LEASE_ID"]); l.State != "ACTIVE" {
+			t.Fatalf("the lease being replaced is %s before the agent stopped", l.State)
+		}
+		agent.stopAndWait(t, 30*time.Second, stderr.String)
+		assertAllRevokedByAgent(t, d, file, stderr.String(), 1)
+	})
+	t.Run("AfterAReplacement", func(t *testing.T) {
+		t.Parallel()
+		d, b := setup(t, ttl, ttl, "")
+		token := d.Issuer.Token(t, appSubject, nil, time.Hour)
+		file := filepath.Join(t.TempDir(), "db.env")
+		var stderr safeBuffer
+		agent := startBackground(t, asHolder(b, token), &stderr, "agent", "readonly", "--out", file)
+		first := waitForCredential(t, b, file, "")
+		second := waitForCredential(t, b, file, first["CREDBROKER_LEASE_ID"])
+		if l := leaseRow(t, d, first["CREDBROKER_LEASE_ID"]); l.State != "ACTIVE" {
+			t.Fatalf("the replaced lease is %s right after the replacement, want it left for the workload", l.State)
+		}
+		agent.stopAndWait(t, 30*time.Second, stderr.String)
+		assertAllRevokedByAgent(t, d, file, stderr.String(), 2)
+		t.Logf("leases %s (replaced) and %s (current) revoked on stop", first["CREDBROKER_LEASE_ID"], second["CREDBROKER_LEASE_ID"])
+	})
+}
+
+// waitForCredential waits until the agent's env file holds a credential of
+// a lease other than notLease, and returns its variables.
+func waitForCredential(t *testing.T, b *harness.Broker, file, notLease string) map[string]string {
+	t.Helper()
+	var env map[string]string
+	eventually(t, 30*time.Second, "the agent wrote no new credential", func() bool {
+		env = readEnvFile(file)
+		id := env["CREDBROKER_LEASE_ID"]
+		return id != "" && id != notLease && env["PGPASSWORD"] != ""
+	})
+	b.Track(env["PGPASSWORD"])
+	return env
+}
+
+// leaseRow returns the store's row of lease id.
+func leaseRow(t *testing.T, d *harness.Deployment, id string) harness.LeaseRow {
+	t.Helper()
+	for _, l := range d.Store.Leases(t) {
+		if l.ID == id {
+			return l
+		}
+	}
+	t.Fatalf("lease %s is not in the store", id)
+	return harness.LeaseRow{}
+}
+
+// assertAllRevokedByAgent fails the test unless the store holds n leases,
+// each revoked by the agent (its holder) with its user dropped, the agent's
+// file is gone and its logs hold no password.
+func assertAllRevokedByAgent(t *testing.T, d *harness.Deployment, file, logs string, n int) {
+	t.Helper()
+	leases := d.Store.Leases(t)
+	if len(leases) != n {
+		t.Errorf("%d leases issued, want %d", len(leases), n)
+	}
+	for _, l := range leases {
+		if l.State != "REVOKED" || l.RevokeReason != "revoked by holder" {
+			t.Errorf("lease %s is %s (%q) after the agent stopped, want revoked by the agent", l.ID, l.State, l.RevokeReason)
+		}
+		if d.Backend.RoleExists(t, l.Username) {
+			t.Errorf("user %s of lease %s is still there after the agent stopped", l.Username, l.ID)
+		}
+		if !strings.Contains(logs, `"lease revoked on exit" component=agent role=readonly lease_id=`+l.ID) {
+			t.Errorf("the agent's logs do not say it revoked lease %s:\n%s", l.ID, logs)
+		}
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("the credential file is still there after the agent stopped: %v", err)
+	}
 }
 
 // readEnvFile reads an agent's --format env file.

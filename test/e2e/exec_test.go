@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -18,7 +17,7 @@ import (
 // execProc is a `credbroker exec` running in the background.
 type execProc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer // read only after exited
+	stderr *safeBuffer
 	exited chan struct{}
 	err    error // what Wait returned; read after exited
 }
@@ -27,17 +26,27 @@ type execProc struct {
 func startExec(t *testing.T, d *harness.Deployment, b *harness.Broker, args ...string) *execProc {
 	t.Helper()
 	token := d.Issuer.Token(t, appSubject, nil, time.Hour)
-	p := &execProc{stderr: &bytes.Buffer{}, exited: make(chan struct{})}
+	p := &execProc{stderr: &safeBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(harness.Binary(t), append([]string{"exec"}, args...)...)
 	p.cmd.Env = append(os.Environ(), "CREDBROKER_ADDR="+b.Addr, "CREDBROKER_TOKEN_FILE=", "CREDBROKER_TOKEN="+token)
 	p.cmd.Stderr = p.stderr
+	// The command leads a process group of its own and shares exec's
+	// stderr: should it outlive a killed exec, Wait still returns.
+	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.exited
+		// SIGTERM first, so that exec stops its command (which SIGKILL
+		// would leave running) after a test that failed half-way.
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(20 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
 	})
 	return p
 }
@@ -245,6 +254,138 @@ while :; do sleep 0.1; done`
 	}
 	if password != "" && strings.Contains(stderr, password) {
 		t.Error("exec's stderr holds an issued password")
+	}
+	b.AssertNoSecrets(t)
+}
+
+// TestExecOnRotateSignalEnvFileUnwritable: with --on-rotate=signal, a
+// rotation whose credential cannot be written to --env-file sends no
+// SIGHUP (the command would reload the old credential from the file and
+// lose it when the old lease is revoked): exec keeps the old lease, whose
+// user still logs in, revokes each new lease at once, and tries again until
+// the file can be written; then the command gets SIGHUP and the new user.
+func TestExecOnRotateSignalEnvFileUnwritable(t *testing.T) {
+	t.Parallel()
+	// Leases that cannot be renewed (default_ttl = max_ttl): exec rotates
+	// 4 s (a third of 12 s) before the first one ends, which leaves the
+	// old credential valid for a while after a failed rewrite.
+	d, b := setup(t, "12s", "12s", "")
+	dir := t.TempDir()
+	file, envFile, oldEnv := filepath.Join(dir, "runs"), filepath.Join(dir, "db.env"), filepath.Join(dir, "old.env")
+	script := `echo "start $PGUSER" >> "$1"
+trap '. "$CREDBROKER_ENV_FILE"; echo "hup $PGUSER $(psql -tAc "SELECT current_user")" >> "$1"' HUP
+trap 'exit 0' TERM
+while :; do sleep 0.1; done`
+	p := startExec(t, d, b, "readonly", "--on-rotate", "signal", "--env-file", envFile, "--restart-grace", "1s",
+		"--", "sh", "-c", script, "sh", file)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("credbroker exec's stderr:\n%s", p.stderr)
+		}
+	})
+
+	var oldUser string
+	eventually(t, 20*time.Second, "the command did not start", func() bool {
+		runs := distinctLines(file)
+		if len(runs) == 0 {
+			return false
+		}
+		f := strings.Fields(runs[0])
+		if len(f) != 2 || f[0] != "start" {
+			t.Fatalf("the command logged %q, want a start", runs)
+		}
+		oldUser = f[1]
+		return true
+	})
+	data, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPassword := readEnvFile(envFile)["PGPASSWORD"]
+	b.Track(oldPassword)
+	if err := os.WriteFile(oldEnv, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// From now on the env file cannot be replaced: exec's rename onto a
+	// directory fails, root or not.
+	if err := os.Remove(envFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(envFile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	// The rotation fails, and so does the retry: two new leases, each
+	// revoked by exec, its user dropped.
+	var failed []harness.LeaseRow
+	eventually(t, 30*time.Second, "exec did not revoke two new leases while the env file could not be written", func() bool {
+		failed = nil
+		for _, l := range d.Store.Leases(t) {
+			if l.Username == oldUser {
+				continue
+			}
+			if l.State != "REVOKED" || d.Backend.RoleExists(t, l.Username) {
+				return false // issued and not revoked yet: look again
+			}
+			failed = append(failed, l)
+		}
+		return len(failed) >= 2
+	})
+	for _, l := range failed {
+		if l.RevokeReason != "revoked by holder" {
+			t.Errorf("new lease %s: revoked for %q, want revoked by exec (its holder)", l.ID, l.RevokeReason)
+		}
+	}
+	if runs := distinctLines(file); len(runs) != 1 {
+		t.Fatalf("the command logged %q while the env file could not be written, want its start alone (no SIGHUP)", runs)
+	}
+	// The old credential still works: the command keeps using it.
+	psql := exec.Command("sh", "-c", `set -a; . "$1"; psql -tAc 'SELECT current_user'`, "sh", oldEnv)
+	psql.Env = os.Environ()
+	if out, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != oldUser {
+		t.Fatalf("psql as the old user %s after the failed rotations: %v: %s\n%s", oldUser, err, out, p.stderr)
+	}
+	for _, l := range d.Store.Leases(t) {
+		if l.Username == oldUser && l.State != "ACTIVE" {
+			t.Errorf("the old lease is %s while the command still uses it", l.State)
+		}
+	}
+	t.Logf("%d rotations failed while the env file was a directory; the old user %s still logs in", len(failed), oldUser)
+
+	// The file can be written again: the next try rotates.
+	if err := os.Remove(envFile); err != nil {
+		t.Fatal(err)
+	}
+	var runs []string
+	eventually(t, 60*time.Second, "the command got no SIGHUP once the env file could be written", func() bool {
+		runs = distinctLines(file)
+		return len(runs) >= 2
+	})
+	hup := strings.Fields(runs[1])
+	if len(hup) != 3 || hup[0] != "hup" || hup[1] == oldUser || hup[2] != hup[1] {
+		t.Fatalf("after the rotation the command logged %q, want a SIGHUP and a login as a new user", runs)
+	}
+	newUser := hup[1]
+	b.Track(readEnvFile(envFile)["PGPASSWORD"])
+	eventually(t, 20*time.Second, "the old lease outlived --restart-grace after SIGHUP", func() bool {
+		return !d.Backend.RoleExists(t, oldUser)
+	})
+
+	if code := p.stop(t); code != 0 {
+		t.Errorf("credbroker exec exited %d after SIGTERM, want the command's 0\n%s", code, p.stderr)
+	}
+	users := []string{oldUser, newUser}
+	for _, l := range failed {
+		users = append(users, l.Username)
+	}
+	noUserLeft(t, d, users)
+	stderr := p.stderr.String()
+	t.Logf("credbroker exec's stderr:\n%s", stderr)
+	if !strings.Contains(stderr, "not sending sh SIGHUP") {
+		t.Errorf("exec's stderr does not say why it sent no SIGHUP:\n%s", stderr)
+	}
+	if oldPassword == "" || strings.Contains(stderr, oldPassword) {
+		t.Errorf("the old env file held no password, or exec's stderr holds it")
 	}
 	b.AssertNoSecrets(t)
 }
