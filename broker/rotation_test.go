@@ -194,6 +194,29 @@ func (b *rotBroker) rotate(t *testing.T, e *rotationEnv) (*credbrokerv1.RotateRo
 	return resp.Msg, nil
 }
 
+// dieAt runs RotateRoot as if the broker died right after stage
+// ("recorded": the candidate is stored; "rotated": the backend took it),
+// and returns the candidate it left.
+func (b *rotBroker) dieAt(t *testing.T, e *rotationEnv, stage string) *leases.AdminSecret {
+	t.Helper()
+	rotationHook = func(at, _ string) error {
+		if at == stage {
+			return errors.New("the broker died")
+		}
+		return nil
+	}
+	_, err := b.rotate(t, e)
+	rotationHook = func(string, string) error { return nil }
+	if err == nil {
+		t.Fatal("RotateRoot succeeded through the hook")
+	}
+	_, cand := b.stored(t)
+	if cand == nil {
+		t.Fatal("no candidate recorded")
+	}
+	return cand
+}
+
 func eventKinds(t *testing.T, b *rotBroker) string {
 	t.Helper()
 	var k []string
@@ -286,22 +309,7 @@ func TestRotateRoot(t *testing.T) {
 	t.Run("CrashAfterRecordRollsForward", func(t *testing.T) {
 		e := newRotationEnv(t, "")
 		b1 := e.start(t)
-		errDied := errors.New("the broker died")
-		rotationHook = func(stage, _ string) error {
-			if stage == "recorded" {
-				return errDied
-			}
-			return nil
-		}
-		_, err := b1.rotate(t, e)
-		rotationHook = func(string, string) error { return nil }
-		if err == nil {
-			t.Fatal("RotateRoot succeeded through the hook")
-		}
-		_, cand := b1.stored(t)
-		if cand == nil {
-			t.Fatal("no candidate recorded")
-		}
+		cand := b1.dieAt(t, e, "recorded")
 		b1.Close()
 		// The restart finds the candidate, which does not log in, and the
 		// config's password, which does: it sets the candidate itself and
@@ -333,21 +341,7 @@ func TestRotateRoot(t *testing.T) {
 		e := newRotationEnv(t, "")
 		b1 := e.start(t)
 		lease := b1.issue(t, e)
-		rotationHook = func(stage, _ string) error {
-			if stage == "rotated" {
-				return errors.New("the broker died")
-			}
-			return nil
-		}
-		_, err := b1.rotate(t, e)
-		rotationHook = func(string, string) error { return nil }
-		if err == nil {
-			t.Fatal("RotateRoot succeeded through the hook")
-		}
-		_, cand := b1.stored(t)
-		if cand == nil {
-			t.Fatal("no candidate recorded")
-		}
+		cand := b1.dieAt(t, e, "rotated")
 		if err := e.adminLogin(t.Context(), e.password); err == nil {
 			t.Fatal("the backend did not take the new password")
 		}
@@ -375,21 +369,7 @@ func TestRotateRoot(t *testing.T) {
 		// that change land after it: the broker would be locked out.
 		e := newRotationEnv(t, "")
 		b1 := e.start(t)
-		rotationHook = func(stage, _ string) error {
-			if stage == "recorded" {
-				return errors.New("the broker died")
-			}
-			return nil
-		}
-		_, err := b1.rotate(t, e)
-		rotationHook = func(string, string) error { return nil }
-		if err == nil {
-			t.Fatal("RotateRoot succeeded through the hook")
-		}
-		_, cand := b1.stored(t)
-		if cand == nil {
-			t.Fatal("no candidate recorded")
-		}
+		cand := b1.dieAt(t, e, "recorded")
 		ctx := context.WithoutCancel(t.Context())
 		// The lock: an open transaction that altered the admin role.
 		holder, err := pgx.Connect(ctx, e.superURL)

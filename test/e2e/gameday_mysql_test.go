@@ -51,18 +51,11 @@ func newGameDayMySQL(t *testing.T) *gameDayTarget {
 	// … ACCOUNT LOCK sent soon after a pool connection logged in.
 	marker := "alter user `" + admin + "`@"
 	return &gameDayTarget{
-		backendYAML: fmt.Sprintf(`  - name: %s
-    plugin: mysql
-    owner: e2e
-    environment: test
-    connection:
-      dsn: env:CB_GD_ADMIN_DSN
-      max_conns: 8
-`, gameDayBackendName),
-		roleYAML:   fmt.Sprintf(`mysql: {grants: [{privileges: [SELECT], on: "%s.*"}]}`, my.Database),
-		env:        []string{"CB_GD_ADMIN_DSN=" + cfg.FormatDSN()},
-		password:   password,
-		userExists: func(t *testing.T, name string) bool { return len(my.UserHosts(t, name)) > 0 },
+		backendYAML: gameDayDSNBackend("mysql"),
+		roleYAML:    fmt.Sprintf(`mysql: {grants: [{privileges: [SELECT], on: "%s.*"}]}`, my.Database),
+		env:         []string{"CB_GD_ADMIN_DSN=" + cfg.FormatDSN()},
+		password:    password,
+		userExists:  func(t *testing.T, name string) bool { return len(my.UserHosts(t, name)) > 0 },
 		adminLogin: func(ctx context.Context, password string) error {
 			return mysqlLogin(ctx, root.Addr, admin, password)
 		},

@@ -82,6 +82,19 @@ const (
 	gameDayAdmin       = "ops@example.com"
 )
 
+// gameDayDSNBackend is the backends: item of a plugin whose admin is in a
+// DSN, taken from $CB_GD_ADMIN_DSN.
+func gameDayDSNBackend(plugin string) string {
+	return fmt.Sprintf(`  - name: %s
+    plugin: %s
+    owner: e2e
+    environment: test
+    connection:
+      dsn: env:CB_GD_ADMIN_DSN
+      max_conns: 8
+`, gameDayBackendName, plugin)
+}
+
 // newGameDayPostgres makes a backend database whose admin is a fresh role
 // with LOGIN CREATEROLE and a SCRAM password (only postgres is trusted over
 // TCP), dropped when the test ends.
@@ -112,18 +125,11 @@ func newGameDayPostgres(t *testing.T) *gameDayTarget {
 	}
 	u.User = url.UserPassword(role, password)
 	return &gameDayTarget{
-		backendYAML: fmt.Sprintf(`  - name: %s
-    plugin: postgres
-    owner: e2e
-    environment: test
-    connection:
-      dsn: env:CB_GD_ADMIN_DSN
-      max_conns: 8
-`, gameDayBackendName),
-		roleYAML:   fmt.Sprintf("postgres: {member_of: [%s]}", be.ReadGroup),
-		env:        []string{"CB_GD_ADMIN_DSN=" + u.String()},
-		password:   password,
-		userExists: func(t *testing.T, name string) bool { return be.RoleExists(t, name) },
+		backendYAML: gameDayDSNBackend("postgres"),
+		roleYAML:    fmt.Sprintf("postgres: {member_of: [%s]}", be.ReadGroup),
+		env:         []string{"CB_GD_ADMIN_DSN=" + u.String()},
+		password:    password,
+		userExists:  func(t *testing.T, name string) bool { return be.RoleExists(t, name) },
 		adminLogin: func(ctx context.Context, password string) error {
 			u := *u
 			u.User = url.UserPassword(role, password)
