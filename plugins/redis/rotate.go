@@ -111,6 +111,9 @@ func (p *Plugin) rotateRoot(ctx context.Context, newPassword, retire secret.Valu
 		return p.reassertRoot(ctx, nodes, retire)
 	}
 
+	if retire.Reveal() == p.password.Reveal() {
+		retire = secret.Value{} // dropped below as the old password
+	}
 	add, drop := passwordHash(newPassword), "!"+passwordHash(p.password)[1:]
 	added := make([]bool, len(nodes))
 	err = p.each(ctx, nodes, func(ctx context.Context, i int, n node) error {
