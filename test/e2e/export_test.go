@@ -383,8 +383,9 @@ func TestExportVerifyOffline(t *testing.T) {
 				if code != 1 {
 					t.Errorf("%s: export verify: exit %d, want 1: %s%s", name, code, out, stderr)
 				}
+				// A want with "|" is met by any of its parts.
 				for _, w := range want {
-					if !strings.Contains(stderr, w) {
+					if !slices.ContainsFunc(strings.Split(w, "|"), func(w string) bool { return strings.Contains(stderr, w) }) {
 						t.Errorf("%s: export verify said %q, want it to say %q", name, stderr, w)
 					}
 				}
@@ -405,9 +406,11 @@ func TestExportVerifyOffline(t *testing.T) {
 			edit("deleted", []string{fmt.Sprintf("line %d (seq ", revoked), "prev_hash does not match"}, func(l []string) []string {
 				return slices.Delete(l, renewed, renewed+1)
 			})
-			// Two events of different chains swapped (a checkpoint the
-			// reaper wrote may stand between them: seqs then still go down).
-			edit("swapped", []string{"out of order"}, func(l []string) []string {
+			// Two issues swapped (a checkpoint the reaper wrote may stand
+			// between them: seqs then still go down). Leases are spread
+			// over chains by id, so the two may share a chain: then the
+			// chain breaks before the order is looked at.
+			edit("swapped", []string{"out of order|does not start the chain|prev_hash does not match"}, func(l []string) []string {
 				l[issuedFirst], l[issuedSecond] = l[issuedSecond], l[issuedFirst]
 				return l
 			})
