@@ -99,6 +99,21 @@ type TypedAdminPassworder[C any] interface {
 	WithAdminPassword(connection C, password secret.Value) (C, error)
 }
 
+// CopyWithAdminPassword is the body of a [TypedAdminPassworder]: a copy of
+// *c with set applied (which puts password where the driver's Open looks
+// for it), refusing a nil connection or an empty password.
+func CopyWithAdminPassword[C any](c *C, password secret.Value, set func(*C)) (*C, error) {
+	if c == nil {
+		return nil, errors.New("open: no connection given")
+	}
+	if password.IsZero() {
+		return nil, errors.New("open: the admin password is empty")
+	}
+	cp := *c
+	set(&cp)
+	return &cp, nil
+}
+
 // OpenAs is [Open] with the admin password replaced by password; with a
 // zero password it is Open. A driver that is no [AdminPassworder] is
 // [ErrRotateUnsupported]. No error holds password.

@@ -22,15 +22,7 @@ var (
 // WithAdminPassword returns a copy of c that [Driver.Open] opens with
 // password in place of the DSN's: the admin password the broker rotated.
 func (Driver) WithAdminPassword(c *Connection, password secret.Value) (*Connection, error) {
-	if c == nil {
-		return nil, errors.New("open: no connection given")
-	}
-	if password.IsZero() {
-		return nil, errors.New("open: the admin password is empty")
-	}
-	cp := *c
-	cp.adminPassword = password
-	return &cp, nil
+	return plugins.CopyWithAdminPassword(c, password, func(c *Connection) { c.adminPassword = password })
 }
 
 // RotateRoot sets the admin's own password to req.NewPassword with ALTER

@@ -23,15 +23,7 @@ var (
 // broker rotated. The plugin opens no AMQP connection, so the management
 // API's password is the only one.
 func (Driver) WithAdminPassword(c *Connection, password secret.Value) (*Connection, error) {
-	if c == nil {
-		return nil, errors.New("open: no connection given")
-	}
-	if password.IsZero() {
-		return nil, errors.New("open: the admin password is empty")
-	}
-	cp := *c
-	cp.adminPassword = password
-	return &cp, nil
+	return plugins.CopyWithAdminPassword(c, password, func(c *Connection) { c.adminPassword = password })
 }
 
 // RotateRoot sets the admin user's password to req.NewPassword through the

@@ -22,15 +22,7 @@ var (
 // password in place of the one its reference names: the admin password the
 // broker rotated.
 func (Driver) WithAdminPassword(c *Connection, password secret.Value) (*Connection, error) {
-	if c == nil {
-		return nil, errors.New("open: no connection given")
-	}
-	if password.IsZero() {
-		return nil, errors.New("open: the admin password is empty")
-	}
-	cp := *c
-	cp.adminPassword = password
-	return &cp, nil
+	return plugins.CopyWithAdminPassword(c, password, func(c *Connection) { c.adminPassword = password })
 }
 
 // RotateRoot gives the admin's ACL user the password req.NewPassword and
