@@ -341,7 +341,7 @@ func (s *Server) rotateRoot(ctx context.Context, backend, actor string, force bo
 		_ = s.syncBackend(ctx, b)
 		if cur, _, err := s.store.AdminSecrets(ctx, backend); err == nil && cur != nil && cur.ID == cand.ID {
 			s.log.Warn("root rotated on a second attempt", slog.String("backend", backend),
-				slog.String("first attempt", plugins.SanitizeString(rerr.Error(), newPassword)))
+				slog.String("first_attempt", plugins.SanitizeString(rerr.Error(), newPassword)))
 			return *cur, true, nil
 		}
 		return leases.AdminSecret{}, false, fmt.Errorf("backend %s: rotate the admin password: %w", backend, plugins.Sanitize(rerr, newPassword))
